@@ -1,0 +1,1 @@
+//! End-to-end tests for Starling live in `tests/`; this library is empty.
