@@ -1,1 +1,46 @@
-//! placeholder
+//! Typed XMPP stanzas and the RFC 6120 error conditions.
+//!
+//! A [`Stanza`] is a thin, validated view over a `minidom::Element`: the element is kept whole, so
+//! payloads this server does not understand travel on unchanged. What this crate adds is the
+//! knowledge the rest of the server needs to act on a stanza without re-reading XML: its kind, its
+//! type, its addresses, and how to build the RFC 6120 §8.3 error reply to it. Stream errors
+//! (§4.9) are here too, so every layer names conditions the same way.
+//!
+//! ```
+//! use starling_stanza::{Stanza, StanzaKind, StanzaErrorCondition, NS_CLIENT};
+//!
+//! let element: minidom::Element =
+//!     "<iq xmlns='jabber:client' type='get' id='q1'><query xmlns='urn:example:unknown'/></iq>"
+//!         .parse()
+//!         .unwrap();
+//! let stanza = Stanza::try_from(element).unwrap();
+//! assert_eq!(stanza.kind(), StanzaKind::Iq);
+//! let reply = stanza.error_reply(StanzaErrorCondition::ServiceUnavailable).unwrap();
+//! assert_eq!(reply.attr("type"), Some("error"));
+//! assert_eq!(reply.attr("id"), Some("q1"));
+//! assert!(reply.is("iq", NS_CLIENT));
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod stanza;
+
+pub use error::{ErrorType, StanzaErrorCondition, StreamErrorCondition};
+pub use stanza::{IqType, Stanza, StanzaError, StanzaKind, set_attr};
+
+/// The content namespace of client-to-server streams (RFC 6120 §4.8.3).
+pub const NS_CLIENT: &str = "jabber:client";
+/// The namespace of the stream element and its prefix-bound children (RFC 6120 §4.8.1).
+pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+/// Stream error conditions (RFC 6120 §4.9.3).
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Stanza error conditions (RFC 6120 §8.3.3).
+pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// STARTTLS negotiation (RFC 6120 §5).
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL negotiation (RFC 6120 §6).
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// XMPP Ping (XEP-0199).
+pub const NS_PING: &str = "urn:xmpp:ping";
+/// SASL channel-binding type capability (XEP-0440).
+pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";

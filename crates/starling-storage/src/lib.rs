@@ -1,1 +1,134 @@
-//! placeholder
+//! Persistent storage for Starling: accounts and their SCRAM keys.
+//!
+//! The server talks to storage only through traits such as [`AccountStore`], so a backend is
+//! chosen once at start-up and nothing else knows which one it is. [`SqliteStore`] is the
+//! embedded default; a PostgreSQL backend will implement the same traits, and rosters and other
+//! per-user data will get traits of their own beside [`AccountStore`].
+//!
+//! The one design choice a caller has to understand: **passwords are never stored**. An account
+//! is a bare JID plus, per SCRAM hash, the salt, iteration count, `StoredKey` and `ServerKey` of
+//! RFC 5802 §3 ([`StoredCredentials`]). `starling-sasl` derives those from a password when an
+//! account is created or its password changes, and checks logins against them; storage keeps
+//! the bytes exactly as given.
+//!
+//! Trait methods are `async` because a real database is remote, but they never block the async
+//! runtime: [`SqliteStore`] runs every SQLite call on tokio's blocking pool.
+//!
+//! ```
+//! use jid::BareJid;
+//! use starling_sasl::{ScramHash, ScramKeys, StoredCredentials};
+//! use starling_storage::{AccountStore, SqliteStore};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+//! runtime.block_on(async {
+//!     let store = SqliteStore::open_in_memory()?;
+//!     let juliet = BareJid::new("juliet@im.example.com")?;
+//!     let creds = StoredCredentials {
+//!         keys: vec![ScramKeys {
+//!             hash: ScramHash::Sha256,
+//!             salt: b"QSXCR+Q6sek8bf92".to_vec(),
+//!             iterations: 4096,
+//!             stored_key: vec![0x11; 32],
+//!             server_key: vec![0x22; 32],
+//!         }],
+//!     };
+//!
+//!     store.create_account(&juliet, &creds).await?;
+//!     assert!(store.credentials(&juliet).await? == Some(creds));
+//!     assert_eq!(store.list_accounts("im.example.com").await?, vec![juliet.clone()]);
+//!
+//!     store.delete_account(&juliet).await?;
+//!     assert!(store.credentials(&juliet).await?.is_none());
+//!     Ok(())
+//! })
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use std::future::Future;
+
+use jid::BareJid;
+use starling_sasl::StoredCredentials;
+
+mod sqlite;
+
+#[cfg(test)]
+mod account_tests;
+
+pub use sqlite::SqliteStore;
+
+/// What went wrong in a storage operation.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// `create_account` for a JID that already has an account.
+    #[error("account {0} already exists")]
+    AccountExists(BareJid),
+    /// An operation that needs an existing account found none.
+    #[error("account {0} does not exist")]
+    AccountNotFound(BareJid),
+    /// `create_account` for a JID without a localpart (a bare domain), which cannot log in.
+    #[error("{0} has no localpart and cannot be an account")]
+    NoLocalpart(BareJid),
+    /// The database refused or failed an operation. The text starts with what was being done.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A schema migration could not be applied, or the database was written by a newer
+    /// Starling whose schema this build does not know.
+    #[error("schema version {version}: {reason}")]
+    Migration {
+        /// The schema version being applied, or the unknown version found in the database.
+        version: u32,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A stored row holds a value this build cannot interpret, such as an unknown hash name.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Accounts and their SCRAM keys. Passwords are never stored.
+///
+/// An account is identified by its bare JID, compared in the jid crate's normalised form (so
+/// `Juliet@IM.Example.com` and `juliet@im.example.com` are one account). Every method is atomic:
+/// a failed call leaves the store as it was.
+pub trait AccountStore: Send + Sync + 'static {
+    /// Creates an account with the given keys.
+    ///
+    /// Fails with [`StorageError::AccountExists`] if the account exists and
+    /// [`StorageError::NoLocalpart`] if `jid` is a bare domain.
+    fn create_account(
+        &self,
+        jid: &BareJid,
+        creds: &StoredCredentials,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Replaces all keys of an existing account with `creds`, as one atomic change (a password
+    /// change). Fails with [`StorageError::AccountNotFound`] if there is no such account.
+    fn set_credentials(
+        &self,
+        jid: &BareJid,
+        creds: &StoredCredentials,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Deletes an account and its keys. Fails with [`StorageError::AccountNotFound`] if there
+    /// is no such account.
+    fn delete_account(
+        &self,
+        jid: &BareJid,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The keys of an account, or `None` if there is no such account. Keys come back in
+    /// `ScramHash` declaration order (SHA-1 before SHA-256), whatever order they were stored in.
+    fn credentials(
+        &self,
+        jid: &BareJid,
+    ) -> impl Future<Output = Result<Option<StoredCredentials>, StorageError>> + Send;
+
+    /// All accounts of one host, sorted by [`BareJid`]'s `Ord`. `host` is normalised like a
+    /// JID's domainpart; a host that is not a valid domainpart has no accounts.
+    fn list_accounts(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<BareJid>, StorageError>> + Send;
+}
