@@ -1,0 +1,357 @@
+//! One SASL negotiation as a step machine (RFC 6120 §6.4, RFC 4616, RFC 5802 §5).
+//!
+//! The engine feeds decoded client data in through [`SaslSession::step`] and account data
+//! through [`SaslSession::credentials`]; each call returns the one thing to do next.
+
+use crate::credentials::{DEFAULT_ITERATIONS, ScramHash, ScramKeys, StoredCredentials};
+use crate::failure::SaslFailure;
+use crate::mechanism::{ChannelBinding, ChannelBindingType, Mechanism, ServerContext};
+use crate::plain;
+use crate::scram::{self, CbindFlag};
+
+/// What the engine should do after feeding the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslStep {
+    /// Send `<challenge/>` with these raw bytes (the engine base64-encodes them).
+    Challenge(Vec<u8>),
+    /// Fetch `StoredCredentials` for `username@domain` and pass them to
+    /// [`SaslSession::credentials`].
+    LookupCredentials {
+        /// The authcid after SASLprep (the engine applies nodeprep).
+        username: String,
+    },
+    /// Send `<success/>`; the stream is authenticated as `username`.
+    Success {
+        /// The authcid after SASLprep (the engine applies nodeprep).
+        username: String,
+        /// Additional data with success (RFC 6120 §6.3.10): the SCRAM server-final-message.
+        additional_data: Option<Vec<u8>>,
+    },
+    /// Send `<failure/>` with this condition; the session is over.
+    Failure(SaslFailure),
+}
+
+/// One SASL negotiation on one stream.
+pub struct SaslSession {
+    /// The mechanism the client chose.
+    mechanism: Mechanism,
+    /// The domain the client addressed; authzids must name an account there.
+    domain: String,
+    /// The bindings this connection can verify; `p=` must name one of them.
+    channel_bindings: Vec<ChannelBinding>,
+    /// The server's half of the SCRAM nonce, supplied by the engine.
+    server_nonce: String,
+    /// Where the exchange is.
+    state: State,
+}
+
+enum State {
+    /// Waiting for the initial response; `true` once the empty challenge went out.
+    Initial { sent_empty_challenge: bool },
+    /// PLAIN message accepted syntactically; waiting for the account's keys.
+    PlainAwaitingCredentials { authcid: String, password: Secret },
+    /// client-first-message accepted; waiting for the account's keys.
+    ScramAwaitingCredentials {
+        first: scram::ClientFirst,
+        expected_cbind: Vec<u8>,
+    },
+    /// server-first-message sent; waiting for client-final-message.
+    ScramAwaitingFinal(ScramPending),
+    /// Success or failure was returned; nothing more is accepted.
+    Finished,
+}
+
+struct ScramPending {
+    username: String,
+    /// `c=` must decode to exactly this: the GS2 header plus any channel binding data.
+    expected_cbind: Vec<u8>,
+    combined_nonce: String,
+    /// `client-first-message-bare "," server-first-message ","`.
+    auth_message_prefix: String,
+    keys: ScramKeys,
+    /// The keys are made up because the account is unknown or lacks this hash.
+    is_decoy: bool,
+}
+
+/// A prepared PLAIN password.
+struct Secret(String);
+
+// Passwords, keys and channel binding data stay out of logs: Debug names only the state.
+impl std::fmt::Debug for SaslSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Initial { .. } => "Initial",
+            State::PlainAwaitingCredentials { .. } | State::ScramAwaitingCredentials { .. } => {
+                "AwaitingCredentials"
+            }
+            State::ScramAwaitingFinal(_) => "AwaitingClientFinal",
+            State::Finished => "Finished",
+        };
+        f.debug_struct("SaslSession")
+            .field("mechanism", &self.mechanism)
+            .field("domain", &self.domain)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaslSession {
+    /// Starts the mechanism the client chose in `<auth mechanism='...'>`.
+    ///
+    /// * an unknown name, or -PLUS on a connection without channel bindings:
+    ///   `<invalid-mechanism/>` (RFC 6120 §6.5.7), since we did not offer it;
+    /// * PLAIN on a plaintext stream when not allowed: `<encryption-required/>` (§6.5.4),
+    ///   which tells the client that the mechanism works once TLS protects the stream;
+    /// * a SCRAM mechanism with a `server_nonce` that is not printable ASCII without ','
+    ///   (RFC 5802 §7): `<temporary-auth-failure/>` (§6.5.11), as that is a fault of ours.
+    pub fn start(
+        mechanism: &str,
+        ctx: &ServerContext,
+        server_nonce: &str,
+    ) -> Result<SaslSession, SaslFailure> {
+        let mechanism = Mechanism::from_name(mechanism).ok_or(SaslFailure::InvalidMechanism)?;
+        if !ctx.offers(mechanism) {
+            return Err(match mechanism {
+                Mechanism::Plain => SaslFailure::EncryptionRequired,
+                Mechanism::ScramSha1
+                | Mechanism::ScramSha1Plus
+                | Mechanism::ScramSha256
+                | Mechanism::ScramSha256Plus => SaslFailure::InvalidMechanism,
+            });
+        }
+        if mechanism.scram_hash().is_some() && !scram::is_nonce(server_nonce) {
+            return Err(SaslFailure::TemporaryAuthFailure);
+        }
+        Ok(SaslSession {
+            mechanism,
+            domain: ctx.domain.clone(),
+            channel_bindings: ctx.channel_bindings.clone(),
+            server_nonce: server_nonce.to_owned(),
+            state: State::Initial {
+                sent_empty_challenge: false,
+            },
+        })
+    }
+
+    /// Feeds the (already base64-decoded) initial response or a response to a challenge.
+    ///
+    /// `None` is "no initial response" (RFC 6120 §6.4.2); the first time, the session answers
+    /// with an empty challenge and waits for the data in `<response/>`. Data arriving when
+    /// none is expected, or after the outcome, is `<malformed-request/>` (§6.5.8).
+    pub fn step(&mut self, response: Option<&[u8]>) -> SaslStep {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Initial {
+                sent_empty_challenge,
+            } => match response {
+                Some(data) => self.initial_response(data),
+                None if !sent_empty_challenge => {
+                    self.state = State::Initial {
+                        sent_empty_challenge: true,
+                    };
+                    SaslStep::Challenge(Vec::new())
+                }
+                None => SaslStep::Failure(SaslFailure::MalformedRequest),
+            },
+            State::ScramAwaitingFinal(pending) => match response {
+                Some(data) => scram_verify(pending, data).unwrap_or_else(SaslStep::Failure),
+                None => SaslStep::Failure(SaslFailure::MalformedRequest),
+            },
+            State::PlainAwaitingCredentials { .. }
+            | State::ScramAwaitingCredentials { .. }
+            | State::Finished => SaslStep::Failure(SaslFailure::MalformedRequest),
+        }
+    }
+
+    /// Answers `LookupCredentials`; `None` means the account does not exist.
+    ///
+    /// An unknown account and a wrong password end the same way, `<not-authorized/>`
+    /// (RFC 6120 §6.5.10). For SCRAM the unknown account still gets a plausible
+    /// server-first-message and fails only at the proof, as does an account without keys for
+    /// the mechanism's hash. Called when no lookup is pending, it is the engine's fault:
+    /// `<temporary-auth-failure/>` (§6.5.11).
+    pub fn credentials(&mut self, creds: Option<StoredCredentials>) -> SaslStep {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::PlainAwaitingCredentials { authcid, password } => {
+                plain_verify(authcid, &password.0, creds.as_ref())
+            }
+            State::ScramAwaitingCredentials {
+                first,
+                expected_cbind,
+            } => self.scram_server_first(first, expected_cbind, creds.as_ref()),
+            State::Initial { .. } | State::ScramAwaitingFinal(_) | State::Finished => {
+                SaslStep::Failure(SaslFailure::TemporaryAuthFailure)
+            }
+        }
+    }
+
+    /// The client sent `<abort/>` (RFC 6120 §6.4.4): the session ends with `<aborted/>`.
+    pub fn abort(&mut self) -> SaslStep {
+        self.state = State::Finished;
+        SaslStep::Failure(SaslFailure::Aborted)
+    }
+
+    /// The mechanism being negotiated.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// True once `Success` or `Failure` has been returned.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+
+    fn initial_response(&mut self, data: &[u8]) -> SaslStep {
+        let outcome = match self.mechanism.scram_hash() {
+            None => self.plain_initial(data),
+            Some(_) => self.scram_initial(data),
+        };
+        outcome.unwrap_or_else(SaslStep::Failure)
+    }
+
+    fn plain_initial(&mut self, data: &[u8]) -> Result<SaslStep, SaslFailure> {
+        let message = plain::parse(data)?;
+        if let Some(authzid) = &message.authzid {
+            check_authzid(authzid, &message.authcid, &self.domain)?;
+        }
+        self.state = State::PlainAwaitingCredentials {
+            authcid: message.authcid.clone(),
+            password: Secret(message.password),
+        };
+        Ok(SaslStep::LookupCredentials {
+            username: message.authcid,
+        })
+    }
+
+    fn scram_initial(&mut self, data: &[u8]) -> Result<SaslStep, SaslFailure> {
+        let first = scram::parse_client_first(data)?;
+        let mut expected_cbind = first.gs2_header.as_bytes().to_vec();
+        match (&first.cbind, self.mechanism.is_plus()) {
+            // RFC 5802 §6: "p" is for -PLUS only, and -PLUS requires "p".
+            (CbindFlag::Required(_), false)
+            | (CbindFlag::NotSupported | CbindFlag::ServerUnsupported, true) => {
+                return Err(SaslFailure::MalformedRequest);
+            }
+            (CbindFlag::Required(name), true) => {
+                // RFC 5802 §7 e=unsupported-channel-binding-type: refused as not-authorized.
+                let binding = ChannelBindingType::from_name(name)
+                    .and_then(|kind| self.channel_bindings.iter().find(|cb| cb.kind == kind))
+                    .ok_or(SaslFailure::NotAuthorized)?;
+                expected_cbind.extend_from_slice(&binding.data);
+            }
+            // RFC 5802 §6: "y" while we advertise -PLUS means someone removed -PLUS from the
+            // features the client saw: a downgrade, so the exchange must fail.
+            (CbindFlag::ServerUnsupported, false) if !self.channel_bindings.is_empty() => {
+                return Err(SaslFailure::NotAuthorized);
+            }
+            (CbindFlag::ServerUnsupported | CbindFlag::NotSupported, false) => {}
+        }
+        if let Some(authzid) = &first.authzid {
+            check_authzid(authzid, &first.username, &self.domain)?;
+        }
+        let username = first.username.clone();
+        self.state = State::ScramAwaitingCredentials {
+            first,
+            expected_cbind,
+        };
+        Ok(SaslStep::LookupCredentials { username })
+    }
+
+    fn scram_server_first(
+        &mut self,
+        first: scram::ClientFirst,
+        expected_cbind: Vec<u8>,
+        creds: Option<&StoredCredentials>,
+    ) -> SaslStep {
+        let Some(hash) = self.mechanism.scram_hash() else {
+            return SaslStep::Failure(SaslFailure::TemporaryAuthFailure);
+        };
+        let (keys, is_decoy) = match creds.and_then(|c| c.keys_for(hash)) {
+            Some(keys) => (keys.clone(), false),
+            None => (
+                scram::decoy_keys(hash, &first.username, &self.server_nonce),
+                true,
+            ),
+        };
+        let combined_nonce = format!("{}{}", first.nonce, self.server_nonce);
+        let server_first = scram::server_first(&combined_nonce, &keys);
+        self.state = State::ScramAwaitingFinal(ScramPending {
+            username: first.username,
+            expected_cbind,
+            combined_nonce,
+            auth_message_prefix: format!("{},{},", first.bare, server_first),
+            keys,
+            is_decoy,
+        });
+        SaslStep::Challenge(server_first.into_bytes())
+    }
+}
+
+/// Checks a client-final-message (RFC 5802 §5.1, §7): syntax problems are
+/// `<malformed-request/>`, verification failures `<not-authorized/>`.
+fn scram_verify(pending: ScramPending, data: &[u8]) -> Result<SaslStep, SaslFailure> {
+    let last = scram::parse_client_final(data)?;
+    if last.proof.len() != pending.keys.hash.output_len() {
+        return Err(SaslFailure::MalformedRequest);
+    }
+    if last.channel_binding != pending.expected_cbind || last.nonce != pending.combined_nonce {
+        return Err(SaslFailure::NotAuthorized);
+    }
+    let auth_message = format!("{}{}", pending.auth_message_prefix, last.without_proof);
+    let server_final = scram::verify_proof(&pending.keys, auth_message.as_bytes(), &last.proof)
+        .filter(|_| !pending.is_decoy)
+        .ok_or(SaslFailure::NotAuthorized)?;
+    Ok(SaslStep::Success {
+        username: pending.username,
+        additional_data: Some(server_final),
+    })
+}
+
+/// Checks a PLAIN password against the account's SHA-256 keys, or its SHA-1 keys if those are
+/// all it has.
+fn plain_verify(authcid: String, password: &str, creds: Option<&StoredCredentials>) -> SaslStep {
+    let keys = creds.and_then(|c| {
+        c.keys_for(ScramHash::Sha256)
+            .or_else(|| c.keys_for(ScramHash::Sha1))
+    });
+    let Some(keys) = keys else {
+        // Spend about the time a real check takes, so the answer's timing does not reveal
+        // whether the account exists.
+        let decoy = ScramKeys::derive_prepared(
+            ScramHash::Sha256,
+            password,
+            authcid.as_bytes(),
+            DEFAULT_ITERATIONS,
+        );
+        std::hint::black_box(decoy).ok();
+        return SaslStep::Failure(SaslFailure::NotAuthorized);
+    };
+    if keys.verify_prepared(password) {
+        SaslStep::Success {
+            username: authcid,
+            additional_data: None,
+        }
+    } else {
+        SaslStep::Failure(SaslFailure::NotAuthorized)
+    }
+}
+
+/// The authzid may only name the account itself: the bare JID `authcid@domain`
+/// (RFC 6120 §6.3.8 leaves other identities to policy; we allow none).
+///
+/// Without nodeprep at hand, the localpart and domain are compared after Unicode lower-casing,
+/// which covers the case folding nodeprep (RFC 3920 Appendix A) and the domain's
+/// case-insensitivity would apply. Anything else, including a full JID, is
+/// `<invalid-authzid/>` (RFC 6120 §6.5.6).
+fn check_authzid(authzid: &str, authcid: &str, domain: &str) -> Result<(), SaslFailure> {
+    let (local, host) = authzid.split_once('@').ok_or(SaslFailure::InvalidAuthzid)?;
+    if local.to_lowercase() == authcid.to_lowercase()
+        && host.to_lowercase() == domain.to_lowercase()
+    {
+        Ok(())
+    } else {
+        Err(SaslFailure::InvalidAuthzid)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! `starling.toml`: every key, its default and what it is for.
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// The whole configuration file. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Domains served by this server, e.g. `["example.org"]`.
+    pub hosts: Vec<String>,
+    /// Where the database and generated certificates live. Relative paths are taken from the
+    /// directory the server was started in.
+    pub data_dir: PathBuf,
+    /// Listening sockets.
+    pub listen: Listen,
+    /// Certificate and key.
+    pub tls: Tls,
+    /// Client-to-server stream policy.
+    pub c2s: C2s,
+    /// Bounds on what a peer may send.
+    pub limits: LimitsConfig,
+    /// Where accounts are stored.
+    pub storage: Storage,
+    /// Seconds to wait for sessions to close on shutdown before exiting anyway.
+    pub shutdown_grace_secs: u64,
+}
+
+/// `[listen]`: addresses for client connections. Port 0 picks a free port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Plain TCP with STARTTLS (RFC 6120 §5), conventionally port 5222.
+    pub starttls: Vec<SocketAddr>,
+    /// TLS from the first byte (XEP-0368), conventionally port 5223.
+    pub direct_tls: Vec<SocketAddr>,
+}
+
+/// `[tls]`: PEM files. When both are unset, a self-signed certificate for all `hosts` is
+/// generated in `<data_dir>/tls/` on first start (fine for local use, not for the internet).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// Certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: Option<PathBuf>,
+}
+
+/// `[c2s]`: how client streams are negotiated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2s {
+    /// Require STARTTLS before SASL (RFC 6120 §5.3.1). Default true.
+    pub require_encryption: bool,
+    /// Offer SASL PLAIN on unencrypted streams. Default false: PLAIN sends the password itself.
+    pub allow_plain_without_tls: bool,
+    /// SASL failures tolerated on one connection before the stream is closed
+    /// (RFC 6120 §6.4.5 suggests 2 to 5). Default 3.
+    pub max_auth_failures: u32,
+    /// Seconds a TLS handshake may take before the connection is dropped. Default 30.
+    pub tls_handshake_timeout_secs: u64,
+    /// PBKDF2 iterations for newly set passwords (RFC 7677 asks for at least 4096). Default 4096.
+    pub scram_iterations: u32,
+}
+
+/// `[limits]`: applied while parsing, before memory is spent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza once authenticated, in bytes. Default 262144 (256 KiB).
+    pub max_stanza_bytes: usize,
+    /// Largest top-level element before authentication, in bytes. Default 16384 (16 KiB).
+    pub max_stanza_bytes_unauthenticated: usize,
+    /// Deepest element nesting inside one stanza. Default 32.
+    pub max_depth: u16,
+    /// Most attributes on one element. Default 64.
+    pub max_attributes_per_element: u16,
+    /// Most simultaneous client connections; further connections wait in the listen backlog.
+    /// Default 10000.
+    pub max_connections: usize,
+}
+
+/// `[storage]`: the embedded SQLite database (PostgreSQL arrives with the storage issue).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// SQLite file; default `<data_dir>/starling.sqlite`.
+    pub sqlite_path: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            hosts: vec!["localhost".to_owned()],
+            data_dir: PathBuf::from("starling-data"),
+            listen: Listen::default(),
+            tls: Tls::default(),
+            c2s: C2s::default(),
+            limits: LimitsConfig::default(),
+            storage: Storage::default(),
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            starttls: vec![SocketAddr::from(([127, 0, 0, 1], 5222))],
+            direct_tls: vec![SocketAddr::from(([127, 0, 0, 1], 5223))],
+        }
+    }
+}
+
+impl Default for C2s {
+    fn default() -> Self {
+        Self {
+            require_encryption: true,
+            allow_plain_without_tls: false,
+            max_auth_failures: starling_stream::DEFAULT_MAX_AUTH_FAILURES,
+            tls_handshake_timeout_secs: 30,
+            scram_iterations: starling_sasl::DEFAULT_ITERATIONS,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let authenticated = starling_xml::Limits::authenticated();
+        Self {
+            max_stanza_bytes: authenticated.max_stanza_bytes,
+            max_stanza_bytes_unauthenticated: starling_xml::Limits::unauthenticated()
+                .max_stanza_bytes,
+            max_depth: authenticated.max_depth,
+            max_attributes_per_element: authenticated.max_attributes_per_element,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Read `path`, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config: Config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.validate()?;
+        config.hosts = config
+            .hosts
+            .iter()
+            .map(|host| {
+                jid::DomainPart::new(host)
+                    .map(|d| d.as_str().to_owned())
+                    .map_err(|err| anyhow::anyhow!("hosts: {host:?} is not a valid domain: {err}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.hosts.is_empty(),
+            "hosts: at least one host is required"
+        );
+        anyhow::ensure!(
+            self.tls.certificate.is_some() == self.tls.private_key.is_some(),
+            "tls: set both certificate and private_key, or neither"
+        );
+        anyhow::ensure!(
+            self.c2s.max_auth_failures >= 1,
+            "c2s.max_auth_failures must be at least 1"
+        );
+        anyhow::ensure!(
+            self.c2s.scram_iterations >= 4096,
+            "c2s.scram_iterations must be at least 4096 (RFC 7677)"
+        );
+        anyhow::ensure!(
+            self.limits.max_depth >= 2,
+            "limits.max_depth must be at least 2"
+        );
+        anyhow::ensure!(
+            self.limits.max_stanza_bytes_unauthenticated >= 1024
+                && self.limits.max_stanza_bytes >= 1024,
+            "limits: stanza size limits must be at least 1024 bytes"
+        );
+        anyhow::ensure!(
+            self.limits.max_connections >= 1,
+            "limits.max_connections must be at least 1"
+        );
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.storage
+            .sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("starling.sqlite"))
+    }
+
+    /// The stream engine's view of this configuration.
+    pub fn stream_config(&self) -> starling_stream::StreamConfig {
+        let mut stream = starling_stream::StreamConfig::new(self.hosts.clone());
+        stream.require_encryption = self.c2s.require_encryption;
+        stream.allow_plain_without_tls = self.c2s.allow_plain_without_tls;
+        stream.max_auth_failures = self.c2s.max_auth_failures;
+        let mut limits = starling_xml::Limits::authenticated();
+        limits.max_depth = self.limits.max_depth;
+        limits.max_attributes_per_element = self.limits.max_attributes_per_element;
+        limits.max_stanza_bytes = self.limits.max_stanza_bytes;
+        stream.limits_authenticated = limits;
+        limits.max_stanza_bytes = self.limits.max_stanza_bytes_unauthenticated;
+        stream.limits_unauthenticated = limits;
+        stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_secure_defaults() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config.hosts, vec!["localhost".to_owned()]);
+        assert!(config.c2s.require_encryption);
+        assert!(!config.c2s.allow_plain_without_tls);
+        assert_eq!(config.limits.max_stanza_bytes, 256 * 1024);
+        assert_eq!(config.limits.max_stanza_bytes_unauthenticated, 16 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<Config>("[c2s]\nrequire_encrption = false\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown field `require_encrption`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn example_config_in_repository_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../starling.example.toml");
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.hosts, vec!["localhost".to_owned()]);
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_rejected() {
+        let config: Config = toml::from_str("[tls]\ncertificate = 'a.pem'\n").unwrap();
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "tls: set both certificate and private_key, or neither"
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Per-server settings the stream engine obeys; built once from `starling.toml`.
+
+use starling_xml::Limits;
+
+/// Settings shared by every c2s stream of one server.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Domains this server hosts, normalised (RFC 7622 nameprep). A header `to` naming any
+    /// other domain gets `<host-unknown/>` (RFC 6120 §4.9.3.6).
+    pub hosts: Vec<String>,
+    /// Whether STARTTLS can be offered (a certificate is loaded).
+    pub starttls_available: bool,
+    /// Refuse SASL until the stream is encrypted (RFC 6120 §5.3.1 mandatory-to-negotiate TLS).
+    pub require_encryption: bool,
+    /// Offer and accept SASL PLAIN on an unencrypted stream. Off by default: PLAIN sends the
+    /// password itself.
+    pub allow_plain_without_tls: bool,
+    /// SASL failures allowed on one connection; the next failure closes the stream
+    /// (RFC 6120 §6.4.5 asks for "at least 2 and no more than 5" retries).
+    pub max_auth_failures: u32,
+    /// Parser limits before authentication.
+    pub limits_unauthenticated: Limits,
+    /// Parser limits once authenticated.
+    pub limits_authenticated: Limits,
+}
+
+/// Default number of SASL failures tolerated on one connection.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+
+impl StreamConfig {
+    /// Secure defaults for the given hosts: STARTTLS offered and required, no PLAIN in the clear.
+    pub fn new(hosts: Vec<String>) -> Self {
+        Self {
+            hosts,
+            starttls_available: true,
+            require_encryption: true,
+            allow_plain_without_tls: false,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            limits_unauthenticated: Limits::unauthenticated(),
+            limits_authenticated: Limits::authenticated(),
+        }
+    }
+}

@@ -1,0 +1,707 @@
+//! The c2s stream state machine: RFC 6120 §4 (streams), §5 (STARTTLS), §6 (SASL), §7 (binding).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use jid::{BareJid, DomainPart, FullJid, NodePart};
+use minidom::Element;
+use starling_sasl::{
+    ChannelBinding, SaslFailure, SaslSession, SaslStep, ServerContext, StoredCredentials,
+};
+use starling_stanza::{
+    IqType, NS_CLIENT, NS_PING, NS_SASL, NS_TLS, Stanza, StanzaErrorCondition, StanzaKind,
+    StreamErrorCondition,
+};
+use starling_xml::{HeaderOut, StreamEvent, StreamHeader, StreamParser, XmlError};
+
+use crate::config::StreamConfig;
+use crate::ids::IdSource;
+use crate::nonza::{self, Features};
+
+/// Facts about an established TLS session that SASL needs.
+#[derive(Clone, Default)]
+pub struct TlsInfo {
+    /// Channel-binding data this TLS session can provide (RFC 5929, RFC 9266).
+    pub channel_bindings: Vec<ChannelBinding>,
+}
+
+/// How the connection started.
+pub enum Transport {
+    /// Plain TCP; STARTTLS may follow (RFC 6120 §5).
+    Plain,
+    /// TLS from the first byte (XEP-0368 direct TLS).
+    DirectTls(TlsInfo),
+}
+
+/// Something that happened to the connection.
+pub enum Input<'a> {
+    /// Bytes read from the peer (decrypted, if TLS is on).
+    Bytes(&'a [u8]),
+    /// The TLS handshake requested by [`Action::StartTls`] finished.
+    TlsEstablished(TlsInfo),
+    /// The TLS handshake requested by [`Action::StartTls`] failed; the socket is unusable.
+    TlsFailed,
+    /// The answer to [`Action::LookupCredentials`]: `None` when no such account exists.
+    Credentials(Option<StoredCredentials>),
+    /// [`Action::LookupCredentials`] could not be answered (storage is down): the attempt fails
+    /// with `temporary-auth-failure` (RFC 6120 §6.5.11) and does not count as a wrong password.
+    CredentialsUnavailable,
+    /// The server is shutting down (RFC 6120 §4.9.3.20 `system-shutdown`).
+    Shutdown,
+    /// The peer closed its side of the connection, or the socket failed.
+    PeerClosed,
+}
+
+/// Something the connection task must do.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Write these bytes to the peer, in order.
+    Write(Vec<u8>),
+    /// Flush earlier writes, then run the TLS server handshake on this socket and answer with
+    /// [`Input::TlsEstablished`] or [`Input::TlsFailed`]. No plaintext byte after this point is
+    /// ever given to the engine.
+    StartTls,
+    /// Fetch the stored credentials of this account and answer with [`Input::Credentials`].
+    LookupCredentials(BareJid),
+    /// The stream is authenticated as this account (for logging and the registry).
+    Authenticated(BareJid),
+    /// The session bound this full JID (RFC 6120 §7); it is now a connected resource.
+    Bound(FullJid),
+    /// The peer failed SASL; the condition is for logging.
+    AuthFailed(SaslFailure),
+    /// A protocol violation ended the stream; the condition is for logging.
+    StreamError(StreamErrorCondition),
+    /// Flush earlier writes, close the connection (TLS close_notify first) and drop the engine.
+    Close,
+}
+
+/// Where a session is in Prosody's session model (`doc/session.txt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// `c2s_unauthed`: SASL has not succeeded yet.
+    Unauthed,
+    /// `c2s_unbound`: authenticated, no resource bound yet.
+    Authenticated {
+        /// The account.
+        user: BareJid,
+    },
+    /// A connected resource.
+    Bound {
+        /// The bound full JID.
+        full_jid: FullJid,
+    },
+}
+
+/// Where the negotiation is.
+enum Phase {
+    /// Waiting for the peer's stream header (initial or after a restart).
+    AwaitHeader,
+    /// Header exchanged, features sent; processing top-level elements.
+    Open,
+    /// `<proceed/>` was sent; waiting for the shell's TLS handshake.
+    TlsHandshake,
+    /// A SASL exchange is running; `waiting_for_credentials` while the lookup is out.
+    Sasl {
+        session: Box<SaslSession>,
+        waiting_for_credentials: bool,
+    },
+    /// Closed; no more input is processed.
+    Closed,
+}
+
+/// One client-to-server stream, from the first byte to the close.
+pub struct C2sStream {
+    config: Arc<StreamConfig>,
+    ids: Box<dyn IdSource>,
+    parser: StreamParser,
+    phase: Phase,
+    state: SessionState,
+    /// `Some` once TLS is established (STARTTLS or direct TLS).
+    tls: Option<TlsInfo>,
+    /// The host the peer addressed in its first header; later headers must name the same.
+    domain: Option<String>,
+    /// Whether our stream header for the current stream has been written.
+    header_sent: bool,
+    auth_failures: u32,
+    actions: VecDeque<Action>,
+}
+
+impl C2sStream {
+    /// A new stream on a freshly accepted connection.
+    pub fn new(config: Arc<StreamConfig>, transport: Transport, ids: Box<dyn IdSource>) -> Self {
+        let tls = match transport {
+            Transport::Plain => None,
+            Transport::DirectTls(info) => Some(info),
+        };
+        Self {
+            parser: StreamParser::new(config.limits_unauthenticated),
+            config,
+            ids,
+            phase: Phase::AwaitHeader,
+            state: SessionState::Unauthed,
+            tls,
+            domain: None,
+            header_sent: false,
+            auth_failures: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Where the session is in the session model.
+    pub fn session_state(&self) -> &SessionState {
+        &self.state
+    }
+
+    /// True once the engine has asked for [`Action::Close`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// The next thing to do, in order; `None` when there is nothing until the next input.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Feed one input and run the engine as far as it can go.
+    pub fn handle(&mut self, input: Input<'_>) {
+        if self.is_closed() {
+            return;
+        }
+        match input {
+            Input::Bytes(bytes) => {
+                if matches!(self.phase, Phase::TlsHandshake) {
+                    // RFC 6120 §5.4.3.3: nothing may be read as plaintext once <proceed/> is out.
+                    self.close_silently();
+                    return;
+                }
+                self.parser.feed(bytes);
+            }
+            Input::TlsEstablished(info) => {
+                if !matches!(self.phase, Phase::TlsHandshake) {
+                    self.close_silently();
+                    return;
+                }
+                self.tls = Some(info);
+                self.restart_stream();
+            }
+            Input::TlsFailed | Input::PeerClosed => {
+                self.close_silently();
+                return;
+            }
+            Input::Credentials(creds) => {
+                let step = match &mut self.phase {
+                    Phase::Sasl {
+                        session,
+                        waiting_for_credentials,
+                    } if *waiting_for_credentials => {
+                        *waiting_for_credentials = false;
+                        session.credentials(creds)
+                    }
+                    _ => return,
+                };
+                self.on_sasl_step(step);
+            }
+            Input::CredentialsUnavailable => {
+                if matches!(
+                    self.phase,
+                    Phase::Sasl {
+                        waiting_for_credentials: true,
+                        ..
+                    }
+                ) {
+                    self.phase = Phase::Open;
+                    self.write(nonza::sasl_failure(SaslFailure::TemporaryAuthFailure));
+                    self.actions
+                        .push_back(Action::AuthFailed(SaslFailure::TemporaryAuthFailure));
+                }
+            }
+            Input::Shutdown => {
+                self.stream_error(StreamErrorCondition::SystemShutdown, None);
+                return;
+            }
+        }
+        self.process();
+    }
+
+    /// Run parsed events until the engine must wait for bytes or for an answer.
+    fn process(&mut self) {
+        loop {
+            match &self.phase {
+                Phase::Closed | Phase::TlsHandshake => return,
+                Phase::Sasl {
+                    waiting_for_credentials: true,
+                    ..
+                } => return,
+                Phase::AwaitHeader | Phase::Open | Phase::Sasl { .. } => {}
+            }
+            match self.parser.next_event() {
+                Ok(None) => return,
+                Ok(Some(event)) => self.on_event(event),
+                Err(err) => self.on_xml_error(&err),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: StreamEvent) {
+        match (event, &self.phase) {
+            (StreamEvent::Header(header), Phase::AwaitHeader) => self.on_header(header),
+            (StreamEvent::Header(_), _) => {
+                // A second header inside an open stream is not well-formed XML.
+                self.stream_error(StreamErrorCondition::NotWellFormed, None);
+            }
+            (StreamEvent::Whitespace, _) => {}
+            (StreamEvent::Close, _) => {
+                // RFC 6120 §4.4: answer the peer's closing tag with ours, then close.
+                if !self.header_sent {
+                    self.send_header();
+                }
+                self.write(b"</stream:stream>".to_vec());
+                self.close();
+            }
+            (StreamEvent::Element(element), _) => self.on_element(element),
+        }
+    }
+
+    fn on_xml_error(&mut self, err: &XmlError) {
+        let condition = stream_condition(err);
+        self.stream_error(condition, Some(&err.to_string()));
+    }
+
+    fn on_header(&mut self, header: StreamHeader) {
+        // §4.9.1.1: even when the header is wrong, our own header goes out first, so the
+        // error is written inside a stream the peer can parse.
+        let requested = header.to.as_deref().map(normalise_domain);
+        let domain_ok = match (&requested, &self.domain) {
+            (Some(Some(requested)), Some(previous)) => requested == previous,
+            (Some(Some(requested)), None) => self.config.hosts.iter().any(|h| h == requested),
+            (Some(None), _) | (None, _) => false,
+        };
+        if domain_ok {
+            self.domain = requested.flatten();
+        }
+        self.send_header_to(header.from.as_deref());
+        if header.content_namespace.as_deref() != Some(NS_CLIENT) {
+            // §4.8.1, §4.9.3.10: the content namespace of a c2s stream is jabber:client.
+            self.stream_error(
+                StreamErrorCondition::InvalidNamespace,
+                Some("content namespace must be jabber:client"),
+            );
+            return;
+        }
+        if !domain_ok {
+            self.stream_error(
+                StreamErrorCondition::HostUnknown,
+                Some("this server does not serve that host"),
+            );
+            return;
+        }
+        match header.version.as_deref().map(parse_major_version) {
+            Some(Some(1)) => {}
+            // §4.7.5: a missing version means pre-1.0 XMPP, which has no SASL or TLS negotiation.
+            _ => {
+                self.stream_error(
+                    StreamErrorCondition::UnsupportedVersion,
+                    Some("version 1.0 is required"),
+                );
+                return;
+            }
+        }
+        self.phase = Phase::Open;
+        self.send_features();
+    }
+
+    fn send_features(&mut self) {
+        let bytes = match &self.state {
+            SessionState::Unauthed => {
+                let encrypted = self.tls.is_some();
+                let starttls = !encrypted && self.config.starttls_available;
+                if starttls && self.config.require_encryption {
+                    nonza::features(&Features::StartTlsOnly)
+                } else {
+                    let ctx = self.sasl_context();
+                    let mechanisms = if self.config.require_encryption && !encrypted {
+                        Vec::new()
+                    } else {
+                        starling_sasl::offered_mechanisms(&ctx)
+                    };
+                    nonza::features(&Features::Sasl {
+                        starttls,
+                        mechanisms: &mechanisms,
+                        channel_bindings: &ctx.channel_bindings,
+                    })
+                }
+            }
+            SessionState::Authenticated { .. } => nonza::features(&Features::Bind),
+            // A bound session never restarts its stream.
+            SessionState::Bound { .. } => nonza::features(&Features::Sasl {
+                starttls: false,
+                mechanisms: &[],
+                channel_bindings: &[],
+            }),
+        };
+        self.write(bytes);
+    }
+
+    fn sasl_context(&self) -> ServerContext {
+        ServerContext {
+            domain: self.domain.clone().unwrap_or_default(),
+            is_encrypted: self.tls.is_some(),
+            allow_plain_without_tls: self.config.allow_plain_without_tls,
+            channel_bindings: self
+                .tls
+                .as_ref()
+                .map(|t| t.channel_bindings.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn on_element(&mut self, element: Element) {
+        if matches!(self.phase, Phase::Sasl { .. }) {
+            self.on_sasl_element(&element);
+            return;
+        }
+        match self.state.clone() {
+            SessionState::Unauthed => self.on_unauthed_element(element),
+            SessionState::Authenticated { user } => self.on_unbound_element(element, &user),
+            SessionState::Bound { full_jid } => self.on_bound_element(element, &full_jid),
+        }
+    }
+
+    fn on_unauthed_element(&mut self, element: Element) {
+        if element.is("starttls", NS_TLS) {
+            self.on_starttls();
+        } else if element.is("auth", NS_SASL) {
+            self.on_auth(&element);
+        } else if is_stanza(&element) {
+            // §4.9.3.12: no stanzas before authentication.
+            self.stream_error(
+                StreamErrorCondition::NotAuthorized,
+                Some("authenticate first"),
+            );
+        } else {
+            self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+        }
+    }
+
+    fn on_starttls(&mut self) {
+        if self.tls.is_some() || !self.config.starttls_available {
+            // §5.4.2.2: a failure closes the stream and the connection.
+            self.write(nonza::tls_failure());
+            self.close();
+            return;
+        }
+        self.write(nonza::tls_proceed());
+        if self.parser.has_pending_input() {
+            // §5.4.3.3: bytes sent after <starttls/> and before the handshake could be an
+            // injection by a man in the middle; they are never parsed. The stream cannot carry
+            // an error any more (the peer now expects a TLS handshake), so just close.
+            self.actions
+                .push_back(Action::StreamError(StreamErrorCondition::PolicyViolation));
+            self.close();
+            return;
+        }
+        self.phase = Phase::TlsHandshake;
+        self.actions.push_back(Action::StartTls);
+    }
+
+    fn on_auth(&mut self, element: &Element) {
+        if self.config.require_encryption && self.tls.is_none() {
+            self.sasl_failed(SaslFailure::EncryptionRequired);
+            return;
+        }
+        let mechanism = element.attr("mechanism").unwrap_or_default();
+        let ctx = self.sasl_context();
+        let nonce = self.ids.nonce();
+        let mut session = match SaslSession::start(mechanism, &ctx, &nonce) {
+            Ok(session) => session,
+            Err(failure) => {
+                self.sasl_failed(failure);
+                return;
+            }
+        };
+        let response = match starling_sasl::decode_payload(&element.text()) {
+            Ok(response) => response,
+            Err(failure) => {
+                self.sasl_failed(failure);
+                return;
+            }
+        };
+        let step = session.step(response.as_deref());
+        self.phase = Phase::Sasl {
+            session: Box::new(session),
+            waiting_for_credentials: false,
+        };
+        self.on_sasl_step(step);
+    }
+
+    fn on_sasl_element(&mut self, element: &Element) {
+        if element.is("abort", NS_SASL) {
+            // §6.4.4: the client gave up; this is a failure like any other for the retry count.
+            self.sasl_failed(SaslFailure::Aborted);
+            return;
+        }
+        if !element.is("response", NS_SASL) {
+            self.sasl_failed(SaslFailure::MalformedRequest);
+            return;
+        }
+        let response = match starling_sasl::decode_payload(&element.text()) {
+            Ok(response) => response,
+            Err(failure) => {
+                self.sasl_failed(failure);
+                return;
+            }
+        };
+        let step = match &mut self.phase {
+            Phase::Sasl { session, .. } => session.step(response.as_deref()),
+            _ => return,
+        };
+        self.on_sasl_step(step);
+    }
+
+    fn on_sasl_step(&mut self, step: SaslStep) {
+        match step {
+            SaslStep::Challenge(data) => self.write(nonza::sasl_challenge(&data)),
+            SaslStep::LookupCredentials { username } => match self.account_jid(&username) {
+                Some(jid) => {
+                    if let Phase::Sasl {
+                        waiting_for_credentials,
+                        ..
+                    } = &mut self.phase
+                    {
+                        *waiting_for_credentials = true;
+                    }
+                    self.actions.push_back(Action::LookupCredentials(jid));
+                }
+                None => {
+                    // A username that is not a valid localpart cannot have an account; answer
+                    // as for an unknown user so the outcome does not reveal why.
+                    let step = match &mut self.phase {
+                        Phase::Sasl { session, .. } => session.credentials(None),
+                        _ => return,
+                    };
+                    self.on_sasl_step(step);
+                }
+            },
+            SaslStep::Success {
+                username,
+                additional_data,
+            } => {
+                let Some(user) = self.account_jid(&username) else {
+                    self.sasl_failed(SaslFailure::NotAuthorized);
+                    return;
+                };
+                self.write(nonza::sasl_success(additional_data.as_deref()));
+                self.actions.push_back(Action::Authenticated(user.clone()));
+                self.state = SessionState::Authenticated { user };
+                self.parser.set_limits(self.config.limits_authenticated);
+                // §6.4.6: after <success/> both sides restart the stream.
+                self.restart_stream();
+            }
+            SaslStep::Failure(failure) => self.sasl_failed(failure),
+        }
+    }
+
+    fn sasl_failed(&mut self, failure: SaslFailure) {
+        self.phase = Phase::Open;
+        self.write(nonza::sasl_failure(failure));
+        self.actions.push_back(Action::AuthFailed(failure));
+        self.auth_failures += 1;
+        if self.auth_failures >= self.config.max_auth_failures {
+            // §6.4.5: retries are limited; past the limit the stream ends.
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many failed authentication attempts"),
+            );
+        }
+    }
+
+    fn account_jid(&self, username: &str) -> Option<BareJid> {
+        let node = NodePart::new(username).ok()?;
+        let domain = DomainPart::new(self.domain.as_deref()?).ok()?;
+        Some(BareJid::from_parts(Some(&node), &domain))
+    }
+
+    fn on_unbound_element(&mut self, element: Element, user: &BareJid) {
+        let Ok(stanza) = Stanza::try_from(element) else {
+            self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+            return;
+        };
+        let payload = match stanza.iq() {
+            Ok((IqType::Set, Some(payload))) if payload.is("bind", starling_bind::NS_BIND) => {
+                payload.clone()
+            }
+            _ => {
+                // RFC 6120 §7.1: a client must bind a resource before it sends other stanzas.
+                self.stream_error(
+                    StreamErrorCondition::NotAuthorized,
+                    Some("bind a resource first"),
+                );
+                return;
+            }
+        };
+        let resource = starling_bind::parse_bind_request(&payload).and_then(|requested| {
+            starling_bind::choose_resource(requested.as_deref(), self.ids.resource())
+        });
+        match resource {
+            Ok(resource) => {
+                let full_jid = user.with_resource(&resource);
+                let mut reply = stanza.iq_result();
+                reply.append_child(starling_bind::bind_result_payload(&full_jid));
+                self.write(starling_xml::write_element(&reply));
+                self.actions.push_back(Action::Bound(full_jid.clone()));
+                self.state = SessionState::Bound { full_jid };
+            }
+            Err(err) => {
+                let condition = match err {
+                    starling_bind::BindError::BadRequest(_) => StanzaErrorCondition::BadRequest,
+                    starling_bind::BindError::Conflict => StanzaErrorCondition::Conflict,
+                    starling_bind::BindError::NotAllowed => StanzaErrorCondition::NotAllowed,
+                    starling_bind::BindError::ResourceConstraint => {
+                        StanzaErrorCondition::ResourceConstraint
+                    }
+                };
+                self.reply_error(&stanza, condition);
+            }
+        }
+    }
+
+    fn on_bound_element(&mut self, element: Element, full_jid: &FullJid) {
+        let mut stanza = match Stanza::try_from(element) {
+            Ok(stanza) => stanza,
+            Err(_) => {
+                // §4.9.3.24: a first-level element that is not a stanza.
+                self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+                return;
+            }
+        };
+        // RFC 6120 §8.1.2.1: the server stamps the full JID of the sender on every stanza.
+        stanza.set_from(full_jid.as_str());
+        let domain = self.domain.clone().unwrap_or_default();
+        let to_server = match stanza.to() {
+            None => true,
+            Some(to) => to == domain || normalise_domain(to).is_some_and(|d| d == domain),
+        };
+        let to_own_account = stanza
+            .to()
+            .is_some_and(|to| jid::BareJid::new(to).is_ok_and(|b| b == full_jid.to_bare()));
+        match stanza.kind() {
+            StanzaKind::Iq => match stanza.iq() {
+                Err(_) => self.reply_error(&stanza, StanzaErrorCondition::BadRequest),
+                Ok((IqType::Result | IqType::Error, _)) => {}
+                Ok((IqType::Get | IqType::Set, payload)) if to_server || to_own_account => {
+                    let answer = match payload {
+                        Some(p) if p.is("ping", NS_PING) => Ok(()),
+                        // RFC 6121 Appendix E: the legacy session request is a no-op.
+                        Some(p) if starling_bind::is_session_request(p) => Ok(()),
+                        Some(p) if p.is("bind", starling_bind::NS_BIND) => {
+                            Err(StanzaErrorCondition::NotAllowed)
+                        }
+                        _ => Err(StanzaErrorCondition::ServiceUnavailable),
+                    };
+                    match answer {
+                        Ok(()) => self.write(starling_xml::write_element(&stanza.iq_result())),
+                        Err(condition) => self.reply_error(&stanza, condition),
+                    }
+                }
+                // FIXME(issue 4): route to other entities through the session registry. Until
+                // then nobody else is reachable, which RFC 6121 §8.5 answers this way.
+                Ok(_) => self.reply_error(&stanza, StanzaErrorCondition::ServiceUnavailable),
+            },
+            StanzaKind::Message if !to_server => {
+                self.reply_error(&stanza, StanzaErrorCondition::ServiceUnavailable);
+            }
+            // FIXME(issue 5): presence broadcast and messages to the server.
+            StanzaKind::Message | StanzaKind::Presence => {}
+        }
+    }
+
+    fn reply_error(&mut self, stanza: &Stanza, condition: StanzaErrorCondition) {
+        // A stanza without `to` is answered without `from`: RFC 6120 §10.3.3 has the server
+        // handle it on behalf of the account, and clients match such replies by id.
+        if let Some(reply) = stanza.error_reply(condition) {
+            self.write(starling_xml::write_element(&reply));
+        }
+    }
+
+    fn restart_stream(&mut self) {
+        self.parser.restart();
+        self.header_sent = false;
+        self.phase = Phase::AwaitHeader;
+    }
+
+    fn send_header(&mut self) {
+        self.send_header_to(None);
+    }
+
+    fn send_header_to(&mut self, to: Option<&str>) {
+        let id = self.ids.stream_id();
+        let from = self
+            .domain
+            .clone()
+            .or_else(|| self.config.hosts.first().cloned());
+        let header = starling_xml::write_stream_header(&HeaderOut {
+            from: from.as_deref(),
+            to,
+            id: Some(&id),
+            version: Some("1.0"),
+            lang: Some("en"),
+            content_namespace: NS_CLIENT,
+        });
+        self.write(header);
+        self.header_sent = true;
+    }
+
+    fn stream_error(&mut self, condition: StreamErrorCondition, text: Option<&str>) {
+        if !self.header_sent {
+            self.send_header();
+        }
+        self.write(nonza::stream_error(condition, text));
+        self.actions.push_back(Action::StreamError(condition));
+        self.close();
+    }
+
+    fn write(&mut self, bytes: Vec<u8>) {
+        self.actions.push_back(Action::Write(bytes));
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.actions.push_back(Action::Close);
+    }
+
+    fn close_silently(&mut self) {
+        self.close();
+    }
+}
+
+fn is_stanza(element: &Element) -> bool {
+    element.ns() == NS_CLIENT && matches!(element.name(), "message" | "presence" | "iq")
+}
+
+/// RFC 7622 §3.2 normalisation of a domain; `None` if it is not a valid domainpart.
+fn normalise_domain(domain: &str) -> Option<String> {
+    DomainPart::new(domain).ok().map(|d| d.as_str().to_owned())
+}
+
+/// The major version of a `version` attribute (RFC 6120 §4.7.5): "1.0" → 1.
+fn parse_major_version(version: &str) -> Option<u32> {
+    let (major, minor) = version.split_once('.')?;
+    minor.parse::<u32>().ok()?;
+    major.parse().ok()
+}
+
+/// RFC 6120 stream error for a parser failure: one place, an exhaustive match.
+fn stream_condition(err: &XmlError) -> StreamErrorCondition {
+    use starling_xml::StreamCondition;
+    match err.condition() {
+        StreamCondition::NotWellFormed => StreamErrorCondition::NotWellFormed,
+        StreamCondition::RestrictedXml => StreamErrorCondition::RestrictedXml,
+        StreamCondition::PolicyViolation => StreamErrorCondition::PolicyViolation,
+        StreamCondition::InvalidNamespace => StreamErrorCondition::InvalidNamespace,
+        StreamCondition::BadFormat => StreamErrorCondition::BadFormat,
+        StreamCondition::UnsupportedEncoding => StreamErrorCondition::UnsupportedEncoding,
+    }
+}
+
+#[cfg(test)]
+mod tests;

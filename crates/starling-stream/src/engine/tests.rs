@@ -1,0 +1,428 @@
+//! Engine tests: bytes in, actions out, no sockets (STYLE.md §2, §6).
+
+use std::sync::Arc;
+
+use starling_sasl::{ChannelBinding, ChannelBindingType, StoredCredentials};
+
+use super::*;
+use crate::ids::SequentialIds;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+/// A client-side view of one engine: feeds bytes, answers lookups and STARTTLS like the shell
+/// would, and records everything written plus the non-write actions.
+struct Harness {
+    stream: C2sStream,
+    credentials: Option<StoredCredentials>,
+    tls: TlsInfo,
+    written: String,
+    events: Vec<String>,
+}
+
+impl Harness {
+    fn plain(config: StreamConfig) -> Self {
+        Self::new(config, Transport::Plain)
+    }
+
+    fn new(config: StreamConfig, transport: Transport) -> Self {
+        let creds = StoredCredentials::from_password(
+            "secret",
+            b"salt-one-1234567",
+            b"salt-two-1234567",
+            4096,
+        )
+        .unwrap();
+        Self {
+            stream: C2sStream::new(
+                Arc::new(config),
+                transport,
+                Box::new(SequentialIds::default()),
+            ),
+            credentials: Some(creds),
+            tls: TlsInfo {
+                channel_bindings: vec![ChannelBinding {
+                    kind: ChannelBindingType::TlsExporter,
+                    data: vec![7; 32],
+                }],
+            },
+            written: String::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Feed input and return what the engine wrote in response.
+    fn send(&mut self, input: &[u8]) -> String {
+        let before = self.written.len();
+        self.stream.handle(Input::Bytes(input));
+        self.drain();
+        self.written[before..].to_owned()
+    }
+
+    fn drain(&mut self) {
+        while let Some(action) = self.stream.poll_action() {
+            match action {
+                // Quote style is the serializer's business; compare with single quotes throughout.
+                Action::Write(bytes) => self
+                    .written
+                    .push_str(&String::from_utf8(bytes).unwrap().replace('"', "'")),
+                Action::StartTls => {
+                    self.events.push("starttls".into());
+                    self.stream.handle(Input::TlsEstablished(self.tls.clone()));
+                }
+                Action::LookupCredentials(jid) => {
+                    self.events.push(format!("lookup {jid}"));
+                    let creds = if jid.node().map(|n| n.as_str()) == Some("alice") {
+                        self.credentials.clone()
+                    } else {
+                        None
+                    };
+                    self.stream.handle(Input::Credentials(creds));
+                }
+                Action::Authenticated(jid) => self.events.push(format!("authenticated {jid}")),
+                Action::Bound(jid) => self.events.push(format!("bound {jid}")),
+                Action::AuthFailed(f) => self
+                    .events
+                    .push(format!("auth-failed {}", f.element_name())),
+                Action::StreamError(c) => self.events.push(format!("stream-error {}", c.name())),
+                Action::Close => self.events.push("close".into()),
+            }
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.events.last().map(String::as_str) == Some("close")
+    }
+}
+
+fn plain_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+    format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>")
+}
+
+const STARTTLS: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+const BIND: &str = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone</resource></bind></iq>";
+
+/// Log in over STARTTLS with PLAIN and bind `phone`; returns the harness, ready for stanzas.
+fn bound_session() -> Harness {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(BIND.as_bytes());
+    assert!(out.contains("<jid>alice@localhost/phone</jid>"), "{out}");
+    h
+}
+
+#[test]
+fn plaintext_stream_offers_only_required_starttls() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    let out = h.send(HEADER.as_bytes());
+    assert!(
+        out.starts_with("<?xml version='1.0'?><stream:stream"),
+        "{out}"
+    );
+    assert!(out.contains("id='stream-1'"), "{out}");
+    assert!(out.ends_with(
+        "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
+    ));
+}
+
+#[test]
+fn wrong_stream_namespace_gets_header_then_invalid_namespace() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    let out = h.send(
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong' to='localhost' version='1.0'>",
+    );
+    assert!(
+        out.contains("<stream:stream"),
+        "our header comes first: {out}"
+    );
+    assert!(
+        out.ends_with("<stream:error><invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+            || out.contains("<invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+    assert_eq!(h.events, ["stream-error invalid-namespace", "close"]);
+}
+
+#[test]
+fn wrong_content_namespace_is_invalid_namespace() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+    );
+    assert_eq!(h.events, ["stream-error invalid-namespace", "close"]);
+}
+
+#[test]
+fn unknown_host_is_host_unknown() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    let out = h.send(
+        HEADER
+            .replace("to='localhost'", "to='elsewhere.example'")
+            .as_bytes(),
+    );
+    assert!(
+        out.contains("<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+    assert!(out.ends_with("</stream:stream>"));
+    assert_eq!(h.events, ["stream-error host-unknown", "close"]);
+}
+
+#[test]
+fn missing_version_is_unsupported_version() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(
+        HEADER
+            .replace("to='localhost' version='1.0'", "to='localhost'")
+            .as_bytes(),
+    );
+    assert_eq!(h.events, ["stream-error unsupported-version", "close"]);
+}
+
+#[test]
+fn bytes_after_starttls_in_the_same_read_close_the_connection_unparsed() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    let out = h.send(format!("{STARTTLS}<message to='x@localhost'/>").as_bytes());
+    assert_eq!(out, "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    assert_eq!(h.events, ["stream-error policy-violation", "close"]);
+}
+
+#[test]
+fn stanza_before_authentication_is_not_authorized() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(b"<message to='bob@localhost'><body>hi</body></message>");
+    assert!(
+        out.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
+    assert!(h.closed());
+}
+
+#[test]
+fn auth_before_tls_when_required_is_encryption_required() {
+    let mut config = StreamConfig::new(vec!["localhost".into()]);
+    config.allow_plain_without_tls = false;
+    let mut h = Harness::plain(config);
+    h.send(HEADER.as_bytes());
+    let out = h.send(plain_auth("alice", "secret").as_bytes());
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><encryption-required/></failure>"
+    );
+    assert!(!h.closed());
+}
+
+#[test]
+fn after_tls_mechanisms_and_channel_binding_types_are_offered() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    let out = h.send(HEADER.as_bytes());
+    assert!(out.contains("id='stream-"), "{out}");
+    assert!(
+        out.ends_with(
+            "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>SCRAM-SHA-1-PLUS</mechanism>\
+             <mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>\
+             </mechanisms><sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/>\
+             </sasl-channel-binding></stream:features>"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn plain_login_restarts_and_offers_bind_then_binds() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(plain_auth("alice", "secret").as_bytes());
+    assert_eq!(out, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    let out = h.send(HEADER.as_bytes());
+    assert!(
+        out.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"),
+        "{out}"
+    );
+    let out = h.send(BIND.as_bytes());
+    assert!(
+        out.contains("type='result'") && out.contains("<jid>alice@localhost/phone</jid>"),
+        "{out}"
+    );
+    assert_eq!(
+        h.events,
+        [
+            "starttls",
+            "lookup alice@localhost",
+            "authenticated alice@localhost",
+            "bound alice@localhost/phone"
+        ]
+    );
+    assert_eq!(
+        h.stream.session_state(),
+        &SessionState::Bound {
+            full_jid: "alice@localhost/phone".parse().unwrap()
+        }
+    );
+}
+
+#[test]
+fn wrong_password_fails_and_keeps_the_stream_until_the_limit() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    for attempt in 1..=3 {
+        let out = h.send(plain_auth("alice", "wrong").as_bytes());
+        assert!(
+            out.starts_with(
+                "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+            ),
+            "attempt {attempt}: {out}"
+        );
+        assert_eq!(h.closed(), attempt == 3, "attempt {attempt}");
+    }
+    assert!(h.written.ends_with(
+        "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+         <text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>too many failed authentication attempts</text>\
+         </stream:error></stream:stream>"
+    ));
+}
+
+#[test]
+fn unknown_user_and_unknown_mechanism_fail_with_their_conditions() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(plain_auth("mallory", "secret").as_bytes());
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+    );
+    let out = h.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-FOO'>=</auth>");
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+    );
+}
+
+#[test]
+fn bad_base64_is_incorrect_encoding() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    let out =
+        h.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>");
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><incorrect-encoding/></failure>"
+    );
+}
+
+#[test]
+fn storage_failure_is_temporary_auth_failure() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    h.stream
+        .handle(Input::Bytes(plain_auth("alice", "secret").as_bytes()));
+    let mut saw_lookup = false;
+    while let Some(action) = h.stream.poll_action() {
+        saw_lookup |= matches!(action, Action::LookupCredentials(_));
+    }
+    assert!(saw_lookup);
+    h.stream.handle(Input::CredentialsUnavailable);
+    h.drain();
+    assert!(h.written.ends_with(
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><temporary-auth-failure/></failure>"
+    ));
+}
+
+#[test]
+fn bound_session_answers_ping_and_refuses_unknown_iq() {
+    let mut h = bound_session();
+    let out = h.send(b"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(
+        out,
+        "<iq xmlns='jabber:client' id='p1' to='alice@localhost/phone' type='result'/>"
+    );
+    let out =
+        h.send(b"<iq type='get' id='q1' to='localhost'><query xmlns='urn:example:nothing'/></iq>");
+    assert_eq!(
+        out,
+        "<iq xmlns='jabber:client' from='localhost' id='q1' to='alice@localhost/phone' type='error'>\
+         <query xmlns='urn:example:nothing'/><error type='cancel'>\
+         <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    );
+}
+
+#[test]
+fn client_supplied_from_is_replaced_by_the_full_jid() {
+    let mut h = bound_session();
+    let out = h.send(b"<iq type='get' id='q2' from='mallory@localhost/x'><query xmlns='urn:example:nothing'/></iq>");
+    assert!(out.contains("to='alice@localhost/phone'"), "{out}");
+    assert!(!out.contains("mallory"), "{out}");
+}
+
+#[test]
+fn closing_tag_is_answered_with_ours() {
+    let mut h = bound_session();
+    let out = h.send(b"</stream:stream>");
+    assert_eq!(out, "</stream:stream>");
+    assert!(h.closed());
+}
+
+#[test]
+fn shutdown_sends_system_shutdown() {
+    let mut h = bound_session();
+    h.stream.handle(Input::Shutdown);
+    h.drain();
+    assert!(h.written.ends_with(
+        "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
+    ));
+    assert!(h.closed());
+}
+
+/// STYLE.md §2: every split of the same input gives the same output.
+#[test]
+fn every_split_of_a_login_gives_the_same_transcript() {
+    let client_stream1 = format!("{HEADER}{STARTTLS}");
+    let client_stream2 = format!("{HEADER}{}", plain_auth("alice", "secret"));
+    let client_stream3 = format!(
+        "{HEADER}{BIND}<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq> </stream:stream>"
+    );
+    let run = |chunker: &dyn Fn(&[u8]) -> Vec<Vec<u8>>| {
+        let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+        for part in [&client_stream1, &client_stream2, &client_stream3] {
+            for chunk in chunker(part.as_bytes()) {
+                h.send(&chunk);
+            }
+        }
+        (h.written, h.events)
+    };
+    let whole = run(&|b| vec![b.to_vec()]);
+    assert!(
+        whole.1.last().map(String::as_str) == Some("close"),
+        "{:?}",
+        whole.1
+    );
+    let bytewise = run(&|b| b.iter().map(|x| vec![*x]).collect());
+    assert_eq!(whole, bytewise);
+    for size in [2, 3, 7, 64] {
+        let chunked = run(&|b| b.chunks(size).map(<[u8]>::to_vec).collect());
+        assert_eq!(whole, chunked, "chunk size {size}");
+    }
+}
