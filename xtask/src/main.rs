@@ -1,1 +1,142 @@
-fn main() {}
+//! `cargo xtask`: Starling's build and test driver (STYLE.md §8).
+//!
+//! An ordinary workspace binary behind a cargo alias, so it needs nothing but cargo and,
+//! for the interop tests, `python3`. CI runs `cargo xtask test` and nothing else, so a
+//! laptop and CI run the same steps in the same order.
+//!
+//! Each step runs a command with inherited stdio, prints a banner and its elapsed time,
+//! and the first failing step stops the run with a non-zero exit.
+
+mod steps;
+mod tidy;
+mod venv;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::steps::{Plan, Run, cargo};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Starling's build and test driver"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything CI runs: fmt check, clippy, tidy, build, interop venv, all tests, doctests.
+    Test {
+        /// Only fmt check, clippy and unit tests (every commit must pass this).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// fmt check, clippy with warnings denied, and the tidy checks.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let mut plan = Plan::new();
+    match cli.command {
+        Command::Test { quick: true } => {
+            add_lints(&mut plan, &root, false);
+            plan.step("unit tests", |_| {
+                cargo(&root)
+                    .args(["test", "--workspace", "--exclude", "starling-conformance"])
+                    .args(["--lib", "--bins"])
+                    .run()
+            });
+        }
+        Command::Test { quick: false } => add_full_test(&mut plan, &root),
+        Command::Lint => add_lints(&mut plan, &root, true),
+    }
+    plan.run()
+}
+
+/// fmt check and clippy; with `tidy`, the source and ARCHITECTURE.md checks too.
+fn add_lints<'a>(plan: &mut Plan<'a>, root: &'a Path, tidy: bool) {
+    plan.step("cargo fmt --check", |_| {
+        cargo(root).args(["fmt", "--all", "--", "--check"]).run()
+    });
+    plan.step("cargo clippy -D warnings", |_| {
+        cargo(root)
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .run()
+    });
+    if tidy {
+        plan.step("tidy", |_| tidy::check(root));
+    }
+}
+
+fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
+    add_lints(plan, root, true);
+    plan.step("build starling (debug)", |state| {
+        cargo(root)
+            .args(["build", "--package", "starling-server", "--bin", "starling"])
+            .run()?;
+        let target_dir = steps::target_directory(root)?;
+        let binary = target_dir
+            .join("debug")
+            .join(format!("starling{}", std::env::consts::EXE_SUFFIX));
+        anyhow::ensure!(
+            binary.is_file(),
+            "cargo built starling but {} does not exist",
+            binary.display()
+        );
+        eprintln!("    starling binary: {}", binary.display());
+        state.target_dir = Some(target_dir);
+        state.starling_bin = Some(binary);
+        Ok(())
+    });
+    plan.step("interop venv (slixmpp)", |state| {
+        let target_dir = state.require_target_dir()?;
+        let python = venv::ensure(root, &target_dir.join("xtask").join("venv"))?;
+        eprintln!("    interop python: {}", python.display());
+        state.python = Some(python);
+        Ok(())
+    });
+    plan.step("tests", |state| {
+        let starling_bin = state.require_starling_bin()?;
+        let python = state.require_python()?;
+        let mut command = cargo(root);
+        if steps::has_nextest(root) {
+            command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        } else {
+            eprintln!("    cargo-nextest not found, falling back to `cargo test`");
+            // --tests leaves doctests to their own step, as under nextest.
+            command.args(["test", "--workspace", "--no-fail-fast", "--tests"]);
+        }
+        command
+            .env("STARLING_BIN", starling_bin)
+            .env("STARLING_PYTHON", python)
+            .run()
+    });
+    plan.step("doctests", |_| {
+        cargo(root).args(["test", "--workspace", "--doc"]).run()
+    });
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Invariant: CARGO_MANIFEST_DIR is <root>/xtask, which always has a parent.
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir.to_path_buf())
+}

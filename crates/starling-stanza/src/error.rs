@@ -93,12 +93,16 @@ impl StreamErrorCondition {
 
     /// `<stream:error>` carrying this condition and an optional human-readable text (§4.9.2).
     pub fn to_element(self, text: Option<&str>) -> Element {
-        let mut builder =
-            Element::builder("error", NS_STREAMS).append(Element::builder(self.name(), NS_STREAM_ERRORS).build());
+        let mut builder = Element::builder("error", NS_STREAMS)
+            .append(Element::builder(self.name(), NS_STREAM_ERRORS).build());
         if let Some(text) = text {
             builder = builder.append(
                 Element::builder("text", NS_STREAM_ERRORS)
-                    .attr_ns(rxml::Namespace::XML, rxml::xml_ncname!("lang").to_owned(), "en")
+                    .attr_ns(
+                        rxml::Namespace::XML,
+                        rxml::xml_ncname!("lang").to_owned(),
+                        "en",
+                    )
                     .append(text)
                     .build(),
             );
@@ -220,10 +224,13 @@ impl StanzaErrorCondition {
                 ErrorType::Modify
             }
             Self::Redirect => ErrorType::Modify,
-            Self::Forbidden | Self::NotAuthorized | Self::RegistrationRequired | Self::SubscriptionRequired => {
-                ErrorType::Auth
+            Self::Forbidden
+            | Self::NotAuthorized
+            | Self::RegistrationRequired
+            | Self::SubscriptionRequired => ErrorType::Auth,
+            Self::RecipientUnavailable | Self::RemoteServerTimeout | Self::ResourceConstraint => {
+                ErrorType::Wait
             }
-            Self::RecipientUnavailable | Self::RemoteServerTimeout | Self::ResourceConstraint => ErrorType::Wait,
             Self::UnexpectedRequest => ErrorType::Wait,
             Self::Conflict
             | Self::FeatureNotImplemented
@@ -240,7 +247,10 @@ impl StanzaErrorCondition {
     /// `<error type='…'><condition xmlns='…stanzas'/></error>` in the `jabber:client` namespace.
     pub fn to_element(self) -> Element {
         Element::builder("error", crate::NS_CLIENT)
-            .attr(rxml::xml_ncname!("type").to_owned(), self.default_type().name())
+            .attr(
+                rxml::xml_ncname!("type").to_owned(),
+                self.default_type().name(),
+            )
             .append(Element::builder(self.name(), NS_STANZA_ERRORS).build())
             .build()
     }
@@ -276,9 +286,21 @@ mod tests {
 
     #[test]
     fn stanza_error_types_follow_rfc_examples() {
-        assert_eq!(StanzaErrorCondition::ServiceUnavailable.default_type(), ErrorType::Cancel);
-        assert_eq!(StanzaErrorCondition::BadRequest.default_type(), ErrorType::Modify);
-        assert_eq!(StanzaErrorCondition::Forbidden.default_type(), ErrorType::Auth);
-        assert_eq!(StanzaErrorCondition::ResourceConstraint.default_type(), ErrorType::Wait);
+        assert_eq!(
+            StanzaErrorCondition::ServiceUnavailable.default_type(),
+            ErrorType::Cancel
+        );
+        assert_eq!(
+            StanzaErrorCondition::BadRequest.default_type(),
+            ErrorType::Modify
+        );
+        assert_eq!(
+            StanzaErrorCondition::Forbidden.default_type(),
+            ErrorType::Auth
+        );
+        assert_eq!(
+            StanzaErrorCondition::ResourceConstraint.default_type(),
+            ErrorType::Wait
+        );
     }
 }

@@ -180,7 +180,9 @@ fn swap_addresses(element: &mut Element, to: Option<&str>, from: Option<&str>) {
 pub fn set_attr(element: &mut Element, name: &rxml::NcNameStr, value: Option<&str>) {
     match value {
         Some(value) => {
-            element.attrs_mut().insert(rxml::Namespace::NONE, name.to_owned(), value.to_owned());
+            element
+                .attrs_mut()
+                .insert(rxml::Namespace::NONE, name.to_owned(), value.to_owned());
         }
         None => {
             element.attrs_mut().remove(&rxml::Namespace::NONE, name);
@@ -215,20 +217,30 @@ mod tests {
         let err = Stanza::try_from(parse("<message xmlns='jabber:server'/>")).unwrap_err();
         assert_eq!(
             err,
-            StanzaError::NotAStanza { name: "message".into(), namespace: "jabber:server".into() }
+            StanzaError::NotAStanza {
+                name: "message".into(),
+                namespace: "jabber:server".into()
+            }
         );
     }
 
     #[test]
     fn iq_get_needs_exactly_one_payload() {
-        let none = Stanza::try_from(parse("<iq xmlns='jabber:client' type='get' id='a'/>")).unwrap();
+        let none =
+            Stanza::try_from(parse("<iq xmlns='jabber:client' type='get' id='a'/>")).unwrap();
         assert_eq!(none.iq(), Err(StanzaError::InvalidIq));
-        let two = Stanza::try_from(parse("<iq xmlns='jabber:client' type='set' id='a'><x xmlns='u'/><y xmlns='u'/></iq>"))
-            .unwrap();
+        let two = Stanza::try_from(parse(
+            "<iq xmlns='jabber:client' type='set' id='a'><x xmlns='u'/><y xmlns='u'/></iq>",
+        ))
+        .unwrap();
         assert_eq!(two.iq(), Err(StanzaError::InvalidIq));
-        let no_id = Stanza::try_from(parse("<iq xmlns='jabber:client' type='get'><x xmlns='u'/></iq>")).unwrap();
+        let no_id = Stanza::try_from(parse(
+            "<iq xmlns='jabber:client' type='get'><x xmlns='u'/></iq>",
+        ))
+        .unwrap();
         assert_eq!(no_id.iq(), Err(StanzaError::InvalidIq));
-        let ok = Stanza::try_from(parse("<iq xmlns='jabber:client' type='result' id='a'/>")).unwrap();
+        let ok =
+            Stanza::try_from(parse("<iq xmlns='jabber:client' type='result' id='a'/>")).unwrap();
         assert_eq!(ok.iq(), Ok((IqType::Result, None)));
     }
 
@@ -238,7 +250,9 @@ mod tests {
             "<iq xmlns='jabber:client' type='get' id='q' from='a@h/r' to='h'><q xmlns='urn:x'/></iq>",
         ))
         .unwrap();
-        let reply = stanza.error_reply(StanzaErrorCondition::ServiceUnavailable).unwrap();
+        let reply = stanza
+            .error_reply(StanzaErrorCondition::ServiceUnavailable)
+            .unwrap();
         assert_eq!(
             serialize(&reply),
             "<iq xmlns='jabber:client' from='h' id='q' to='a@h/r' type='error'><q xmlns='urn:x'/><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
@@ -247,7 +261,11 @@ mod tests {
 
     #[test]
     fn errors_are_not_answered_with_errors() {
-        let stanza = Stanza::try_from(parse("<message xmlns='jabber:client' type='error'/>")).unwrap();
-        assert_eq!(stanza.error_reply(StanzaErrorCondition::ServiceUnavailable), None);
+        let stanza =
+            Stanza::try_from(parse("<message xmlns='jabber:client' type='error'/>")).unwrap();
+        assert_eq!(
+            stanza.error_reply(StanzaErrorCondition::ServiceUnavailable),
+            None
+        );
     }
 }

@@ -1,0 +1,499 @@
+//! Launches the real `starling` binary in a scratch directory, one per test.
+//!
+//! Each server gets its own temporary data directory, config file and ports (port 0 in the
+//! config; the server prints what it bound). Its stderr goes to `starling.log` in the data
+//! directory so a failing test can show it. Dropping the [`TestServer`] kills the process.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+
+/// How long the server may take to print `ready`, and an account command to finish.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Server settings a test may change; [`Default`] gives the values of a normal deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// `c2s.require_encryption`: STARTTLS is required before SASL.
+    pub require_encryption: bool,
+    /// `c2s.allow_plain_without_tls`: PLAIN is offered on unencrypted streams.
+    pub allow_plain_without_tls: bool,
+    /// `c2s.max_auth_failures`: SASL failures tolerated on one connection.
+    pub max_auth_failures: u32,
+    /// `limits.max_stanza_bytes` once authenticated.
+    pub max_stanza_bytes: usize,
+    /// `limits.max_stanza_bytes_unauthenticated`.
+    pub max_stanza_bytes_unauthenticated: usize,
+    /// `limits.max_depth`: element nesting limit.
+    pub max_depth: u32,
+    /// `limits.max_attributes_per_element`.
+    pub max_attributes_per_element: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            require_encryption: true,
+            allow_plain_without_tls: false,
+            max_auth_failures: 3,
+            max_stanza_bytes: 262_144,
+            max_stanza_bytes_unauthenticated: 16_384,
+            max_depth: 32,
+            max_attributes_per_element: 64,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets one option by its config key (the field name), as case files do.
+    pub fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        fn parse<T: std::str::FromStr>(key: &str, value: &str) -> anyhow::Result<T> {
+            value
+                .parse()
+                .map_err(|_| anyhow!("option {key}: cannot parse {value:?}"))
+        }
+        match key {
+            "require_encryption" => self.require_encryption = parse(key, value)?,
+            "allow_plain_without_tls" => self.allow_plain_without_tls = parse(key, value)?,
+            "max_auth_failures" => self.max_auth_failures = parse(key, value)?,
+            "max_stanza_bytes" => self.max_stanza_bytes = parse(key, value)?,
+            "max_stanza_bytes_unauthenticated" => {
+                self.max_stanza_bytes_unauthenticated = parse(key, value)?
+            }
+            "max_depth" => self.max_depth = parse(key, value)?,
+            "max_attributes_per_element" => self.max_attributes_per_element = parse(key, value)?,
+            _ => bail!("unknown server option {key:?}"),
+        }
+        Ok(())
+    }
+
+    /// The TOML config for a server keeping its data in `data_dir`.
+    pub fn to_toml(&self, data_dir: &Path) -> String {
+        format!(
+            r#"hosts = ["localhost"]
+data_dir = {data_dir:?}
+
+[listen]
+starttls = ["127.0.0.1:0"]
+direct_tls = ["127.0.0.1:0"]
+
+[c2s]
+require_encryption = {}
+allow_plain_without_tls = {}
+max_auth_failures = {}
+
+[limits]
+max_stanza_bytes = {}
+max_stanza_bytes_unauthenticated = {}
+max_depth = {}
+max_attributes_per_element = {}
+"#,
+            self.require_encryption,
+            self.allow_plain_without_tls,
+            self.max_auth_failures,
+            self.max_stanza_bytes,
+            self.max_stanza_bytes_unauthenticated,
+            self.max_depth,
+            self.max_attributes_per_element,
+            data_dir = data_dir.display().to_string(),
+        )
+    }
+}
+
+/// A running `starling` process with its own data directory.
+pub struct TestServer {
+    /// Where the server accepts plaintext connections that upgrade with STARTTLS.
+    pub starttls_addr: SocketAddr,
+    /// Where the server accepts direct TLS connections (XEP-0368).
+    pub direct_tls_addr: SocketAddr,
+    /// The served domain.
+    pub domain: String,
+    /// The binary that was started, for account commands.
+    binary: PathBuf,
+    /// The config file.
+    config_path: PathBuf,
+    /// The server process; killed on drop.
+    child: Mutex<Child>,
+    /// Lines the server printed on stdout after `ready`.
+    stdout_lines: Arc<Mutex<Vec<String>>>,
+    /// Owns the scratch directory; deleted on drop, after the child is killed.
+    data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with default options.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    /// Starts a server and waits until it prints `ready`.
+    pub async fn start_with(options: ServerOptions) -> anyhow::Result<Self> {
+        Self::start_binary(find_binary()?, options).await
+    }
+
+    /// Starts a specific binary that honours the `starling` command-line contract.
+    pub async fn start_binary(binary: PathBuf, options: ServerOptions) -> anyhow::Result<Self> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("starling-test-")
+            .tempdir()
+            .context("creating the server's data directory")?;
+        let config_path = data_dir.path().join("starling.toml");
+        std::fs::write(&config_path, options.to_toml(data_dir.path()))?;
+        let log_path = data_dir.path().join("starling.log");
+        let log = File::create(&log_path)?;
+        let mut child = Command::new(&binary)
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut starttls_addr = None;
+        let mut direct_tls_addr = None;
+        let mut seen = Vec::new();
+        let startup = async {
+            while let Some(line) = lines.next_line().await? {
+                seen.push(line.clone());
+                let line = line.trim();
+                if line == "ready" {
+                    return Ok(true);
+                }
+                if let Some(addr) = line.strip_prefix("listening starttls ") {
+                    starttls_addr = Some(addr.parse::<SocketAddr>()?);
+                } else if let Some(addr) = line.strip_prefix("listening direct-tls ") {
+                    direct_tls_addr = Some(addr.parse::<SocketAddr>()?);
+                }
+            }
+            anyhow::Ok(false)
+        };
+        let outcome = timeout(STARTUP_TIMEOUT, startup).await;
+        let failure = match outcome {
+            Ok(Ok(true)) => None,
+            Ok(Ok(false)) => Some("the server closed stdout before printing `ready`".to_owned()),
+            Ok(Err(error)) => Some(format!("reading the server's stdout: {error:#}")),
+            Err(_) => Some(format!(
+                "the server did not print `ready` within {STARTUP_TIMEOUT:?}"
+            )),
+        };
+        if let Some(failure) = failure {
+            let status = match child.try_wait() {
+                Ok(Some(status)) => format!("exited with {status}"),
+                _ => "still running".to_owned(),
+            };
+            let _ = child.start_kill();
+            bail!(
+                "{failure} ({status})\nstdout:\n{}\nstderr:\n{}",
+                seen.join("\n"),
+                read_log(&log_path)
+            );
+        }
+        let (Some(starttls_addr), Some(direct_tls_addr)) = (starttls_addr, direct_tls_addr) else {
+            let _ = child.start_kill();
+            bail!(
+                "the server printed `ready` without both listening lines\nstdout:\n{}",
+                seen.join("\n")
+            );
+        };
+        // Keep draining stdout so the server never blocks writing to a full pipe.
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stdout_lines);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut sink) = sink.lock() {
+                    sink.push(line);
+                }
+            }
+        });
+        Ok(Self {
+            starttls_addr,
+            direct_tls_addr,
+            domain: "localhost".to_owned(),
+            binary,
+            config_path,
+            child: Mutex::new(child),
+            stdout_lines,
+            data_dir,
+        })
+    }
+
+    /// Creates the account `localpart@domain` with `password`.
+    pub async fn add_user(&self, localpart: &str, password: &str) -> anyhow::Result<()> {
+        let password_path = self.data_dir.path().join(format!("password-{localpart}"));
+        std::fs::write(&password_path, password)?;
+        let jid = format!("{localpart}@{}", self.domain);
+        let output = self
+            .run_command(&["adduser", &jid, "--password-file"], Some(&password_path))
+            .await?;
+        std::fs::remove_file(&password_path)?;
+        if !output.0.success() {
+            bail!(
+                "`starling adduser {jid}` failed with {}:\n{}",
+                output.0,
+                output.1
+            );
+        }
+        Ok(())
+    }
+
+    /// Everything the server has logged on stderr so far.
+    pub fn log_text(&self) -> String {
+        read_log(&self.data_dir.path().join("starling.log"))
+    }
+
+    /// The last `lines` lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log_text();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Lines printed on stdout after `ready`.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout_lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
+    }
+
+    /// The server's data directory (also holds the config and the log).
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// The PEM certificate the server generated.
+    pub fn cert_path(&self) -> PathBuf {
+        self.data_dir.path().join("tls").join("cert.pem")
+    }
+
+    /// `Ok(None)` while the process runs, its exit status once it has exited.
+    pub fn exit_status(&self) -> anyhow::Result<Option<ExitStatus>> {
+        let mut child = self
+            .child
+            .lock()
+            .map_err(|_| anyhow!("server child lock poisoned"))?;
+        Ok(child.try_wait()?)
+    }
+
+    /// Fails, with the log tail, if the server process has exited.
+    pub fn ensure_alive(&self) -> anyhow::Result<()> {
+        match self.exit_status()? {
+            None => Ok(()),
+            Some(status) => bail!(
+                "the server process exited with {status}; log tail:\n{}",
+                self.log_tail(40)
+            ),
+        }
+    }
+
+    /// Runs `starling --config <file> <args> [path]` and returns its status and combined output.
+    async fn run_command(
+        &self,
+        args: &[&str],
+        path: Option<&Path>,
+    ) -> anyhow::Result<(ExitStatus, String)> {
+        let mut command = Command::new(&self.binary);
+        command.arg("--config").arg(&self.config_path).args(args);
+        if let Some(path) = path {
+            command.arg(path);
+        }
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        let output = timeout(STARTUP_TIMEOUT, command.output())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "`starling {}` did not finish within {STARTUP_TIMEOUT:?}",
+                    args.join(" ")
+                )
+            })?
+            .with_context(|| format!("running {}", self.binary.display()))?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let _ = write!(text, "{}", String::from_utf8_lossy(&output.stderr));
+        Ok((output.status, text))
+    }
+}
+
+/// Finds the `starling` binary: `$STARLING_BIN`, else `debug/starling` under
+/// `$CARGO_TARGET_DIR` or the workspace's `target/`.
+pub fn find_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("STARLING_BIN") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("STARLING_BIN={} does not exist", path.display());
+    }
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| manifest_dir.join("../.."));
+    let mut candidates = Vec::new();
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(workspace.join(target).join("debug").join(binary_name()));
+    }
+    candidates.push(workspace.join("target").join("debug").join(binary_name()));
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return Ok(candidate.clone());
+        }
+    }
+    bail!(
+        "the starling binary was not found (looked at {}); run `cargo xtask test`, which builds it, \
+         or set STARLING_BIN",
+        candidates
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn binary_name() -> &'static str {
+    if cfg!(windows) {
+        "starling.exe"
+    } else {
+        "starling"
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| format!("(no log: {error})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an executable shell script standing in for `starling`.
+    #[cfg(unix)]
+    fn fake_binary(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("fake-starling");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn launcher_reads_addresses_and_captures_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let binary = fake_binary(
+            dir.path(),
+            r#"if [ "$3" = adduser ]; then
+  [ "$4" = alice@localhost ] && [ "$(cat "$6")" = secret ] && exit 0
+  echo "bad adduser $*" >&2; exit 1
+fi
+echo "starting with $2" >&2
+echo "listening starttls 127.0.0.1:5222"
+echo "listening direct-tls 127.0.0.1:5223"
+echo ready
+exec sleep 30
+"#,
+        );
+        let server = TestServer::start_binary(binary, ServerOptions::default())
+            .await
+            .expect("fake server starts");
+        assert_eq!(
+            server.starttls_addr,
+            "127.0.0.1:5222".parse().expect("addr")
+        );
+        assert_eq!(
+            server.direct_tls_addr,
+            "127.0.0.1:5223".parse().expect("addr")
+        );
+        assert_eq!(
+            server.log_text(),
+            format!(
+                "starting with {}\n",
+                server.data_dir().join("starling.toml").display()
+            )
+        );
+        server
+            .add_user("alice", "secret")
+            .await
+            .expect("adduser succeeds");
+        let error = server
+            .add_user("bob", "x")
+            .await
+            .expect_err("adduser fails");
+        assert!(
+            format!("{error:#}")
+                .starts_with("`starling adduser bob@localhost` failed with exit status: 1"),
+            "{error:#}"
+        );
+        assert_eq!(server.exit_status().expect("status"), None);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn launcher_reports_a_server_that_dies_during_startup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let binary = fake_binary(dir.path(), "echo 'config: no hosts' >&2\nexit 3\n");
+        let error = match TestServer::start_binary(binary, ServerOptions::default()).await {
+            Ok(_) => panic!("startup must fail"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(
+            error.starts_with("the server closed stdout before printing `ready`"),
+            "{error}"
+        );
+        assert!(error.ends_with("stderr:\nconfig: no hosts\n"), "{error}");
+    }
+
+    #[test]
+    fn default_config_matches_the_contract() {
+        let toml = ServerOptions::default().to_toml(Path::new("/tmp/x"));
+        assert_eq!(
+            toml,
+            r#"hosts = ["localhost"]
+data_dir = "/tmp/x"
+
+[listen]
+starttls = ["127.0.0.1:0"]
+direct_tls = ["127.0.0.1:0"]
+
+[c2s]
+require_encryption = true
+allow_plain_without_tls = false
+max_auth_failures = 3
+
+[limits]
+max_stanza_bytes = 262144
+max_stanza_bytes_unauthenticated = 16384
+max_depth = 32
+max_attributes_per_element = 64
+"#
+        );
+    }
+
+    #[test]
+    fn options_are_set_by_name() {
+        let mut options = ServerOptions::default();
+        options.set("require_encryption", "false").expect("known");
+        options.set("max_depth", "8").expect("known");
+        assert!(!options.require_encryption);
+        assert_eq!(options.max_depth, 8);
+        assert_eq!(
+            options.set("max_depth", "deep").map_err(|e| e.to_string()),
+            Err("option max_depth: cannot parse \"deep\"".to_owned())
+        );
+        assert_eq!(
+            options.set("colour", "blue").map_err(|e| e.to_string()),
+            Err("unknown server option \"colour\"".to_owned())
+        );
+    }
+}

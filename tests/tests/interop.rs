@@ -1,0 +1,181 @@
+//! Interop: slixmpp, a client library we did not write, against the real `starling` binary.
+//!
+//! Each test starts a server with `starling-testkit`, adds a user and runs one script from
+//! `tests/interop/` with the Python of the venv that `cargo xtask test` builds from
+//! `tests/interop/requirements.txt` (passed in `STARLING_PYTHON`). A script exits 0 only on
+//! the outcome it expects: for `login.py`, a started session (SASL with the forced
+//! mechanism, then resource binding) over the requested kind of TLS and a clean stream
+//! close; for `wrong_password.py`, a SASL `<not-authorized/>`. See
+//! `tests/interop/session_probe.py` for the details and exit codes.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use starling_testkit::TestServer;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+
+/// Backstop for one script run; the scripts give up on their own after 20 s.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+const USER: &str = "alice";
+const PASSWORD: &str = "interop-Passw0rd";
+
+#[tokio::test]
+async fn slixmpp_scram_sha_256_over_starttls() -> anyhow::Result<()> {
+    check(
+        Script::Login,
+        Transport::StartTls,
+        "SCRAM-SHA-256",
+        PASSWORD,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn slixmpp_scram_sha_256_over_direct_tls() -> anyhow::Result<()> {
+    check(
+        Script::Login,
+        Transport::DirectTls,
+        "SCRAM-SHA-256",
+        PASSWORD,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn slixmpp_scram_sha_1_over_starttls() -> anyhow::Result<()> {
+    check(Script::Login, Transport::StartTls, "SCRAM-SHA-1", PASSWORD).await
+}
+
+#[tokio::test]
+async fn slixmpp_plain_over_starttls() -> anyhow::Result<()> {
+    check(Script::Login, Transport::StartTls, "PLAIN", PASSWORD).await
+}
+
+#[tokio::test]
+async fn slixmpp_wrong_password_is_not_authorized() -> anyhow::Result<()> {
+    let wrong = "not-the-password";
+    check(
+        Script::WrongPassword,
+        Transport::StartTls,
+        "SCRAM-SHA-256",
+        wrong,
+    )
+    .await
+}
+
+#[derive(Clone, Copy)]
+enum Script {
+    /// `login.py`: expects a started session.
+    Login,
+    /// `wrong_password.py`: expects SASL `<not-authorized/>`.
+    WrongPassword,
+}
+
+#[derive(Clone, Copy)]
+enum Transport {
+    StartTls,
+    DirectTls,
+}
+
+/// Runs `script` as alice against a fresh server and fails unless it exits 0.
+async fn check(
+    script: Script,
+    transport: Transport,
+    mech: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    // Checked first: without the venv this test must fail, never pass vacuously.
+    let python = std::env::var_os("STARLING_PYTHON").context(
+        "STARLING_PYTHON is not set: run through `cargo xtask test`, which sets up the slixmpp venv",
+    )?;
+    let script_name = match script {
+        Script::Login => "login.py",
+        Script::WrongPassword => "wrong_password.py",
+    };
+    let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("interop")
+        .join(script_name);
+
+    let server = TestServer::start().await?;
+    server.add_user(USER, PASSWORD).await?;
+    let (addr, transport_name) = match transport {
+        Transport::StartTls => (server.starttls_addr, "STARTTLS"),
+        Transport::DirectTls => (server.direct_tls_addr, "direct TLS"),
+    };
+
+    let mut command = Command::new(&python);
+    command
+        .arg(&script_path)
+        .arg("--jid")
+        .arg(format!("{USER}@{}", server.domain))
+        .args(["--password", password])
+        .args(["--host", &addr.ip().to_string()])
+        .args(["--port", &addr.port().to_string()])
+        .args(["--mech", mech]);
+    if let Transport::DirectTls = transport {
+        command.arg("--direct-tls");
+    }
+    let what = format!("slixmpp {script_name} --mech {mech} over {transport_name} to {addr}");
+
+    let run = run_with_timeout(command)
+        .await
+        .with_context(|| format!("running {what} with {}", python.to_string_lossy()))?;
+    let verdict = match run.status {
+        Some(status) if status.success() => return Ok(()),
+        Some(status) => format!("{what} exited with {status}"),
+        None => format!("{what} was killed after {SCRIPT_TIMEOUT:?}"),
+    };
+    bail!(
+        "{verdict}\n--- script stdout ---\n{}\n--- script stderr ---\n{}\n--- server log ---\n{}",
+        run.stdout.trim_end(),
+        run.stderr.trim_end(),
+        server.log_text().trim_end(),
+    )
+}
+
+struct ScriptRun {
+    /// `None` when the script outlived `SCRIPT_TIMEOUT` and was killed.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `command`, killing it after `SCRIPT_TIMEOUT`; output is kept either way.
+async fn run_with_timeout(mut command: Command) -> anyhow::Result<ScriptRun> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().context("spawning the script")?;
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let status = match tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await {
+        Ok(status) => Some(status.context("waiting for the script")?),
+        Err(_elapsed) => {
+            child.kill().await.context("killing the timed-out script")?;
+            None
+        }
+    };
+    Ok(ScriptRun {
+        status,
+        stdout: stdout.await.context("reading the script's stdout")?,
+        stderr: stderr.await.context("reading the script's stderr")?,
+    })
+}
+
+/// Reads a pipe to its end on a separate task, so a chatty script never blocks on it.
+fn collect(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            // A read error only truncates the diagnostics; the exit status decides.
+            let _ = pipe.read_to_end(&mut bytes).await;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
