@@ -60,6 +60,9 @@ pub enum Step {
     ExpectDisconnect,
     /// `expect-open`: the connection is still usable.
     ExpectOpen,
+    /// `restart-stream`: after a `<success/>` the test sent by hand, start a new stream
+    /// (RFC 6120 §6.4.6): fresh reader, new header sent, server header and features read.
+    RestartStream,
 }
 
 /// A step with the line it came from.
@@ -170,6 +173,7 @@ impl Case {
                 "expect-closed" => no_value(Step::ExpectClosed, value, &at)?,
                 "expect-disconnect" => no_value(Step::ExpectDisconnect, value, &at)?,
                 "expect-open" => no_value(Step::ExpectOpen, value, &at)?,
+                "restart-stream" => no_value(Step::RestartStream, value, &at)?,
                 other => bail!("{}: unknown directive {other:?}", at()),
             };
             steps.push(Line {
@@ -344,6 +348,7 @@ async fn run_step(
                 "expected stream error <{condition}/>, but the server closed the stream without one"
             ),
         },
+        Step::RestartStream => client.restart_stream().await.map(|_| ()),
         Step::ExpectClosed => client.expect_closed().await,
         Step::ExpectDisconnect => client.expect_disconnect().await.map(|_| ()),
         Step::ExpectOpen => {

@@ -790,7 +790,7 @@ impl XmppClient {
     }
 
     /// RFC 6120 §6.4.6: after success both sides start a new stream over the same connection.
-    async fn restart_stream(&mut self) -> anyhow::Result<Element> {
+    pub async fn restart_stream(&mut self) -> anyhow::Result<Element> {
         let leftover = self.reader.unparsed().to_vec();
         self.reader = StreamReader::new();
         self.reader.feed(&leftover);
