@@ -67,6 +67,22 @@ pub struct C2s {
     pub tls_handshake_timeout_secs: u64,
     /// PBKDF2 iterations for newly set passwords (RFC 7677 asks for at least 4096). Default 4096.
     pub scram_iterations: u32,
+    /// What happens when a client binds a resource that is already in use (RFC 6120 §7.7.2.2):
+    /// `"kick_old"` (default: the old session gets a `<conflict/>` stream error) or
+    /// `"refuse_new"` (the new bind fails with a `<conflict/>` stanza error).
+    pub conflict_policy: ConflictPolicyConfig,
+    /// Simultaneous resources per account; more gets `resource-constraint`. Default 10.
+    pub max_resources_per_account: usize,
+}
+
+/// `c2s.conflict_policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicyConfig {
+    /// The new session wins.
+    KickOld,
+    /// The old session wins.
+    RefuseNew,
 }
 
 /// `[limits]`: applied while parsing, before memory is spent.
@@ -84,6 +100,11 @@ pub struct LimitsConfig {
     /// Most simultaneous client connections; further connections wait in the listen backlog.
     /// Default 10000.
     pub max_connections: usize,
+    /// Stanzas queued for one session that is not reading fast enough. Default 512.
+    pub outbound_queue_stanzas: usize,
+    /// Seconds a session's queue may stay full before the session is closed with
+    /// `<policy-violation/>`; meanwhile stanzas to it are treated as undeliverable. Default 5.
+    pub outbound_queue_grace_secs: u64,
 }
 
 /// `[storage]`: the embedded SQLite database (PostgreSQL arrives with the storage issue).
@@ -126,6 +147,9 @@ impl Default for C2s {
             max_auth_failures: starling_stream::DEFAULT_MAX_AUTH_FAILURES,
             tls_handshake_timeout_secs: 30,
             scram_iterations: starling_sasl::DEFAULT_ITERATIONS,
+            conflict_policy: ConflictPolicyConfig::KickOld,
+            max_resources_per_account: starling_registry::RegistryConfig::default()
+                .max_resources_per_account,
         }
     }
 }
@@ -140,6 +164,10 @@ impl Default for LimitsConfig {
             max_depth: authenticated.max_depth,
             max_attributes_per_element: authenticated.max_attributes_per_element,
             max_connections: 10_000,
+            outbound_queue_stanzas: starling_registry::RegistryConfig::default().queue_depth,
+            outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
+                .overflow_grace
+                .as_secs(),
         }
     }
 }
@@ -208,6 +236,19 @@ impl Config {
             .sqlite_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("starling.sqlite"))
+    }
+
+    /// The session registry's view of this configuration.
+    pub fn registry_config(&self) -> starling_registry::RegistryConfig {
+        starling_registry::RegistryConfig {
+            conflict_policy: match self.c2s.conflict_policy {
+                ConflictPolicyConfig::KickOld => starling_registry::ConflictPolicy::KickOld,
+                ConflictPolicyConfig::RefuseNew => starling_registry::ConflictPolicy::RefuseNew,
+            },
+            max_resources_per_account: self.c2s.max_resources_per_account,
+            queue_depth: self.limits.outbound_queue_stanzas,
+            overflow_grace: std::time::Duration::from_secs(self.limits.outbound_queue_grace_secs),
+        }
     }
 
     /// The stream engine's view of this configuration.

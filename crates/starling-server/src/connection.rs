@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling_registry::{BindRefusal, CloseReason, SessionHandle, SessionReceiver};
 use starling_storage::AccountStore as _;
 use starling_stream::{Action, C2sStream, Input, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -36,7 +37,18 @@ pub async fn serve(
 ) {
     let session_id = uuid::Uuid::now_v7();
     let span = tracing::info_span!("c2s", session = %session_id, %peer);
-    let result = tracing::Instrument::instrument(run(shared, socket, kind, shutdown), span).await;
+    // The bound session, once there is one; kept across STARTTLS and removed when the task ends,
+    // however it ends.
+    let mut session: Option<(SessionHandle, SessionReceiver)> = None;
+    let result = tracing::Instrument::instrument(
+        run(&shared, socket, kind, shutdown, session_id, &mut session),
+        span,
+    )
+    .await;
+    if let Some((handle, _receiver)) = session {
+        shared.router.session_ended(&handle);
+        debug!(session = %session_id, jid = %handle.full_jid(), "session removed");
+    }
     if let Err(err) = result {
         debug!(session = %session_id, %peer, error = %err, "connection ended with an I/O error");
     }
@@ -47,39 +59,55 @@ enum Next {
     StartTls(TcpStream),
 }
 
+/// Per-connection context the drive loop needs besides the socket and the engine.
+struct Context<'a> {
+    shared: &'a Shared,
+    shutdown: watch::Receiver<bool>,
+    session_id: uuid::Uuid,
+    session: &'a mut Option<(SessionHandle, SessionReceiver)>,
+}
+
 async fn run(
-    shared: Arc<Shared>,
+    shared: &Shared,
     socket: TcpStream,
     kind: ListenerKind,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    session_id: uuid::Uuid,
+    session: &mut Option<(SessionHandle, SessionReceiver)>,
 ) -> std::io::Result<()> {
     let config = Arc::clone(&shared.stream_config);
+    let mut cx = Context {
+        shared,
+        shutdown,
+        session_id,
+        session,
+    };
     match kind {
         ListenerKind::StartTls => {
             let mut engine = C2sStream::new(config, Transport::Plain, Box::new(SystemIds));
-            match drive(&shared, &mut engine, PlainSocket(socket), &mut shutdown).await? {
+            match drive(&mut cx, &mut engine, PlainSocket(socket)).await? {
                 Next::Closed => Ok(()),
                 Next::StartTls(socket) => {
-                    let Some(tls) = handshake(&shared, socket).await else {
+                    let Some(tls) = handshake(shared, socket).await else {
                         engine.handle(Input::TlsFailed);
                         return Ok(());
                     };
                     let info = shared.tls.session_info(tls.get_ref().1);
                     engine.handle(Input::TlsEstablished(info));
-                    drive(&shared, &mut engine, TlsSocket(tls), &mut shutdown)
+                    drive(&mut cx, &mut engine, TlsSocket(tls))
                         .await
                         .map(|_| ())
                 }
             }
         }
         ListenerKind::DirectTls => {
-            let Some(tls) = handshake(&shared, socket).await else {
+            let Some(tls) = handshake(shared, socket).await else {
                 return Ok(());
             };
             let info = shared.tls.session_info(tls.get_ref().1);
             let mut engine =
                 C2sStream::new(config, Transport::DirectTls(info), Box::new(SystemIds));
-            drive(&shared, &mut engine, TlsSocket(tls), &mut shutdown)
+            drive(&mut cx, &mut engine, TlsSocket(tls))
                 .await
                 .map(|_| ())
         }
@@ -168,12 +196,14 @@ delegate_io!(TlsSocket);
 
 /// Run the engine over one socket until it closes or asks for STARTTLS.
 async fn drive<S: Socket>(
-    shared: &Shared,
+    cx: &mut Context<'_>,
     engine: &mut C2sStream,
     mut socket: S,
-    shutdown: &mut watch::Receiver<bool>,
 ) -> std::io::Result<Next> {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    if *cx.shutdown.borrow() {
+        engine.handle(Input::Shutdown);
+    }
     loop {
         while let Some(action) = engine.poll_action() {
             match action {
@@ -186,7 +216,7 @@ async fn drive<S: Socket>(
                     });
                 }
                 Action::LookupCredentials(jid) => {
-                    let input = match shared.store.credentials(&jid).await {
+                    let input = match cx.shared.store.credentials(&jid).await {
                         Ok(creds) => Input::Credentials(creds),
                         Err(err) => {
                             tracing::error!(%jid, error = %err, "credential lookup failed");
@@ -197,7 +227,15 @@ async fn drive<S: Socket>(
                     tokio::task::block_in_place(|| engine.handle(input));
                 }
                 Action::Authenticated(jid) => info!(%jid, "authenticated"),
-                Action::Bound(full_jid) => info!(jid = %full_jid, "resource bound"),
+                Action::Bind(full_jid) => {
+                    let answer = bind(cx, full_jid);
+                    engine.handle(Input::Bound(answer));
+                }
+                Action::Route(stanza) => {
+                    if let Some((handle, _)) = cx.session.as_ref() {
+                        cx.shared.router.route(handle, stanza).await;
+                    }
+                }
                 Action::AuthFailed(failure) => {
                     warn!(condition = failure.element_name(), "SASL failure")
                 }
@@ -220,10 +258,69 @@ async fn drive<S: Socket>(
                 Ok(0) | Err(_) => engine.handle(Input::PeerClosed),
                 Ok(n) => engine.handle(Input::Bytes(buf.get(..n).unwrap_or_default())),
             },
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
+            event = next_session_event(cx.session) => match event {
+                SessionEvent::Stanza(stanza) => engine.handle(Input::Deliver(stanza)),
+                SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
+                    engine.handle(Input::Close(Some((condition, text))));
+                }
+                SessionEvent::Close(CloseReason::Graceful) => engine.handle(Input::Close(None)),
+            },
+            changed = cx.shutdown.changed() => {
+                if changed.is_err() || *cx.shutdown.borrow() {
                     engine.handle(Input::Shutdown);
                 }
+            }
+        }
+    }
+}
+
+/// Register the bound resource; the registry applies the conflict policy and resource limit.
+fn bind(cx: &mut Context<'_>, full_jid: jid::FullJid) -> Result<(), starling_bind::BindError> {
+    let registry = cx.shared.router.registry();
+    let (handle, receiver) = registry.new_session(full_jid.clone(), cx.session_id);
+    match registry.bind(&handle) {
+        Ok(replaced) => {
+            if let Some(old) = replaced {
+                info!(jid = %full_jid, replaced = %old.id(), "resource conflict: the old session is closed");
+            }
+            info!(jid = %full_jid, "resource bound");
+            *cx.session = Some((handle, receiver));
+            Ok(())
+        }
+        Err(refusal) => {
+            warn!(jid = %full_jid, reason = %refusal, "bind refused");
+            Err(match refusal {
+                BindRefusal::Conflict => starling_bind::BindError::Conflict,
+                BindRefusal::ResourceConstraint => starling_bind::BindError::ResourceConstraint,
+                BindRefusal::UnknownHost => starling_bind::BindError::NotAllowed,
+            })
+        }
+    }
+}
+
+enum SessionEvent {
+    Stanza(minidom::Element),
+    Close(CloseReason),
+}
+
+/// The next stanza or close request for the bound session; never resolves before binding.
+async fn next_session_event(
+    session: &mut Option<(SessionHandle, SessionReceiver)>,
+) -> SessionEvent {
+    let Some((_, receiver)) = session.as_mut() else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        stanza = receiver.stanzas.recv() => match stanza {
+            Some(stanza) => SessionEvent::Stanza(stanza),
+            // The session holds a sender itself, so the channel cannot close under it.
+            None => std::future::pending().await,
+        },
+        changed = receiver.close.changed() => {
+            let reason = receiver.close.borrow_and_update().clone();
+            match (changed, reason) {
+                (Ok(()), Some(reason)) => SessionEvent::Close(reason),
+                _ => std::future::pending().await,
             }
         }
     }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use starling_registry::Registry;
+use starling_router::Router;
 use starling_storage::SqliteStore;
 use starling_stream::StreamConfig;
 use tokio::net::TcpListener;
@@ -22,6 +24,8 @@ pub struct Shared {
     pub tls: TlsSetup,
     /// Accounts.
     pub store: SqliteStore,
+    /// Routes stanzas between sessions over the session registry.
+    pub router: Router<SqliteStore>,
     /// Seconds a TLS handshake may take.
     pub tls_handshake_timeout_secs: u64,
 }
@@ -33,9 +37,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = SqliteStore::open(&config.sqlite_path())
         .with_context(|| format!("cannot open database {}", config.sqlite_path().display()))?;
     let tls = TlsSetup::load(&config)?;
+    let registry = Arc::new(Registry::new(
+        config.hosts.clone(),
+        config.registry_config(),
+    ));
     let shared = Arc::new(Shared {
         stream_config: Arc::new(config.stream_config()),
         tls,
+        router: Router::new(registry, store.clone()),
         store,
         tls_handshake_timeout_secs: config.c2s.tls_handshake_timeout_secs,
     });

@@ -9,8 +9,7 @@ use starling_sasl::{
     ChannelBinding, SaslFailure, SaslSession, SaslStep, ServerContext, StoredCredentials,
 };
 use starling_stanza::{
-    IqType, NS_CLIENT, NS_PING, NS_SASL, NS_TLS, Stanza, StanzaErrorCondition, StanzaKind,
-    StreamErrorCondition,
+    IqType, NS_CLIENT, NS_SASL, NS_TLS, Stanza, StanzaErrorCondition, StreamErrorCondition,
 };
 use starling_xml::{HeaderOut, StreamEvent, StreamHeader, StreamParser, XmlError};
 
@@ -46,6 +45,14 @@ pub enum Input<'a> {
     /// [`Action::LookupCredentials`] could not be answered (storage is down): the attempt fails
     /// with `temporary-auth-failure` (RFC 6120 §6.5.11) and does not count as a wrong password.
     CredentialsUnavailable,
+    /// The answer to [`Action::Bind`]: the session is registered under this full JID, or the
+    /// registry refused it.
+    Bound(Result<(), starling_bind::BindError>),
+    /// A stanza routed to this session by someone else; written as is.
+    Deliver(Element),
+    /// Someone (a resource conflict, an administrator, a full queue) asked this session to end,
+    /// with this stream error or, for `None`, with just the closing tag.
+    Close(Option<(StreamErrorCondition, Option<String>)>),
     /// The server is shutting down (RFC 6120 §4.9.3.20 `system-shutdown`).
     Shutdown,
     /// The peer closed its side of the connection, or the socket failed.
@@ -65,8 +72,11 @@ pub enum Action {
     LookupCredentials(BareJid),
     /// The stream is authenticated as this account (for logging and the registry).
     Authenticated(BareJid),
-    /// The session bound this full JID (RFC 6120 §7); it is now a connected resource.
-    Bound(FullJid),
+    /// Register this full JID in the session registry (RFC 6120 §7) and answer with
+    /// [`Input::Bound`]. The conflict policy and resource limits are the registry's to apply.
+    Bind(FullJid),
+    /// A stanza from this connected resource, its `from` stamped, for the router.
+    Route(Stanza),
     /// The peer failed SASL; the condition is for logging.
     AuthFailed(SaslFailure),
     /// A protocol violation ended the stream; the condition is for logging.
@@ -105,6 +115,8 @@ enum Phase {
         session: Box<SaslSession>,
         waiting_for_credentials: bool,
     },
+    /// A bind request is out to the registry; `iq` is the request to answer.
+    Binding { iq: Stanza, full_jid: FullJid },
     /// Closed; no more input is processed.
     Closed,
 }
@@ -215,6 +227,38 @@ impl C2sStream {
                         .push_back(Action::AuthFailed(SaslFailure::TemporaryAuthFailure));
                 }
             }
+            Input::Bound(result) => {
+                let Phase::Binding { iq, full_jid } =
+                    std::mem::replace(&mut self.phase, Phase::Open)
+                else {
+                    return;
+                };
+                match result {
+                    Ok(()) => {
+                        let mut reply = iq.iq_result();
+                        reply.append_child(starling_bind::bind_result_payload(&full_jid));
+                        self.write(starling_xml::write_element(&reply));
+                        self.state = SessionState::Bound { full_jid };
+                    }
+                    Err(err) => self.reply_error(&iq, bind_condition(&err)),
+                }
+            }
+            Input::Deliver(element) => {
+                if matches!(self.state, SessionState::Bound { .. }) {
+                    self.write(starling_xml::write_element(&element));
+                }
+                return;
+            }
+            Input::Close(reason) => {
+                match reason {
+                    Some((condition, text)) => self.stream_error(condition, text.as_deref()),
+                    None => {
+                        self.write(starling_xml::STREAM_CLOSE.to_vec());
+                        self.close();
+                    }
+                }
+                return;
+            }
             Input::Shutdown => {
                 self.stream_error(StreamErrorCondition::SystemShutdown, None);
                 return;
@@ -227,7 +271,7 @@ impl C2sStream {
     fn process(&mut self) {
         loop {
             match &self.phase {
-                Phase::Closed | Phase::TlsHandshake => return,
+                Phase::Closed | Phase::TlsHandshake | Phase::Binding { .. } => return,
                 Phase::Sasl {
                     waiting_for_credentials: true,
                     ..
@@ -545,23 +589,13 @@ impl C2sStream {
         match resource {
             Ok(resource) => {
                 let full_jid = user.with_resource(&resource);
-                let mut reply = stanza.iq_result();
-                reply.append_child(starling_bind::bind_result_payload(&full_jid));
-                self.write(starling_xml::write_element(&reply));
-                self.actions.push_back(Action::Bound(full_jid.clone()));
-                self.state = SessionState::Bound { full_jid };
-            }
-            Err(err) => {
-                let condition = match err {
-                    starling_bind::BindError::BadRequest(_) => StanzaErrorCondition::BadRequest,
-                    starling_bind::BindError::Conflict => StanzaErrorCondition::Conflict,
-                    starling_bind::BindError::NotAllowed => StanzaErrorCondition::NotAllowed,
-                    starling_bind::BindError::ResourceConstraint => {
-                        StanzaErrorCondition::ResourceConstraint
-                    }
+                self.actions.push_back(Action::Bind(full_jid.clone()));
+                self.phase = Phase::Binding {
+                    iq: stanza,
+                    full_jid,
                 };
-                self.reply_error(&stanza, condition);
             }
+            Err(err) => self.reply_error(&stanza, bind_condition(&err)),
         }
     }
 
@@ -574,44 +608,31 @@ impl C2sStream {
                 return;
             }
         };
-        // RFC 6120 §8.1.2.1: the server stamps the full JID of the sender on every stanza.
+        // RFC 6120 §8.1.2.1: the server stamps the full JID of the sender on every stanza; a
+        // `from` the client wrote itself is never passed on.
         stanza.set_from(full_jid.as_str());
-        let domain = self.domain.clone().unwrap_or_default();
-        let to_server = match stanza.to() {
-            None => true,
-            Some(to) => to == domain || normalise_domain(to).is_some_and(|d| d == domain),
-        };
-        let to_own_account = stanza
-            .to()
-            .is_some_and(|to| jid::BareJid::new(to).is_ok_and(|b| b == full_jid.to_bare()));
-        match stanza.kind() {
-            StanzaKind::Iq => match stanza.iq() {
-                Err(_) => self.reply_error(&stanza, StanzaErrorCondition::BadRequest),
-                Ok((IqType::Result | IqType::Error, _)) => {}
-                Ok((IqType::Get | IqType::Set, payload)) if to_server || to_own_account => {
-                    let answer = match payload {
-                        Some(p) if p.is("ping", NS_PING) => Ok(()),
-                        // RFC 6121 Appendix E: the legacy session request is a no-op.
-                        Some(p) if starling_bind::is_session_request(p) => Ok(()),
-                        Some(p) if p.is("bind", starling_bind::NS_BIND) => {
-                            Err(StanzaErrorCondition::NotAllowed)
-                        }
-                        _ => Err(StanzaErrorCondition::ServiceUnavailable),
-                    };
-                    match answer {
-                        Ok(()) => self.write(starling_xml::write_element(&stanza.iq_result())),
-                        Err(condition) => self.reply_error(&stanza, condition),
-                    }
-                }
-                // FIXME(issue 4): route to other entities through the session registry. Until
-                // then nobody else is reachable, which RFC 6121 §8.5 answers this way.
-                Ok(_) => self.reply_error(&stanza, StanzaErrorCondition::ServiceUnavailable),
-            },
-            StanzaKind::Message if !to_server => {
-                self.reply_error(&stanza, StanzaErrorCondition::ServiceUnavailable);
+        if let Ok((IqType::Set, Some(payload))) = stanza.iq()
+            && self.is_to_server(&stanza)
+        {
+            if payload.is("bind", starling_bind::NS_BIND) {
+                // One resource per stream: RFC 6120 §7.7.2.? leaves a second bind to policy.
+                self.reply_error(&stanza, StanzaErrorCondition::NotAllowed);
+                return;
             }
-            // FIXME(issue 5): presence broadcast and messages to the server.
-            StanzaKind::Message | StanzaKind::Presence => {}
+            if starling_bind::is_session_request(payload) {
+                // RFC 6121 Appendix E: the legacy session request is a no-op that succeeds.
+                self.write(starling_xml::write_element(&stanza.iq_result()));
+                return;
+            }
+        }
+        self.actions.push_back(Action::Route(stanza));
+    }
+
+    /// Addressed to the server itself: no `to`, or our domain.
+    fn is_to_server(&self, stanza: &Stanza) -> bool {
+        match stanza.to() {
+            None => true,
+            Some(to) => normalise_domain(to).is_some_and(|d| Some(&d) == self.domain.as_ref()),
         }
     }
 
@@ -671,6 +692,15 @@ impl C2sStream {
 
     fn close_silently(&mut self) {
         self.close();
+    }
+}
+
+fn bind_condition(err: &starling_bind::BindError) -> StanzaErrorCondition {
+    match err {
+        starling_bind::BindError::BadRequest(_) => StanzaErrorCondition::BadRequest,
+        starling_bind::BindError::Conflict => StanzaErrorCondition::Conflict,
+        starling_bind::BindError::NotAllowed => StanzaErrorCondition::NotAllowed,
+        starling_bind::BindError::ResourceConstraint => StanzaErrorCondition::ResourceConstraint,
     }
 }
 

@@ -80,7 +80,20 @@ impl Harness {
                     self.stream.handle(Input::Credentials(creds));
                 }
                 Action::Authenticated(jid) => self.events.push(format!("authenticated {jid}")),
-                Action::Bound(jid) => self.events.push(format!("bound {jid}")),
+                Action::Bind(jid) => {
+                    self.events.push(format!("bind {jid}"));
+                    let answer = if jid.resource().as_str() == "taken" {
+                        Err(starling_bind::BindError::Conflict)
+                    } else {
+                        Ok(())
+                    };
+                    self.stream.handle(Input::Bound(answer));
+                }
+                Action::Route(stanza) => {
+                    let xml =
+                        String::from_utf8(starling_xml::write_element(stanza.element())).unwrap();
+                    self.events.push(format!("route {}", xml.replace('"', "'")));
+                }
                 Action::AuthFailed(f) => self
                     .events
                     .push(format!("auth-failed {}", f.element_name())),
@@ -265,7 +278,7 @@ fn plain_login_restarts_and_offers_bind_then_binds() {
             "starttls",
             "lookup alice@localhost",
             "authenticated alice@localhost",
-            "bound alice@localhost/phone"
+            "bind alice@localhost/phone"
         ]
     );
     assert_eq!(
@@ -352,29 +365,85 @@ fn storage_failure_is_temporary_auth_failure() {
 }
 
 #[test]
-fn bound_session_answers_ping_and_refuses_unknown_iq() {
+fn bound_session_routes_stanzas_with_the_full_jid_as_from() {
     let mut h = bound_session();
-    let out = h.send(b"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
-    assert_eq!(
-        out,
-        "<iq xmlns='jabber:client' id='p1' to='alice@localhost/phone' type='result'/>"
+    let out = h.send(
+        b"<iq type='get' id='p1' from='mallory@localhost/x'><ping xmlns='urn:xmpp:ping'/></iq>",
     );
-    let out =
-        h.send(b"<iq type='get' id='q1' to='localhost'><query xmlns='urn:example:nothing'/></iq>");
+    assert_eq!(out, "", "the router answers, not the engine");
     assert_eq!(
-        out,
-        "<iq xmlns='jabber:client' from='localhost' id='q1' to='alice@localhost/phone' type='error'>\
-         <query xmlns='urn:example:nothing'/><error type='cancel'>\
-         <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        h.events.last().unwrap(),
+        "route <iq xmlns='jabber:client' from='alice@localhost/phone' id='p1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>"
     );
 }
 
 #[test]
-fn client_supplied_from_is_replaced_by_the_full_jid() {
+fn delivered_stanzas_are_written() {
     let mut h = bound_session();
-    let out = h.send(b"<iq type='get' id='q2' from='mallory@localhost/x'><query xmlns='urn:example:nothing'/></iq>");
-    assert!(out.contains("to='alice@localhost/phone'"), "{out}");
-    assert!(!out.contains("mallory"), "{out}");
+    h.stream.handle(Input::Deliver(
+        "<message xmlns='jabber:client' from='bob@localhost/x'><body>hi</body></message>"
+            .parse()
+            .unwrap(),
+    ));
+    h.drain();
+    assert!(
+        h.written.ends_with(
+            "<message xmlns='jabber:client' from='bob@localhost/x'><body>hi</body></message>"
+        ),
+        "{}",
+        h.written
+    );
+}
+
+#[test]
+fn legacy_session_and_second_bind_are_answered_by_the_engine() {
+    let mut h = bound_session();
+    let out = h.send(
+        b"<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>",
+    );
+    assert_eq!(
+        out,
+        "<iq xmlns='jabber:client' id='s1' to='alice@localhost/phone' type='result'/>"
+    );
+    let out = h.send(BIND.as_bytes());
+    assert!(
+        out.contains("type='error'") && out.contains("<not-allowed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn refused_bind_is_a_stanza_error_and_the_session_stays_unbound() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(BIND.replace("phone", "taken").as_bytes());
+    assert!(
+        out.contains("type='error'")
+            && out.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
+        "{out}"
+    );
+    assert!(matches!(
+        h.stream.session_state(),
+        SessionState::Authenticated { .. }
+    ));
+    let out = h.send(BIND.as_bytes());
+    assert!(out.contains("<jid>alice@localhost/phone</jid>"), "{out}");
+}
+
+#[test]
+fn close_request_ends_the_stream_with_its_error() {
+    let mut h = bound_session();
+    h.stream
+        .handle(Input::Close(Some((StreamErrorCondition::Conflict, None))));
+    h.drain();
+    assert!(h.written.ends_with(
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
+    ));
+    assert!(h.closed());
 }
 
 #[test]

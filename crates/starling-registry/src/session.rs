@@ -1,0 +1,237 @@
+//! One connected resource and the handle through which everything else reaches it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use jid::{BareJid, FullJid};
+use minidom::Element;
+use starling_stanza::StreamErrorCondition;
+use tokio::sync::{mpsc, watch};
+
+/// Why a session is being closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// End the stream with this stream error (RFC 6120 §4.9).
+    StreamError {
+        /// The condition.
+        condition: StreamErrorCondition,
+        /// Optional human-readable text.
+        text: Option<String>,
+    },
+    /// End the stream with just `</stream:stream>`.
+    Graceful,
+}
+
+/// Why [`SessionHandle::send`] did not queue a stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The session has ended; treat the resource as gone.
+    #[error("the session has ended")]
+    Closed,
+    /// The session's outbound queue is full; treat the resource as gone for this stanza.
+    #[error("the session's outbound queue is full")]
+    QueueFull,
+}
+
+/// What the connection task reads: queued stanzas and a close request.
+pub struct SessionReceiver {
+    /// Stanzas to write to the client, in order.
+    pub stanzas: mpsc::Receiver<Element>,
+    /// Becomes `Some` when someone asks the session to close.
+    pub close: watch::Receiver<Option<CloseReason>>,
+}
+
+/// A snapshot of a connected resource (the session model's `ConnectedResource`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectedResource {
+    /// The bound full JID.
+    pub full_jid: FullJid,
+    /// Presence priority, RFC 6121 §4.7.2.3 (-128..=127); 0 until presence says otherwise.
+    pub priority: i8,
+    /// The last available presence; `Some` makes this an *available resource*.
+    pub presence: Option<Element>,
+    /// Whether the resource asked for its roster and so receives roster pushes.
+    pub is_interested: bool,
+}
+
+/// A cheap, cloneable reference to one session. Equality is session identity.
+#[derive(Clone)]
+pub struct SessionHandle {
+    inner: Arc<Session>,
+}
+
+struct Session {
+    /// Unique per connection (UUIDv7), so a stale handle never unbinds a newer session that
+    /// reused the same full JID.
+    id: uuid::Uuid,
+    full_jid: FullJid,
+    stanzas: mpsc::Sender<Element>,
+    close: watch::Sender<Option<CloseReason>>,
+    state: Mutex<ResourceState>,
+    /// When the queue was first found full, for the slow-reader grace period.
+    overflow_since: Mutex<Option<Instant>>,
+    queue_depth: usize,
+    overflow_grace: Duration,
+}
+
+#[derive(Debug, Default)]
+struct ResourceState {
+    priority: i8,
+    presence: Option<Element>,
+    is_interested: bool,
+}
+
+impl PartialEq for SessionHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for SessionHandle {}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.inner.id)
+            .field("full_jid", &self.inner.full_jid)
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    pub(crate) fn new(
+        full_jid: FullJid,
+        id: uuid::Uuid,
+        queue_depth: usize,
+        overflow_grace: Duration,
+    ) -> (Self, SessionReceiver) {
+        let (stanza_tx, stanza_rx) = mpsc::channel(queue_depth.max(1));
+        let (close_tx, close_rx) = watch::channel(None);
+        let handle = Self {
+            inner: Arc::new(Session {
+                id,
+                full_jid,
+                stanzas: stanza_tx,
+                close: close_tx,
+                state: Mutex::new(ResourceState::default()),
+                overflow_since: Mutex::new(None),
+                queue_depth,
+                overflow_grace,
+            }),
+        };
+        (
+            handle,
+            SessionReceiver {
+                stanzas: stanza_rx,
+                close: close_rx,
+            },
+        )
+    }
+
+    /// The session's unique id.
+    pub fn id(&self) -> uuid::Uuid {
+        self.inner.id
+    }
+
+    /// The bound full JID.
+    pub fn full_jid(&self) -> &FullJid {
+        &self.inner.full_jid
+    }
+
+    /// The account's bare JID.
+    pub fn bare_jid(&self) -> BareJid {
+        self.inner.full_jid.to_bare()
+    }
+
+    /// Queue a stanza for the client. Never waits: a full queue is `QueueFull`, and a queue
+    /// that has stayed full for longer than the grace period also closes the session with
+    /// `<policy-violation/>`, so a client that stops reading cannot hold memory forever.
+    pub fn send(&self, stanza: Element) -> Result<(), SendError> {
+        match self.inner.stanzas.try_send(stanza) {
+            Ok(()) => {
+                *lock(&self.inner.overflow_since) = None;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let now = Instant::now();
+                let since = *lock(&self.inner.overflow_since).get_or_insert(now);
+                if now.duration_since(since) >= self.inner.overflow_grace {
+                    self.close(CloseReason::StreamError {
+                        condition: StreamErrorCondition::PolicyViolation,
+                        text: Some(format!(
+                            "outbound queue of {} stanzas stayed full; the client is not reading",
+                            self.inner.queue_depth
+                        )),
+                    });
+                }
+                Err(SendError::QueueFull)
+            }
+        }
+    }
+
+    /// Ask the connection task to end the session. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        self.inner.close.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Whether someone asked this session to close.
+    pub fn is_closing(&self) -> bool {
+        self.inner.close.borrow().is_some()
+    }
+
+    /// Record a presence broadcast (RFC 6121 §4.2, §4.4, §4.5): `Some` with its priority makes
+    /// the resource available, `None` makes it unavailable. Returns whether it was available
+    /// before.
+    pub fn set_presence(&self, presence: Option<Element>, priority: i8) -> bool {
+        let mut state = lock(&self.inner.state);
+        let was_available = state.presence.is_some();
+        state.priority = if presence.is_some() { priority } else { 0 };
+        state.presence = presence;
+        was_available
+    }
+
+    /// Mark the resource as interested (it requested the roster, RFC 6121 §2.1.3).
+    pub fn set_interested(&self) {
+        lock(&self.inner.state).is_interested = true;
+    }
+
+    /// Presence priority (0 when unavailable).
+    pub fn priority(&self) -> i8 {
+        lock(&self.inner.state).priority
+    }
+
+    /// Whether the resource has sent available presence.
+    pub fn is_available(&self) -> bool {
+        lock(&self.inner.state).presence.is_some()
+    }
+
+    /// Whether the resource receives roster pushes.
+    pub fn is_interested(&self) -> bool {
+        lock(&self.inner.state).is_interested
+    }
+
+    /// A snapshot of the session-model state.
+    pub fn snapshot(&self) -> ConnectedResource {
+        let state = lock(&self.inner.state);
+        ConnectedResource {
+            full_jid: self.inner.full_jid.clone(),
+            priority: state.priority,
+            presence: state.presence.clone(),
+            is_interested: state.is_interested,
+        }
+    }
+}
+
+/// These mutexes guard plain data and no code panics while holding them; a poisoned lock still
+/// holds consistent data, so it is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

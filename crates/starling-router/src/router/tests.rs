@@ -1,0 +1,316 @@
+//! Routing rules against a real registry and an in-memory SQLite account store.
+
+use starling_registry::{RegistryConfig, SessionReceiver};
+use starling_sasl::StoredCredentials;
+use starling_storage::SqliteStore;
+
+use super::*;
+
+struct World {
+    router: Router<SqliteStore>,
+}
+
+struct Client {
+    handle: SessionHandle,
+    rx: SessionReceiver,
+}
+
+impl Client {
+    /// Everything queued for this client, serialized with single quotes.
+    fn received(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(element) = self.rx.stanzas.try_recv() {
+            let mut bytes = Vec::new();
+            element.write_to(&mut bytes).unwrap();
+            out.push(String::from_utf8(bytes).unwrap());
+        }
+        out
+    }
+}
+
+async fn world() -> World {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let creds =
+        StoredCredentials::from_password("pw", b"0123456789abcdef", b"0123456789abcdef", 4096)
+            .unwrap();
+    for user in ["alice", "bob"] {
+        store
+            .create_account(&format!("{user}@localhost").parse().unwrap(), &creds)
+            .await
+            .unwrap();
+    }
+    let registry = Arc::new(Registry::new(
+        ["localhost".to_owned()],
+        RegistryConfig::default(),
+    ));
+    World {
+        router: Router::new(registry, store),
+    }
+}
+
+impl World {
+    fn connect(&self, jid: &str) -> Client {
+        let (handle, rx) = self
+            .router
+            .registry()
+            .new_session(jid.parse().unwrap(), uuid_for(jid));
+        self.router.registry().bind(&handle).unwrap();
+        Client { handle, rx }
+    }
+
+    async fn available(&self, client: &mut Client, priority: i8) {
+        self.send(
+            client,
+            &format!("<presence><priority>{priority}</priority></presence>"),
+        )
+        .await;
+        client.received();
+    }
+
+    async fn send(&self, client: &Client, xml: &str) {
+        let element: Element = xml
+            .replacen(
+                '>',
+                &format!(
+                    " xmlns='jabber:client' from='{}'>",
+                    client.handle.full_jid()
+                ),
+                1,
+            )
+            .parse()
+            .unwrap();
+        self.router
+            .route(&client.handle, Stanza::try_from(element).unwrap())
+            .await;
+    }
+}
+
+fn uuid_for(_jid: &str) -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+#[tokio::test]
+async fn message_to_bare_jid_goes_to_highest_non_negative_priority() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    let mut low = w.connect("bob@localhost/low");
+    let mut high = w.connect("bob@localhost/high");
+    let mut negative = w.connect("bob@localhost/neg");
+    w.available(&mut low, 1).await;
+    w.available(&mut high, 5).await;
+    w.available(&mut negative, -1).await;
+    for client in [&mut low, &mut high, &mut negative] {
+        client.received();
+    }
+    w.send(
+        &alice,
+        "<message to='bob@localhost' type='chat'><body>hi</body></message>",
+    )
+    .await;
+    assert_eq!(
+        high.received(),
+        [
+            "<message xmlns='jabber:client' from='alice@localhost/a' to='bob@localhost' type='chat'><body>hi</body></message>"
+        ]
+    );
+    assert!(low.received().is_empty());
+    assert!(negative.received().is_empty());
+    assert!(alice.received().is_empty());
+}
+
+#[tokio::test]
+async fn only_negative_priority_means_no_delivery_and_an_error() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    let mut negative = w.connect("bob@localhost/neg");
+    w.available(&mut negative, -5).await;
+    w.send(
+        &alice,
+        "<message to='bob@localhost' type='chat' id='m1'><body>hi</body></message>",
+    )
+    .await;
+    assert!(negative.received().is_empty());
+    let bounced = alice.received();
+    assert_eq!(bounced.len(), 1);
+    assert!(
+        bounced[0].contains("type='error'") && bounced[0].contains("<service-unavailable"),
+        "{bounced:?}"
+    );
+}
+
+#[tokio::test]
+async fn message_to_offline_full_jid_falls_back_to_bare() {
+    let w = world().await;
+    let alice = w.connect("alice@localhost/a");
+    let mut bob = w.connect("bob@localhost/desk");
+    w.available(&mut bob, 0).await;
+    w.send(
+        &alice,
+        "<message to='bob@localhost/gone' type='chat'><body>x</body></message>",
+    )
+    .await;
+    assert_eq!(bob.received().len(), 1);
+    // A headline to a missing resource is dropped silently, groupchat bounces.
+    let mut alice = alice;
+    w.send(
+        &alice,
+        "<message to='bob@localhost/gone' type='headline'><body>x</body></message>",
+    )
+    .await;
+    assert!(bob.received().is_empty());
+    assert!(alice.received().is_empty());
+    w.send(
+        &alice,
+        "<message to='bob@localhost/gone' type='groupchat'><body>x</body></message>",
+    )
+    .await;
+    assert!(alice.received()[0].contains("<service-unavailable"));
+}
+
+#[tokio::test]
+async fn message_to_full_jid_reaches_even_an_unavailable_connected_resource() {
+    let w = world().await;
+    let alice = w.connect("alice@localhost/a");
+    let mut bob = w.connect("bob@localhost/desk");
+    w.send(
+        &alice,
+        "<message to='bob@localhost/desk'><body>x</body></message>",
+    )
+    .await;
+    assert_eq!(bob.received().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_user_gets_service_unavailable_and_errors_are_never_answered() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    w.send(
+        &alice,
+        "<message to='nobody@localhost' id='m'><body>x</body></message>",
+    )
+    .await;
+    let got = alice.received();
+    assert_eq!(
+        got,
+        [
+            "<message xmlns='jabber:client' from='nobody@localhost' id='m' to='alice@localhost/a' type='error'><body>x</body><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        ]
+    );
+    w.send(
+        &alice,
+        "<message to='nobody@localhost' type='error'><body>x</body></message>",
+    )
+    .await;
+    assert!(alice.received().is_empty());
+    w.send(
+        &alice,
+        "<iq to='nobody@localhost' type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    assert!(alice.received()[0].contains("<service-unavailable"));
+}
+
+#[tokio::test]
+async fn iq_rules() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    let mut bob = w.connect("bob@localhost/b");
+    // To an absent full JID.
+    w.send(
+        &alice,
+        "<iq to='bob@localhost/gone' type='get' id='1'><query xmlns='urn:x'/></iq>",
+    )
+    .await;
+    assert!(alice.received()[0].contains("<service-unavailable"));
+    // Zero and two children.
+    w.send(&alice, "<iq to='localhost' type='get' id='2'></iq>")
+        .await;
+    assert!(alice.received()[0].contains("<bad-request"));
+    w.send(
+        &alice,
+        "<iq to='localhost' type='get' id='3'><a xmlns='urn:x'/><b xmlns='urn:x'/></iq>",
+    )
+    .await;
+    assert!(alice.received()[0].contains("<bad-request"));
+    // To a connected full JID: delivered untouched, and the result comes back.
+    w.send(
+        &alice,
+        "<iq to='bob@localhost/b' type='get' id='4'><query xmlns='urn:x'/></iq>",
+    )
+    .await;
+    assert_eq!(bob.received().len(), 1);
+    w.send(
+        &bob,
+        "<iq to='alice@localhost/a' type='result' id='4'></iq>",
+    )
+    .await;
+    assert_eq!(
+        alice.received(),
+        [
+            "<iq xmlns='jabber:client' from='bob@localhost/b' id='4' to='alice@localhost/a' type='result'/>"
+        ]
+    );
+    // A result to the server with an id it never used is dropped.
+    w.send(&alice, "<iq to='localhost' type='result' id='zzz'></iq>")
+        .await;
+    assert!(alice.received().is_empty());
+    // To a bare JID: answered by the server on the account's behalf.
+    w.send(
+        &alice,
+        "<iq to='bob@localhost' type='get' id='5'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    assert_eq!(
+        alice.received(),
+        [
+            "<iq xmlns='jabber:client' from='bob@localhost' id='5' to='alice@localhost/a' type='result'/>"
+        ]
+    );
+    assert!(bob.received().is_empty());
+    // To a remote domain: no server-to-server yet.
+    w.send(
+        &alice,
+        "<iq to='example.net' type='get' id='6'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    assert!(alice.received()[0].contains("<remote-server-not-found"));
+    // A malformed address.
+    w.send(
+        &alice,
+        "<iq to='a@b@c/' type='get' id='7'><ping xmlns='urn:xmpp:ping'/></iq>",
+    )
+    .await;
+    assert!(alice.received()[0].contains("<jid-malformed"));
+}
+
+#[tokio::test]
+async fn presence_reaches_own_resources_and_leaving_sends_unavailable() {
+    let w = world().await;
+    let mut phone = w.connect("alice@localhost/phone");
+    let mut desk = w.connect("alice@localhost/desk");
+    w.available(&mut desk, 0).await;
+    w.send(&phone, "<presence><priority>3</priority></presence>")
+        .await;
+    assert_eq!(phone.handle.priority(), 3);
+    // Reflected to the sender and sent to the other available resource.
+    assert_eq!(phone.received().len(), 1);
+    assert_eq!(
+        desk.received(),
+        [
+            "<presence xmlns='jabber:client' from='alice@localhost/phone' to='alice@localhost'><priority>3</priority></presence>"
+        ]
+    );
+    w.router.session_ended(&phone.handle);
+    assert_eq!(
+        desk.received(),
+        [
+            "<presence xmlns='jabber:client' from='alice@localhost/phone' to='alice@localhost' type='unavailable'/>"
+        ]
+    );
+    assert!(
+        w.router
+            .registry()
+            .resource(&"alice@localhost/phone".parse().unwrap())
+            .is_none()
+    );
+}
