@@ -37,6 +37,14 @@ pub struct ServerOptions {
     pub max_depth: u32,
     /// `limits.max_attributes_per_element`.
     pub max_attributes_per_element: u32,
+    /// `c2s.conflict_policy`: `kick_old` or `refuse_new`.
+    pub conflict_policy: String,
+    /// `c2s.max_resources_per_account`.
+    pub max_resources_per_account: usize,
+    /// `limits.outbound_queue_stanzas`.
+    pub outbound_queue_stanzas: usize,
+    /// `limits.outbound_queue_grace_secs`.
+    pub outbound_queue_grace_secs: u64,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +57,10 @@ impl Default for ServerOptions {
             max_stanza_bytes_unauthenticated: 16_384,
             max_depth: 32,
             max_attributes_per_element: 64,
+            conflict_policy: "kick_old".to_owned(),
+            max_resources_per_account: 10,
+            outbound_queue_stanzas: 512,
+            outbound_queue_grace_secs: 5,
         }
     }
 }
@@ -71,6 +83,15 @@ impl ServerOptions {
             }
             "max_depth" => self.max_depth = parse(key, value)?,
             "max_attributes_per_element" => self.max_attributes_per_element = parse(key, value)?,
+            "conflict_policy" => match value {
+                "kick_old" | "refuse_new" => self.conflict_policy = value.to_owned(),
+                _ => {
+                    bail!("option conflict_policy: expected kick_old or refuse_new, got {value:?}")
+                }
+            },
+            "max_resources_per_account" => self.max_resources_per_account = parse(key, value)?,
+            "outbound_queue_stanzas" => self.outbound_queue_stanzas = parse(key, value)?,
+            "outbound_queue_grace_secs" => self.outbound_queue_grace_secs = parse(key, value)?,
             _ => bail!("unknown server option {key:?}"),
         }
         Ok(())
@@ -90,20 +111,28 @@ direct_tls = ["127.0.0.1:0"]
 require_encryption = {}
 allow_plain_without_tls = {}
 max_auth_failures = {}
+conflict_policy = "{}"
+max_resources_per_account = {}
 
 [limits]
 max_stanza_bytes = {}
 max_stanza_bytes_unauthenticated = {}
 max_depth = {}
 max_attributes_per_element = {}
+outbound_queue_stanzas = {}
+outbound_queue_grace_secs = {}
 "#,
             self.require_encryption,
             self.allow_plain_without_tls,
             self.max_auth_failures,
+            self.conflict_policy,
+            self.max_resources_per_account,
             self.max_stanza_bytes,
             self.max_stanza_bytes_unauthenticated,
             self.max_depth,
             self.max_attributes_per_element,
+            self.outbound_queue_stanzas,
+            self.outbound_queue_grace_secs,
             data_dir = data_dir.display().to_string(),
         )
     }
@@ -470,12 +499,16 @@ direct_tls = ["127.0.0.1:0"]
 require_encryption = true
 allow_plain_without_tls = false
 max_auth_failures = 3
+conflict_policy = "kick_old"
+max_resources_per_account = 10
 
 [limits]
 max_stanza_bytes = 262144
 max_stanza_bytes_unauthenticated = 16384
 max_depth = 32
 max_attributes_per_element = 64
+outbound_queue_stanzas = 512
+outbound_queue_grace_secs = 5
 "#
         );
     }
