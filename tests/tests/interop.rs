@@ -1,4 +1,5 @@
-//! Interop: slixmpp, a client library we did not write, against the real `starling` binary.
+//! Interop: slixmpp and aioxmpp, two client libraries we did not write (and that share no
+//! code with each other), against the real `starling` binary.
 //!
 //! Each test starts a server with `starling-testkit`, adds a user and runs one script from
 //! `tests/interop/` with the Python of the venv that `cargo xtask test` builds from
@@ -6,7 +7,9 @@
 //! the outcome it expects: for `login.py`, a started session (SASL with the forced
 //! mechanism, then resource binding) over the requested kind of TLS and a clean stream
 //! close; for `wrong_password.py`, a SASL `<not-authorized/>`. See
-//! `tests/interop/session_probe.py` for the details and exit codes.
+//! `tests/interop/session_probe.py` for the details and exit codes. `aioxmpp_login.py` does
+//! the same with aioxmpp (SASL by aiosasl, TLS by aioopenssl); with `--expect-failure` it
+//! expects the given SASL condition instead.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -67,12 +70,49 @@ async fn slixmpp_wrong_password_is_not_authorized() -> anyhow::Result<()> {
     .await
 }
 
+#[tokio::test]
+async fn aioxmpp_scram_sha_256_over_starttls() -> anyhow::Result<()> {
+    check(
+        Script::AioxmppLogin,
+        Transport::StartTls,
+        "SCRAM-SHA-256",
+        PASSWORD,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn aioxmpp_scram_sha_1_over_starttls() -> anyhow::Result<()> {
+    check(
+        Script::AioxmppLogin,
+        Transport::StartTls,
+        "SCRAM-SHA-1",
+        PASSWORD,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn aioxmpp_wrong_password_is_not_authorized() -> anyhow::Result<()> {
+    check(
+        Script::AioxmppWrongPassword,
+        Transport::StartTls,
+        "SCRAM-SHA-256",
+        "not-the-password",
+    )
+    .await
+}
+
 #[derive(Clone, Copy)]
 enum Script {
     /// `login.py`: expects a started session.
     Login,
     /// `wrong_password.py`: expects SASL `<not-authorized/>`.
     WrongPassword,
+    /// `aioxmpp_login.py`: expects a bound session over STARTTLS.
+    AioxmppLogin,
+    /// `aioxmpp_login.py --expect-failure not-authorized`.
+    AioxmppWrongPassword,
 }
 
 #[derive(Clone, Copy)]
@@ -90,11 +130,15 @@ async fn check(
 ) -> anyhow::Result<()> {
     // Checked first: without the venv this test must fail, never pass vacuously.
     let python = std::env::var_os("STARLING_PYTHON").context(
-        "STARLING_PYTHON is not set: run through `cargo xtask test`, which sets up the slixmpp venv",
+        "STARLING_PYTHON is not set: run through `cargo xtask test`, which sets up the interop venv",
     )?;
-    let script_name = match script {
-        Script::Login => "login.py",
-        Script::WrongPassword => "wrong_password.py",
+    let (script_name, extra_args): (&str, &[&str]) = match script {
+        Script::Login => ("login.py", &[]),
+        Script::WrongPassword => ("wrong_password.py", &[]),
+        Script::AioxmppLogin => ("aioxmpp_login.py", &[]),
+        Script::AioxmppWrongPassword => {
+            ("aioxmpp_login.py", &["--expect-failure", "not-authorized"])
+        }
     };
     let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("interop")
@@ -115,11 +159,12 @@ async fn check(
         .args(["--password", password])
         .args(["--host", &addr.ip().to_string()])
         .args(["--port", &addr.port().to_string()])
-        .args(["--mech", mech]);
+        .args(["--mech", mech])
+        .args(extra_args);
     if let Transport::DirectTls = transport {
         command.arg("--direct-tls");
     }
-    let what = format!("slixmpp {script_name} --mech {mech} over {transport_name} to {addr}");
+    let what = format!("{script_name} --mech {mech} over {transport_name} to {addr}");
 
     let run = run_with_timeout(command)
         .await

@@ -7,10 +7,12 @@
 //! Each step runs a command with inherited stdio, prints a banner and its elapsed time,
 //! and the first failing step stops the run with a non-zero exit.
 
+mod compliance;
 mod steps;
 mod tidy;
 mod venv;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ enum Command {
     },
     /// fmt check, clippy with warnings denied, and the tidy checks.
     Lint,
+    /// Build, run the conformance scenarios, then print and write `docs/compliance.md`.
+    Compliance,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         }
         Command::Test { quick: false } => add_full_test(&mut plan, &root),
         Command::Lint => add_lints(&mut plan, &root, true),
+        Command::Compliance => add_compliance(&mut plan, &root),
     }
     plan.run()
 }
@@ -85,25 +90,8 @@ fn add_lints<'a>(plan: &mut Plan<'a>, root: &'a Path, tidy: bool) {
 
 fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
     add_lints(plan, root, true);
-    plan.step("build starling (debug)", |state| {
-        cargo(root)
-            .args(["build", "--package", "starling-server", "--bin", "starling"])
-            .run()?;
-        let target_dir = steps::target_directory(root)?;
-        let binary = target_dir
-            .join("debug")
-            .join(format!("starling{}", std::env::consts::EXE_SUFFIX));
-        anyhow::ensure!(
-            binary.is_file(),
-            "cargo built starling but {} does not exist",
-            binary.display()
-        );
-        eprintln!("    starling binary: {}", binary.display());
-        state.target_dir = Some(target_dir);
-        state.starling_bin = Some(binary);
-        Ok(())
-    });
-    plan.step("interop venv (slixmpp)", |state| {
+    add_build(plan, root);
+    plan.step("interop venv (slixmpp, aioxmpp)", |state| {
         let target_dir = state.require_target_dir()?;
         let python = venv::ensure(root, &target_dir.join("xtask").join("venv"))?;
         eprintln!("    interop python: {}", python.display());
@@ -128,6 +116,74 @@ fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
     });
     plan.step("doctests", |_| {
         cargo(root).args(["test", "--workspace", "--doc"]).run()
+    });
+}
+
+/// Builds the server and runs the scenarios with results recorded, then writes the table.
+/// A failing scenario does not stop the table from being written; the run still fails after.
+fn add_compliance<'a>(plan: &mut Plan<'a>, root: &'a Path) {
+    add_build(plan, root);
+    plan.step("scenarios (results recorded)", |state| {
+        let starling_bin = state.require_starling_bin()?;
+        let results = state
+            .require_target_dir()?
+            .join("xtask")
+            .join("scenario-results.tsv");
+        if let Some(parent) = results.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // A stale file must never stand in for this run's results.
+        let _ = std::fs::remove_file(&results);
+        let outcome = cargo(root)
+            .args([
+                "test",
+                "--package",
+                "starling-conformance",
+                "--test",
+                "scenarios",
+            ])
+            .env("STARLING_BIN", starling_bin)
+            .env("STARLING_SCENARIO_RESULTS", &results)
+            .run();
+        if let Err(error) = outcome {
+            eprintln!("    some scenarios failed; the table will show which");
+            state.deferred_failure = Some(format!("{error:#}"));
+        }
+        state.scenario_results = Some(results);
+        Ok(())
+    });
+    plan.step("docs/compliance.md", |state| {
+        let results = state.require_scenario_results()?;
+        let markdown = compliance::write(root, results)?;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(markdown.as_bytes())?;
+        stdout.flush()?;
+        match state.deferred_failure.take() {
+            Some(failure) => anyhow::bail!("the table was written, but {failure}"),
+            None => Ok(()),
+        }
+    });
+}
+
+/// Builds the debug `starling` binary and records where it and the target directory are.
+fn add_build<'a>(plan: &mut Plan<'a>, root: &'a Path) {
+    plan.step("build starling (debug)", |state| {
+        cargo(root)
+            .args(["build", "--package", "starling-server", "--bin", "starling"])
+            .run()?;
+        let target_dir = steps::target_directory(root)?;
+        let binary = target_dir
+            .join("debug")
+            .join(format!("starling{}", std::env::consts::EXE_SUFFIX));
+        anyhow::ensure!(
+            binary.is_file(),
+            "cargo built starling but {} does not exist",
+            binary.display()
+        );
+        eprintln!("    starling binary: {}", binary.display());
+        state.target_dir = Some(target_dir);
+        state.starling_bin = Some(binary);
+        Ok(())
     });
 }
 

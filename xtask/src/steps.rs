@@ -13,6 +13,10 @@ pub struct State {
     pub target_dir: Option<PathBuf>,
     pub starling_bin: Option<PathBuf>,
     pub python: Option<PathBuf>,
+    /// The scenario results file written for `cargo xtask compliance`.
+    pub scenario_results: Option<PathBuf>,
+    /// A failure a step recorded without stopping the run; a later step reports it.
+    pub deferred_failure: Option<String>,
 }
 
 impl State {
@@ -26,6 +30,12 @@ impl State {
         self.starling_bin
             .as_deref()
             .context("the build step did not record the starling binary")
+    }
+
+    pub fn require_scenario_results(&self) -> anyhow::Result<&Path> {
+        self.scenario_results
+            .as_deref()
+            .context("the scenario step did not record its results file")
     }
 
     pub fn require_python(&self) -> anyhow::Result<&Path> {

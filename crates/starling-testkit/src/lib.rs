@@ -15,6 +15,7 @@ pub mod case;
 pub mod client;
 pub mod matcher;
 pub mod reader;
+pub mod scenario;
 pub mod server;
 pub mod tls;
 
