@@ -51,11 +51,16 @@ use std::future::Future;
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
+mod roster;
 mod sqlite;
+mod sqlite_roster;
 
 #[cfg(test)]
 mod account_tests;
 
+pub use roster::{
+    OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,
+};
 pub use sqlite::SqliteStore;
 
 /// What went wrong in a storage operation.

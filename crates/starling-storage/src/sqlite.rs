@@ -21,7 +21,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Schema migrations, applied in order. Each runs in its own transaction together with the
 /// `user_version` bump, so a crash leaves the database at the previous version, never between.
 /// Append new versions; never edit one that has shipped.
-const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_V1)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_V1), (2, crate::sqlite_roster::SCHEMA_V2)];
 
 /// Accounts keyed by (host, username), the JID's domainpart and localpart as normalised by the
 /// jid crate, and one row of SCRAM keys per hash. `hash` has no CHECK constraint on purpose:
@@ -99,7 +99,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StorageError>
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
@@ -323,7 +323,7 @@ fn migrate(conn: &mut Connection, migrations: &[(u32, &str)]) -> Result<(), Stor
 
 /// Starts a transaction that takes the write lock up front, so it cannot fail halfway with
 /// `SQLITE_BUSY` when upgrading from a read lock.
-fn write_transaction(conn: &mut Connection) -> Result<Transaction<'_>, StorageError> {
+pub(crate) fn write_transaction(conn: &mut Connection) -> Result<Transaction<'_>, StorageError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend("begin write transaction"))
 }
@@ -377,7 +377,7 @@ fn hash_rank(hash: ScramHash) -> u8 {
 }
 
 /// Maps a rusqlite error to [`StorageError::Backend`], prefixed with what was being done.
-fn backend(context: &str) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
+pub(crate) fn backend(context: &str) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
     move |err| StorageError::Backend(format!("{context}: {err}"))
 }
 
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(mode, "wal");
         assert_eq!(foreign_keys, 1);
         assert_eq!(busy_timeout_ms, 5000);
-        assert_eq!(user_version(&conn), 1);
+        assert_eq!(user_version(&conn), 2);
     }
 
     #[tokio::test]
@@ -447,7 +447,7 @@ mod tests {
         // Re-running migration 1 would fail on CREATE TABLE accounts, so a successful reopen
         // also shows the applied version was skipped.
         let store = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(user_version(&raw_connection(&store)), 1);
+        assert_eq!(user_version(&raw_connection(&store)), 2);
         let stored = store.credentials(&alice()).await.expect("read");
         assert_eq!(stored.as_ref().map(dump), Some(dump(&creds)));
         assert_eq!(store.list_accounts("example.org").await, Ok(vec![alice()]));
@@ -505,15 +505,15 @@ mod tests {
         let path = dir.path().join("future.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.pragma_update(None, "user_version", 2)
+            conn.pragma_update(None, "user_version", 3)
                 .expect("set version");
         }
         let err = SqliteStore::open(&path).err();
         assert_eq!(
             err,
             Some(StorageError::Migration {
-                version: 2,
-                reason: "database schema is newer than this build, which knows versions up to 1"
+                version: 3,
+                reason: "database schema is newer than this build, which knows versions up to 2"
                     .to_owned(),
             })
         );

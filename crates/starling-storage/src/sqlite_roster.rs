@@ -1,0 +1,553 @@
+//! The SQLite implementation of [`RosterStore`] and [`OfflineStore`].
+
+use jid::BareJid;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::roster::{
+    OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,
+};
+use crate::sqlite::{backend, write_transaction};
+use crate::{SqliteStore, StorageError};
+
+/// Schema version 2: rosters, their versions and groups, pending inbound subscription requests
+/// and offline messages, all owned by an account and deleted with it.
+pub(crate) const SCHEMA_V2: &str = "
+CREATE TABLE roster_versions (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    version    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE roster_items (
+    account_id   INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    contact      TEXT    NOT NULL,
+    name         TEXT,
+    subscription TEXT    NOT NULL,
+    pending_out  INTEGER NOT NULL,
+    approved     INTEGER NOT NULL,
+    PRIMARY KEY (account_id, contact)
+) STRICT;
+
+CREATE TABLE roster_groups (
+    account_id INTEGER NOT NULL,
+    contact    TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    PRIMARY KEY (account_id, contact, position),
+    FOREIGN KEY (account_id, contact) REFERENCES roster_items (account_id, contact) ON DELETE CASCADE
+) STRICT;
+
+CREATE TABLE subscription_requests (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    contact    TEXT    NOT NULL,
+    stanza     TEXT    NOT NULL,
+    UNIQUE (account_id, contact)
+) STRICT;
+
+CREATE TABLE offline_messages (
+    id           INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    stored_at_ms INTEGER NOT NULL,
+    stanza       TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX offline_messages_by_account ON offline_messages (account_id, id);
+";
+
+impl RosterStore for SqliteStore {
+    async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
+        let owner = owner.clone();
+        self.with_conn(move |conn| {
+            let Some(account) = account_id(conn, &owner)? else {
+                return Ok((0, Vec::new()));
+            };
+            let version = roster_version(conn, account)?;
+            let contacts: Vec<String> = {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT contact FROM roster_items WHERE account_id = ?1 ORDER BY contact",
+                    )
+                    .map_err(backend("prepare roster query"))?;
+                let rows = stmt
+                    .query_map(params![account], |row| row.get(0))
+                    .map_err(backend("query roster"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(backend("read roster"))?
+            };
+            let mut items = Vec::with_capacity(contacts.len());
+            for contact in contacts {
+                if let Some(item) = load_item(conn, account, &contact)? {
+                    items.push(item);
+                }
+            }
+            Ok((version, items))
+        })
+        .await
+    }
+
+    async fn roster_item(
+        &self,
+        owner: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        let (owner, contact) = (owner.clone(), contact.clone());
+        self.with_conn(move |conn| match account_id(conn, &owner)? {
+            Some(account) => load_item(conn, account, contact.as_str()),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+        let changes = changes.to_vec();
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            let mut versions = Vec::with_capacity(changes.len());
+            for change in &changes {
+                versions.push(apply_one(&tx, change)?);
+            }
+            tx.commit().map_err(backend("commit roster change"))?;
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
+        let (owner, contact) = (owner.clone(), contact.clone());
+        self.with_conn(move |conn| {
+            let Some(account) = account_id(conn, &owner)? else {
+                return Ok(false);
+            };
+            conn.query_row(
+                "SELECT 1 FROM subscription_requests WHERE account_id = ?1 AND contact = ?2",
+                params![account, contact.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(backend("query subscription request"))
+        })
+        .await
+    }
+
+    async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
+        let owner = owner.clone();
+        self.with_conn(move |conn| {
+            let Some(account) = account_id(conn, &owner)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = conn
+                .prepare_cached("SELECT contact, stanza FROM subscription_requests WHERE account_id = ?1 ORDER BY id")
+                .map_err(backend("prepare subscription requests query"))?;
+            let rows = stmt
+                .query_map(params![account], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .map_err(backend("query subscription requests"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (contact, stanza) = row.map_err(backend("read subscription request"))?;
+                out.push((parse_jid(&contact)?, stanza));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl OfflineStore for SqliteStore {
+    async fn push_offline(
+        &self,
+        owner: &BareJid,
+        message: &OfflineMessage,
+        limit: usize,
+    ) -> Result<bool, StorageError> {
+        let (owner, message) = (owner.clone(), message.clone());
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            let account = account_id(&tx, &owner)?.ok_or_else(|| StorageError::AccountNotFound(owner.clone()))?;
+            let count: i64 = tx
+                .query_row("SELECT COUNT(*) FROM offline_messages WHERE account_id = ?1", params![account], |row| {
+                    row.get(0)
+                })
+                .map_err(backend("count offline messages"))?;
+            if usize::try_from(count).unwrap_or(usize::MAX) >= limit {
+                return Ok(false);
+            }
+            let stored_at = i64::try_from(message.stored_at_unix_ms)
+                .map_err(|_| StorageError::Backend("offline message timestamp out of range".to_owned()))?;
+            tx.execute(
+                "INSERT INTO offline_messages (account_id, stored_at_ms, stanza) VALUES (?1, ?2, ?3)",
+                params![account, stored_at, message.stanza],
+            )
+            .map_err(backend("store offline message"))?;
+            tx.commit().map_err(backend("commit offline message"))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
+        let owner = owner.clone();
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            let Some(account) = account_id(&tx, &owner)? else {
+                return Ok(Vec::new());
+            };
+            let messages = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT stored_at_ms, stanza FROM offline_messages WHERE account_id = ?1 ORDER BY id",
+                    )
+                    .map_err(backend("prepare offline query"))?;
+                let rows = stmt
+                    .query_map(params![account], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+                    .map_err(backend("query offline messages"))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (stored_at, stanza) = row.map_err(backend("read offline message"))?;
+                    out.push(OfflineMessage { stored_at_unix_ms: u64::try_from(stored_at).unwrap_or(0), stanza });
+                }
+                out
+            };
+            tx.execute("DELETE FROM offline_messages WHERE account_id = ?1", params![account])
+                .map_err(backend("delete offline messages"))?;
+            tx.commit().map_err(backend("commit offline delivery"))?;
+            Ok(messages)
+        })
+        .await
+    }
+}
+
+fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, StorageError> {
+    let owner = match change {
+        RosterChange::Put { owner, .. }
+        | RosterChange::Remove { owner, .. }
+        | RosterChange::AddRequest { owner, .. }
+        | RosterChange::RemoveRequest { owner, .. } => owner,
+    };
+    let account =
+        account_id(tx, owner)?.ok_or_else(|| StorageError::AccountNotFound(owner.clone()))?;
+    match change {
+        RosterChange::Put { item, .. } => {
+            let contact = item.jid.as_str();
+            tx.execute(
+                "DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2",
+                params![account, contact],
+            )
+            .map_err(backend("replace roster item"))?;
+            tx.execute(
+                "INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![account, contact, item.name, item.subscription.as_str(), item.pending_out, item.approved],
+            )
+            .map_err(backend("insert roster item"))?;
+            for (position, group) in item.groups.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO roster_groups (account_id, contact, position, name) VALUES (?1, ?2, ?3, ?4)",
+                    params![account, contact, i64::try_from(position).unwrap_or(i64::MAX), group],
+                )
+                .map_err(backend("insert roster group"))?;
+            }
+            bump_version(tx, account)
+        }
+        RosterChange::Remove { contact, .. } => {
+            tx.execute(
+                "DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2",
+                params![account, contact.as_str()],
+            )
+            .map_err(backend("remove roster item"))?;
+            bump_version(tx, account)
+        }
+        RosterChange::AddRequest {
+            contact, stanza, ..
+        } => {
+            tx.execute(
+                "INSERT INTO subscription_requests (account_id, contact, stanza) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account_id, contact) DO UPDATE SET stanza = excluded.stanza",
+                params![account, contact.as_str(), stanza],
+            )
+            .map_err(backend("store subscription request"))?;
+            roster_version(tx, account)
+        }
+        RosterChange::RemoveRequest { contact, .. } => {
+            tx.execute(
+                "DELETE FROM subscription_requests WHERE account_id = ?1 AND contact = ?2",
+                params![account, contact.as_str()],
+            )
+            .map_err(backend("remove subscription request"))?;
+            roster_version(tx, account)
+        }
+    }
+}
+
+fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageError> {
+    let Some(node) = jid.node() else {
+        return Ok(None);
+    };
+    conn.query_row(
+        "SELECT id FROM accounts WHERE host = ?1 AND username = ?2",
+        params![jid.domain().as_str(), node.as_str()],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(backend("look up account"))
+}
+
+fn roster_version(conn: &Connection, account: i64) -> Result<u64, StorageError> {
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT version FROM roster_versions WHERE account_id = ?1",
+            params![account],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(backend("read roster version"))?;
+    Ok(version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+fn bump_version(tx: &Transaction<'_>, account: i64) -> Result<u64, StorageError> {
+    let version: i64 = tx
+        .query_row(
+            "INSERT INTO roster_versions (account_id, version) VALUES (?1, 1)
+             ON CONFLICT (account_id) DO UPDATE SET version = version + 1
+             RETURNING version",
+            params![account],
+            |row| row.get(0),
+        )
+        .map_err(backend("bump roster version"))?;
+    u64::try_from(version)
+        .map_err(|_| StorageError::Corrupt(format!("negative roster version {version}")))
+}
+
+fn load_item(
+    conn: &Connection,
+    account: i64,
+    contact: &str,
+) -> Result<Option<RosterItem>, StorageError> {
+    let row: Option<(Option<String>, String, bool, bool)> = conn
+        .query_row(
+            "SELECT name, subscription, pending_out, approved FROM roster_items WHERE account_id = ?1 AND contact = ?2",
+            params![account, contact],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()
+        .map_err(backend("read roster item"))?;
+    let Some((name, subscription, pending_out, approved)) = row else {
+        return Ok(None);
+    };
+    let subscription = Subscription::parse(&subscription).ok_or_else(|| {
+        StorageError::Corrupt(format!("unknown subscription state {subscription:?}"))
+    })?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM roster_groups WHERE account_id = ?1 AND contact = ?2 ORDER BY position")
+        .map_err(backend("prepare roster groups query"))?;
+    let groups = stmt
+        .query_map(params![account, contact], |row| row.get(0))
+        .map_err(backend("query roster groups"))?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(backend("read roster groups"))?;
+    Ok(Some(RosterItem {
+        jid: parse_jid(contact)?,
+        name,
+        groups,
+        subscription,
+        pending_out,
+        approved,
+    }))
+}
+
+fn parse_jid(value: &str) -> Result<BareJid, StorageError> {
+    BareJid::new(value).map_err(|err| {
+        StorageError::Corrupt(format!("stored contact {value:?} is not a JID: {err}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AccountStore as _;
+
+    fn jid(s: &str) -> BareJid {
+        s.parse().unwrap()
+    }
+
+    async fn store_with(users: &[&str]) -> SqliteStore {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let creds = starling_sasl::StoredCredentials::from_password(
+            "pw",
+            b"0123456789abcdef",
+            b"0123456789abcdef",
+            4096,
+        )
+        .unwrap();
+        for user in users {
+            store.create_account(&jid(user), &creds).await.unwrap();
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn put_replace_remove_and_versions() {
+        let store = store_with(&["alice@localhost"]).await;
+        let alice = jid("alice@localhost");
+        assert_eq!(store.roster(&alice).await.unwrap(), (0, vec![]));
+        let mut item = RosterItem::new(jid("bob@localhost"));
+        item.name = Some("Bob".into());
+        item.groups = vec!["Friends".into(), "Work".into()];
+        item.pending_out = true;
+        assert_eq!(
+            store
+                .apply(&[RosterChange::Put {
+                    owner: alice.clone(),
+                    item: item.clone()
+                }])
+                .await
+                .unwrap(),
+            [1]
+        );
+        assert_eq!(store.roster(&alice).await.unwrap(), (1, vec![item.clone()]));
+        item.groups = vec!["Work".into()];
+        item.subscription = Subscription::To;
+        item.pending_out = false;
+        assert_eq!(
+            store
+                .apply(&[RosterChange::Put {
+                    owner: alice.clone(),
+                    item: item.clone()
+                }])
+                .await
+                .unwrap(),
+            [2]
+        );
+        assert_eq!(
+            store
+                .roster_item(&alice, &jid("bob@localhost"))
+                .await
+                .unwrap(),
+            Some(item)
+        );
+        assert_eq!(
+            store
+                .apply(&[RosterChange::Remove {
+                    owner: alice.clone(),
+                    contact: jid("bob@localhost")
+                }])
+                .await
+                .unwrap(),
+            [3]
+        );
+        assert_eq!(store.roster(&alice).await.unwrap(), (3, vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_failing_change_leaves_nothing_applied() {
+        let store = store_with(&["alice@localhost"]).await;
+        let alice = jid("alice@localhost");
+        let err = store
+            .apply(&[
+                RosterChange::Put {
+                    owner: alice.clone(),
+                    item: RosterItem::new(jid("bob@localhost")),
+                },
+                RosterChange::Put {
+                    owner: jid("nobody@localhost"),
+                    item: RosterItem::new(jid("alice@localhost")),
+                },
+            ])
+            .await
+            .unwrap_err();
+        assert_eq!(err, StorageError::AccountNotFound(jid("nobody@localhost")));
+        assert_eq!(store.roster(&alice).await.unwrap(), (0, vec![]));
+    }
+
+    #[tokio::test]
+    async fn requests_are_kept_until_removed() {
+        let store = store_with(&["alice@localhost"]).await;
+        let alice = jid("alice@localhost");
+        let add = |who: &str| RosterChange::AddRequest {
+            owner: alice.clone(),
+            contact: jid(who),
+            stanza: format!("<presence type='subscribe' from='{who}'/>"),
+        };
+        store
+            .apply(&[
+                add("bob@localhost"),
+                add("carol@localhost"),
+                add("bob@localhost"),
+            ])
+            .await
+            .unwrap();
+        assert!(
+            store
+                .has_request(&alice, &jid("bob@localhost"))
+                .await
+                .unwrap()
+        );
+        let requests = store.requests(&alice).await.unwrap();
+        assert_eq!(
+            requests
+                .iter()
+                .map(|(j, _)| j.to_string())
+                .collect::<Vec<_>>(),
+            ["bob@localhost", "carol@localhost"]
+        );
+        store
+            .apply(&[RosterChange::RemoveRequest {
+                owner: alice.clone(),
+                contact: jid("bob@localhost"),
+            }])
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .has_request(&alice, &jid("bob@localhost"))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn offline_messages_in_order_with_a_limit_and_taken_once() {
+        let store = store_with(&["alice@localhost"]).await;
+        let alice = jid("alice@localhost");
+        for n in 0..3 {
+            let message = OfflineMessage {
+                stored_at_unix_ms: 1000 + n,
+                stanza: format!("<message id='{n}'/>"),
+            };
+            assert_eq!(
+                store.push_offline(&alice, &message, 2).await.unwrap(),
+                n < 2
+            );
+        }
+        let taken = store.take_offline(&alice).await.unwrap();
+        assert_eq!(
+            taken.iter().map(|m| m.stanza.as_str()).collect::<Vec<_>>(),
+            ["<message id='0'/>", "<message id='1'/>"]
+        );
+        assert_eq!(taken[0].stored_at_unix_ms, 1000);
+        assert!(store.take_offline(&alice).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleting_the_account_deletes_its_roster() {
+        let store = store_with(&["alice@localhost"]).await;
+        let alice = jid("alice@localhost");
+        store
+            .apply(&[RosterChange::Put {
+                owner: alice.clone(),
+                item: RosterItem::new(jid("bob@localhost")),
+            }])
+            .await
+            .unwrap();
+        store.delete_account(&alice).await.unwrap();
+        let creds = starling_sasl::StoredCredentials::from_password(
+            "pw",
+            b"0123456789abcdef",
+            b"0123456789abcdef",
+            4096,
+        )
+        .unwrap();
+        store.create_account(&alice, &creds).await.unwrap();
+        assert_eq!(store.roster(&alice).await.unwrap(), (0, vec![]));
+    }
+}
