@@ -1,0 +1,324 @@
+//! `jabber:iq:roster` queries (RFC 6121 §2), with versioning (§2.6, formerly XEP-0237).
+
+use jid::BareJid;
+use minidom::Element;
+use starling_stanza::{IqType, StanzaErrorCondition};
+use starling_storage::RosterItem;
+
+/// The roster namespace.
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+/// The stream feature advertising roster versioning (RFC 6121 §2.6.1).
+pub const NS_ROSTER_VERSIONING: &str = "urn:xmpp:features:rosterver";
+
+/// Bounds on what a client may store in its roster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RosterLimits {
+    /// Items per roster; adding one more is `resource-constraint`.
+    pub max_items: usize,
+    /// Bytes of an item's name; longer is `not-acceptable` (RFC 6121 §2.3.3).
+    pub max_name_bytes: usize,
+    /// Bytes of a group name; longer (or empty) is `not-acceptable`.
+    pub max_group_bytes: usize,
+    /// Groups per item; more is `not-acceptable`.
+    pub max_groups_per_item: usize,
+}
+
+impl Default for RosterLimits {
+    fn default() -> Self {
+        Self {
+            max_items: 1000,
+            max_name_bytes: 1024,
+            max_group_bytes: 1024,
+            max_groups_per_item: 64,
+        }
+    }
+}
+
+/// A parsed roster request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterRequest {
+    /// Roster get; `ver` is the version the client already has (RFC 6121 §2.6.2).
+    Get {
+        /// The client's cached version, if it sent one.
+        ver: Option<String>,
+    },
+    /// Add or update one item (name and groups only; subscription state is the server's).
+    Update {
+        /// The contact.
+        jid: BareJid,
+        /// The new name.
+        name: Option<String>,
+        /// The new groups.
+        groups: Vec<String>,
+    },
+    /// Remove one item (`subscription='remove'`, RFC 6121 §2.5).
+    Remove {
+        /// The contact.
+        jid: BareJid,
+    },
+}
+
+/// Parse the `<query xmlns='jabber:iq:roster'/>` of a roster get or set.
+pub fn parse_request(
+    iq_type: IqType,
+    query: &Element,
+    limits: &RosterLimits,
+) -> Result<RosterRequest, StanzaErrorCondition> {
+    match iq_type {
+        IqType::Get => Ok(RosterRequest::Get {
+            ver: query.attr("ver").map(str::to_owned),
+        }),
+        IqType::Set => parse_set(query, limits),
+        IqType::Result | IqType::Error => Err(StanzaErrorCondition::BadRequest),
+    }
+}
+
+fn parse_set(
+    query: &Element,
+    limits: &RosterLimits,
+) -> Result<RosterRequest, StanzaErrorCondition> {
+    let mut items = query.children().filter(|c| c.is("item", NS_ROSTER));
+    // RFC 6121 §2.3.3: a roster set carries exactly one item.
+    let (Some(item), None) = (items.next(), items.next()) else {
+        return Err(StanzaErrorCondition::BadRequest);
+    };
+    let jid = item.attr("jid").ok_or(StanzaErrorCondition::BadRequest)?;
+    let jid = BareJid::new(jid).map_err(|_| StanzaErrorCondition::BadRequest)?;
+    // RFC 6121 §2.1.2.5: only `remove` means anything in a set; other values are ignored.
+    if item.attr("subscription") == Some("remove") {
+        return Ok(RosterRequest::Remove { jid });
+    }
+    let name = item
+        .attr("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    if name
+        .as_ref()
+        .is_some_and(|n| n.len() > limits.max_name_bytes)
+    {
+        return Err(StanzaErrorCondition::NotAcceptable);
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for group in item.children().filter(|c| c.is("group", NS_ROSTER)) {
+        let text = group.text();
+        if text.is_empty() || text.len() > limits.max_group_bytes {
+            return Err(StanzaErrorCondition::NotAcceptable);
+        }
+        // RFC 6121 §2.3.3: the same group twice is a bad request.
+        if groups.contains(&text) {
+            return Err(StanzaErrorCondition::BadRequest);
+        }
+        groups.push(text);
+    }
+    if groups.len() > limits.max_groups_per_item {
+        return Err(StanzaErrorCondition::NotAcceptable);
+    }
+    Ok(RosterRequest::Update { jid, name, groups })
+}
+
+/// The version string of a roster version number.
+pub fn format_version(version: u64) -> String {
+    version.to_string()
+}
+
+/// `<item/>` for a roster result or push.
+pub fn item_element(item: &RosterItem) -> Element {
+    let mut element = Element::builder("item", NS_ROSTER).build();
+    set(&mut element, "jid", Some(item.jid.as_str()));
+    set(&mut element, "name", item.name.as_deref());
+    set(
+        &mut element,
+        "subscription",
+        Some(item.subscription.as_str()),
+    );
+    if item.pending_out {
+        set(&mut element, "ask", Some("subscribe"));
+    }
+    if item.approved {
+        set(&mut element, "approved", Some("true"));
+    }
+    for group in &item.groups {
+        element.append_child(
+            Element::builder("group", NS_ROSTER)
+                .append(group.as_str())
+                .build(),
+        );
+    }
+    element
+}
+
+/// `<item jid='…' subscription='remove'/>` for the push announcing a removal (RFC 6121 §2.5.2).
+pub fn removed_item_element(jid: &BareJid) -> Element {
+    let mut element = Element::builder("item", NS_ROSTER).build();
+    set(&mut element, "jid", Some(jid.as_str()));
+    set(&mut element, "subscription", Some("remove"));
+    element
+}
+
+/// The `<query/>` of a roster result: every item and the current version.
+pub fn query_result(items: &[RosterItem], version: u64) -> Element {
+    let mut query = Element::builder("query", NS_ROSTER).build();
+    set(&mut query, "ver", Some(&format_version(version)));
+    for item in items {
+        query.append_child(item_element(item));
+    }
+    query
+}
+
+/// A roster push (RFC 6121 §2.1.6): an iq set from the account to one interested resource.
+pub fn push(item: Element, version: u64, to: &jid::FullJid, id: &str) -> Element {
+    let mut query = Element::builder("query", NS_ROSTER).build();
+    set(&mut query, "ver", Some(&format_version(version)));
+    query.append_child(item);
+    let mut iq = Element::builder("iq", starling_stanza::NS_CLIENT)
+        .append(query)
+        .build();
+    set(&mut iq, "type", Some("set"));
+    set(&mut iq, "id", Some(id));
+    set(&mut iq, "to", Some(to.as_str()));
+    iq
+}
+
+fn set(element: &mut Element, name: &'static str, value: Option<&str>) {
+    if let Ok(name) = rxml::NcName::try_from(name) {
+        starling_stanza::set_attr(element, &name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+    use starling_storage::Subscription;
+
+    use super::*;
+
+    fn parse(iq_type: IqType, xml: &str) -> Result<RosterRequest, StanzaErrorCondition> {
+        parse_request(
+            iq_type,
+            &xml.parse().unwrap(),
+            &RosterLimits {
+                max_name_bytes: 8,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn render(element: &Element, expected: Expect) {
+        let mut out = Vec::new();
+        element.write_to(&mut out).unwrap();
+        expected.assert_eq(&String::from_utf8(out).unwrap());
+    }
+
+    #[test]
+    fn get_with_and_without_version() {
+        assert_eq!(
+            parse(IqType::Get, "<query xmlns='jabber:iq:roster'/>"),
+            Ok(RosterRequest::Get { ver: None })
+        );
+        assert_eq!(
+            parse(IqType::Get, "<query xmlns='jabber:iq:roster' ver='7'/>"),
+            Ok(RosterRequest::Get {
+                ver: Some("7".into())
+            })
+        );
+    }
+
+    #[test]
+    fn set_update_and_remove() {
+        assert_eq!(
+            parse(
+                IqType::Set,
+                "<query xmlns='jabber:iq:roster'><item jid='Bob@LocalHost' name='Bob' subscription='both' ask='subscribe'><group>A</group><group>B</group></item></query>"
+            ),
+            Ok(RosterRequest::Update {
+                jid: "bob@localhost".parse().unwrap(),
+                name: Some("Bob".into()),
+                groups: vec!["A".into(), "B".into()]
+            })
+        );
+        assert_eq!(
+            parse(
+                IqType::Set,
+                "<query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='remove'/></query>"
+            ),
+            Ok(RosterRequest::Remove {
+                jid: "bob@localhost".parse().unwrap()
+            })
+        );
+    }
+
+    #[test]
+    fn set_errors_follow_rfc_6121_2_3_3() {
+        let two = "<query xmlns='jabber:iq:roster'><item jid='a@localhost'/><item jid='b@localhost'/></query>";
+        assert_eq!(
+            parse(IqType::Set, two),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+        assert_eq!(
+            parse(IqType::Set, "<query xmlns='jabber:iq:roster'/>"),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+        assert_eq!(
+            parse(
+                IqType::Set,
+                "<query xmlns='jabber:iq:roster'><item jid='a@b@c'/></query>"
+            ),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+        assert_eq!(
+            parse(
+                IqType::Set,
+                "<query xmlns='jabber:iq:roster'><item jid='a@localhost' name='far too long'/></query>"
+            ),
+            Err(StanzaErrorCondition::NotAcceptable)
+        );
+        assert_eq!(
+            parse(
+                IqType::Set,
+                "<query xmlns='jabber:iq:roster'><item jid='a@localhost'><group/></item></query>"
+            ),
+            Err(StanzaErrorCondition::NotAcceptable)
+        );
+        assert_eq!(
+            parse(
+                IqType::Set,
+                "<query xmlns='jabber:iq:roster'><item jid='a@localhost'><group>X</group><group>X</group></item></query>"
+            ),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+    }
+
+    #[test]
+    fn items_render_with_ask_and_approved() {
+        let mut item = RosterItem::new("bob@localhost".parse().unwrap());
+        item.name = Some("Bob".into());
+        item.groups = vec!["Friends".into()];
+        item.subscription = Subscription::From;
+        item.pending_out = true;
+        render(
+            &query_result(&[item.clone()], 4),
+            expect![[
+                r#"<query xmlns='jabber:iq:roster' ver='4'><item ask='subscribe' jid='bob@localhost' name='Bob' subscription='from'><group>Friends</group></item></query>"#
+            ]],
+        );
+        item.pending_out = false;
+        item.approved = true;
+        render(
+            &push(
+                item_element(&item),
+                5,
+                &"alice@localhost/phone".parse().unwrap(),
+                "push1",
+            ),
+            expect![[
+                r#"<iq xmlns='jabber:client' id='push1' to='alice@localhost/phone' type='set'><query xmlns='jabber:iq:roster' ver='5'><item approved='true' jid='bob@localhost' name='Bob' subscription='from'><group>Friends</group></item></query></iq>"#
+            ]],
+        );
+        render(
+            &removed_item_element(&"bob@localhost".parse().unwrap()),
+            expect![[
+                r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' subscription='remove'/>"#
+            ]],
+        );
+    }
+}
