@@ -224,3 +224,65 @@ fn collect(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> JoinHandle<
         String::from_utf8_lossy(&bytes).into_owned()
     })
 }
+
+// Chat between two clients. `chat_slixmpp.py` logs in alice and bob with slixmpp;
+// `chat_aioxmpp_slixmpp.py` logs in alice with aioxmpp and bob with slixmpp. In both, bob sends
+// initial presence, alice sends a chat message to bob's bare JID that must reach him with
+// `from` = alice's full JID, and bob's reply to that full JID must reach alice (the aioxmpp
+// script then also checks a message to alice's bare JID once she is available). The scripts
+// exit 0 only when every message arrived as expected.
+
+const BOB: &str = "bob";
+const BOB_PASSWORD: &str = "interop-Bob-Passw0rd";
+
+#[tokio::test]
+async fn slixmpp_to_slixmpp_chat_via_bare_and_full_jid() -> anyhow::Result<()> {
+    check_chat("chat_slixmpp.py").await
+}
+
+#[tokio::test]
+async fn aioxmpp_to_slixmpp_chat_via_bare_and_full_jid() -> anyhow::Result<()> {
+    check_chat("chat_aioxmpp_slixmpp.py").await
+}
+
+/// Runs the chat script `script_name` for alice and bob against a fresh server (STARTTLS)
+/// and fails unless it exits 0.
+async fn check_chat(script_name: &str) -> anyhow::Result<()> {
+    let python = std::env::var_os("STARLING_PYTHON").context(
+        "STARLING_PYTHON is not set: run through `cargo xtask test`, which sets up the interop venv",
+    )?;
+    let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("interop")
+        .join(script_name);
+
+    let server = TestServer::start().await?;
+    server.add_user(USER, PASSWORD).await?;
+    server.add_user(BOB, BOB_PASSWORD).await?;
+    let addr = server.starttls_addr;
+
+    let mut command = Command::new(&python);
+    command
+        .arg(&script_path)
+        .args(["--alice", &format!("{USER}@{}", server.domain)])
+        .args(["--alice-password", PASSWORD])
+        .args(["--bob", &format!("{BOB}@{}", server.domain)])
+        .args(["--bob-password", BOB_PASSWORD])
+        .args(["--host", &addr.ip().to_string()])
+        .args(["--port", &addr.port().to_string()]);
+    let what = format!("{script_name} over STARTTLS to {addr}");
+
+    let run = run_with_timeout(command)
+        .await
+        .with_context(|| format!("running {what} with {}", python.to_string_lossy()))?;
+    let verdict = match run.status {
+        Some(status) if status.success() => return Ok(()),
+        Some(status) => format!("{what} exited with {status}"),
+        None => format!("{what} was killed after {SCRIPT_TIMEOUT:?}"),
+    };
+    bail!(
+        "{verdict}\n--- script stdout ---\n{}\n--- script stderr ---\n{}\n--- server log ---\n{}",
+        run.stdout.trim_end(),
+        run.stderr.trim_end(),
+        server.log_text().trim_end(),
+    )
+}

@@ -70,6 +70,9 @@ struct Session {
     state: Mutex<ResourceState>,
     /// When the queue was first found full, for the slow-reader grace period.
     overflow_since: Mutex<Option<Instant>>,
+    /// JIDs this resource sent directed available presence to (RFC 6121 §4.6), which must hear
+    /// its unavailable presence when it goes away.
+    directed: Mutex<Vec<String>>,
     queue_depth: usize,
     overflow_grace: Duration,
 }
@@ -115,6 +118,7 @@ impl SessionHandle {
                 close: close_tx,
                 state: Mutex::new(ResourceState::default()),
                 overflow_since: Mutex::new(None),
+                directed: Mutex::new(Vec::new()),
                 queue_depth,
                 overflow_grace,
             }),
@@ -196,6 +200,24 @@ impl SessionHandle {
         state.priority = if presence.is_some() { priority } else { 0 };
         state.presence = presence;
         was_available
+    }
+
+    /// Remember that directed available presence went to `jid` (RFC 6121 §4.6.2).
+    pub fn add_directed(&self, jid: &str) {
+        let mut directed = lock(&self.inner.directed);
+        if !directed.iter().any(|j| j == jid) {
+            directed.push(jid.to_owned());
+        }
+    }
+
+    /// Forget `jid` after directed unavailable presence went to it.
+    pub fn remove_directed(&self, jid: &str) {
+        lock(&self.inner.directed).retain(|j| j != jid);
+    }
+
+    /// Every directed-presence recipient, forgetting them (on unavailable or disconnect).
+    pub fn take_directed(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.inner.directed))
     }
 
     /// Mark the resource as interested (it requested the roster, RFC 6121 §2.1.3).

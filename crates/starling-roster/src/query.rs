@@ -9,6 +9,17 @@ use starling_storage::RosterItem;
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// The stream feature advertising roster versioning (RFC 6121 §2.6.1).
 pub const NS_ROSTER_VERSIONING: &str = "urn:xmpp:features:rosterver";
+/// The stream feature advertising subscription pre-approval (RFC 6121 §3.4.1).
+pub const NS_PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+
+/// The stream features a server using this crate offers after authentication:
+/// `<ver xmlns='urn:xmpp:features:rosterver'/>` and `<sub xmlns='urn:xmpp:features:pre-approval'/>`.
+pub fn stream_features() -> Vec<Element> {
+    vec![
+        Element::builder("ver", NS_ROSTER_VERSIONING).build(),
+        Element::builder("sub", NS_PRE_APPROVAL).build(),
+    ]
+}
 
 /// Bounds on what a client may store in its roster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,16 @@
 //! to the server (and to an account's bare JID, which the server answers on its behalf) go to
 //! `starling-services`.
 //!
-//! Not yet here: rosters, presence subscriptions, broadcast to contacts and offline storage (the
-//! roster issue). Until then a chat or normal message to an account with no available resource is
-//! answered with `service-unavailable`, which RFC 6121 §8.5.2.2.1 allows.
+//! Presence (RFC 6121 §4) goes to the account's own resources, to subscribed contacts and to
+//! directed-presence recipients; subscription stanzas (§3) run `starling-roster`'s state machine
+//! for both local accounts and commit both sides in one storage transaction; roster queries (§2)
+//! are answered from storage with pushes to interested resources; chat and normal messages for
+//! an account with no available resource are kept offline (XEP-0160) and delivered with a
+//! XEP-0203 stamp at the next available presence of non-negative priority.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod presence;
+mod roster_iq;
 mod router;
 
-pub use router::Router;
+pub use router::{Router, RouterLimits, Store};

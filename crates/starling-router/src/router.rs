@@ -1,24 +1,54 @@
 //! The routing decisions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use starling_registry::{Registry, SessionHandle};
+use starling_roster::RosterLimits;
 use starling_services::{Clock, Target};
 use starling_stanza::{IqType, NS_CLIENT, Stanza, StanzaErrorCondition, StanzaKind};
-use starling_storage::AccountStore;
+use starling_storage::{AccountStore, OfflineMessage, OfflineStore, RosterStore};
+
+/// Everything the router keeps for accounts: credentials (to know who exists), rosters and
+/// offline messages.
+pub trait Store: AccountStore + RosterStore + OfflineStore {}
+
+impl<T: AccountStore + RosterStore + OfflineStore> Store for T {}
+
+/// Limits the router enforces on stored data.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterLimits {
+    /// Roster size and item limits (RFC 6121 §2.3.3).
+    pub roster: RosterLimits,
+    /// Offline messages kept per account (XEP-0160); past it, senders get
+    /// `service-unavailable`.
+    pub max_offline_messages: usize,
+}
+
+impl Default for RouterLimits {
+    fn default() -> Self {
+        Self {
+            roster: RosterLimits::default(),
+            max_offline_messages: 100,
+        }
+    }
+}
 
 /// Routes stanzas between the sessions of this node and the server's own services.
 pub struct Router<S> {
-    registry: Arc<Registry>,
-    accounts: S,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: S,
+    pub(crate) limits: RouterLimits,
     started: Instant,
+    /// Ids for server-generated stanzas (roster pushes).
+    next_id: AtomicU64,
 }
 
 /// Where a stanza is addressed, as far as routing cares.
-enum Destination {
+pub(crate) enum Destination {
     /// No `to`: the sender's own account (RFC 6120 §10.3).
     None,
     /// One of our hosts (a bare domain JID).
@@ -43,14 +73,21 @@ enum MessageType {
     Error,
 }
 
-impl<S: AccountStore> Router<S> {
-    /// A router over this registry, checking account existence in `accounts`.
-    pub fn new(registry: Arc<Registry>, accounts: S) -> Self {
+impl<S: Store> Router<S> {
+    /// A router over this registry and store.
+    pub fn new(registry: Arc<Registry>, store: S, limits: RouterLimits) -> Self {
         Self {
             registry,
-            accounts,
+            store,
+            limits,
             started: Instant::now(),
+            next_id: AtomicU64::new(1),
         }
+    }
+
+    /// A fresh id for a stanza the server originates.
+    pub(crate) fn fresh_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The session registry routed over.
@@ -79,21 +116,16 @@ impl<S: AccountStore> Router<S> {
     }
 
     /// A session ended (closed stream, broken socket, shutdown): remove it and, if it was
-    /// available, tell the account's other resources it is gone (RFC 6121 §4.5.2).
-    pub fn session_ended(&self, handle: &SessionHandle) {
+    /// available, send its unavailable presence where its presence went (RFC 6121 §4.5.2).
+    pub async fn session_ended(&self, handle: &SessionHandle) {
         let was_registered = self.registry.unbind(handle);
-        let was_available = handle.set_presence(None, 0);
-        if was_registered && was_available {
+        if was_registered && handle.is_available() {
             let mut unavailable = Element::builder("presence", NS_CLIENT).build();
             set_attr(&mut unavailable, "type", Some("unavailable"));
             set_attr(&mut unavailable, "from", Some(handle.full_jid().as_str()));
-            let bare = handle.bare_jid();
-            for target in self.registry.available_resources(&bare) {
-                self.deliver(&target, unavailable.clone(), Some(&bare));
-            }
-            // FIXME(issue 5): contacts with a `from` subscription and directed-presence
-            // recipients must also get unavailable presence.
+            self.broadcast_unavailable(handle, &unavailable).await;
         }
+        handle.set_presence(None, 0);
     }
 
     fn classify(&self, jid: Jid) -> Destination {
@@ -214,73 +246,12 @@ impl<S: AccountStore> Router<S> {
                     .filter(|target| self.deliver(target, stanza.element().clone(), None))
                     .count()
                     > 0;
-                if !delivered {
-                    // FIXME(issue 5): store offline (XEP-0160) instead; until then §8.5.2.2.1's
-                    // alternative, an error to the sender.
+                if !delivered && !self.store_offline(bare, stanza).await {
+                    // XEP-0160 §3: storage full (or failing): tell the sender.
                     self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable);
                 }
             }
             MessageType::Error => {}
-        }
-    }
-
-    async fn route_presence(
-        &self,
-        sender: &SessionHandle,
-        stanza: Stanza,
-        destination: Destination,
-    ) {
-        let presence_type = stanza.type_attr().map(str::to_owned);
-        match destination {
-            Destination::None => match presence_type.as_deref() {
-                None => {
-                    // RFC 6121 §4.2 and §4.4: available presence makes the resource available with
-                    // its priority, and goes to all of the account's available resources
-                    // (the sender included).
-                    let priority = priority_of(stanza.element());
-                    sender.set_presence(Some(stanza.element().clone()), priority);
-                    self.broadcast_to_own_resources(sender, stanza.element());
-                    // FIXME(issue 5): broadcast to contacts and probe them.
-                }
-                Some("unavailable") => {
-                    // RFC 6121 §4.5.2: to the other available resources, and back to the sender.
-                    self.broadcast_to_own_resources(sender, stanza.element());
-                    let was_available = sender.set_presence(None, 0);
-                    if was_available {
-                        self.deliver(sender, stanza.element().clone(), Some(&sender.bare_jid()));
-                    }
-                }
-                // FIXME(issue 5): subscription management.
-                Some(_) => {}
-            },
-            Destination::Bare(bare) => {
-                if is_subscription_type(presence_type.as_deref()) {
-                    // FIXME(issue 5): subscription requests and probes.
-                    return;
-                }
-                // RFC 6121 §8.5.2.1.2: directed presence goes to every available resource.
-                for target in self.registry.available_resources(&bare) {
-                    self.deliver(&target, stanza.element().clone(), None);
-                }
-            }
-            Destination::Full(full) => {
-                if is_subscription_type(presence_type.as_deref()) {
-                    return;
-                }
-                // RFC 6121 §8.5.3: to a connected resource, else silently ignored.
-                if let Some(target) = self.registry.resource(&full) {
-                    self.deliver(&target, stanza.element().clone(), None);
-                }
-            }
-            // Presence to the server or elsewhere is dropped silently (RFC 6121 §8.5.1, §8.5.4).
-            Destination::Server | Destination::ServerResource | Destination::Remote => {}
-        }
-    }
-
-    fn broadcast_to_own_resources(&self, sender: &SessionHandle, presence: &Element) {
-        let bare = sender.bare_jid();
-        for target in self.registry.available_resources(&bare) {
-            self.deliver(&target, presence.clone(), Some(&bare));
         }
     }
 
@@ -312,7 +283,21 @@ impl<S: AccountStore> Router<S> {
             // RFC 6120 §8.2.3: a result or error the server did not ask for is dropped.
             _ if !is_request => {}
             Destination::Server => self.answer(sender, &stanza, Target::Server),
-            Destination::None => self.answer(sender, &stanza, Target::Account),
+            Destination::None => {
+                if !self.handle_roster_iq(sender, &stanza, iq_type).await {
+                    self.answer(sender, &stanza, Target::Account);
+                }
+            }
+            Destination::Bare(bare) if bare == sender.bare_jid() => {
+                if !self.handle_roster_iq(sender, &stanza, iq_type).await {
+                    self.answer(sender, &stanza, Target::Account);
+                }
+            }
+            Destination::Bare(bare) if is_roster_query(&stanza) => {
+                // RFC 6121 §2.1.5: nobody may read or change another account's roster.
+                let _ = bare;
+                self.bounce(sender, &stanza, StanzaErrorCondition::Forbidden);
+            }
             Destination::Bare(bare) => {
                 // RFC 6121 §8.5.2.1.3: the server answers on the account's behalf.
                 if self.account_exists(&bare).await {
@@ -326,6 +311,26 @@ impl<S: AccountStore> Router<S> {
             }
             Destination::Remote => {
                 self.bounce(sender, &stanza, StanzaErrorCondition::RemoteServerNotFound)
+            }
+        }
+    }
+
+    /// Keep a message for an account with no available resource (XEP-0160). `false` when it
+    /// could not be stored.
+    async fn store_offline(&self, owner: &BareJid, stanza: &Stanza) -> bool {
+        let message = OfflineMessage {
+            stored_at_unix_ms: unix_ms(),
+            stanza: serialize(stanza.element()),
+        };
+        match self
+            .store
+            .push_offline(owner, &message, self.limits.max_offline_messages)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::error!(%owner, error = %err, "storing an offline message failed");
+                false
             }
         }
     }
@@ -352,7 +357,12 @@ impl<S: AccountStore> Router<S> {
     }
 
     /// Send the RFC 6120 §8.3.1 error reply back to the sender (never for an error).
-    fn bounce(&self, sender: &SessionHandle, stanza: &Stanza, condition: StanzaErrorCondition) {
+    pub(crate) fn bounce(
+        &self,
+        sender: &SessionHandle,
+        stanza: &Stanza,
+        condition: StanzaErrorCondition,
+    ) {
         if let Some(reply) = stanza.error_reply(condition) {
             self.deliver(sender, reply, None);
         }
@@ -360,9 +370,14 @@ impl<S: AccountStore> Router<S> {
 
     /// Queue `element` for `target`, addressed to `to` when given. `false` when the session is
     /// gone or not keeping up (RFC 6121 §8.5 then treats the resource as unavailable).
-    fn deliver(&self, target: &SessionHandle, mut element: Element, to: Option<&BareJid>) -> bool {
+    pub(crate) fn deliver(
+        &self,
+        target: &SessionHandle,
+        mut element: Element,
+        to: Option<&str>,
+    ) -> bool {
         if let Some(to) = to {
-            set_attr(&mut element, "to", Some(to.as_str()));
+            set_attr(&mut element, "to", Some(to));
         }
         match target.send(element) {
             Ok(()) => true,
@@ -373,11 +388,11 @@ impl<S: AccountStore> Router<S> {
         }
     }
 
-    async fn account_exists(&self, bare: &BareJid) -> bool {
+    pub(crate) async fn account_exists(&self, bare: &BareJid) -> bool {
         if !self.registry.connected_resources(bare).is_empty() {
             return true;
         }
-        match self.accounts.credentials(bare).await {
+        match self.store.credentials(bare).await {
             Ok(found) => found.is_some(),
             Err(err) => {
                 // Storage trouble must not turn into "no such user" for the sender.
@@ -388,22 +403,38 @@ impl<S: AccountStore> Router<S> {
     }
 }
 
-fn is_subscription_type(presence_type: Option<&str>) -> bool {
-    matches!(
-        presence_type,
-        Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe")
-    )
+fn is_roster_query(stanza: &Stanza) -> bool {
+    stanza
+        .element()
+        .children()
+        .next()
+        .is_some_and(|c| c.is("query", starling_roster::NS_ROSTER))
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn serialize(element: &Element) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = element.write_to(&mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// RFC 6121 §4.7.2.3: an integer from -128 to +127; absent or invalid means 0.
-fn priority_of(presence: &Element) -> i8 {
+pub(crate) fn priority_of(presence: &Element) -> i8 {
     presence
         .get_child("priority", NS_CLIENT)
         .and_then(|p| p.text().trim().parse::<i8>().ok())
         .unwrap_or(0)
 }
 
-fn set_attr(element: &mut Element, name: &'static str, value: Option<&str>) {
+pub(crate) fn set_attr(element: &mut Element, name: &'static str, value: Option<&str>) {
     if let Ok(name) = rxml::NcName::try_from(name) {
         starling_stanza::set_attr(element, &name, value);
     }

@@ -105,6 +105,13 @@ pub struct LimitsConfig {
     /// Seconds a session's queue may stay full before the session is closed with
     /// `<policy-violation/>`; meanwhile stanzas to it are treated as undeliverable. Default 5.
     pub outbound_queue_grace_secs: u64,
+    /// Items in one roster; adding more gets `resource-constraint`. Default 1000.
+    pub max_roster_items: usize,
+    /// Bytes of a roster item's name or group; longer gets `not-acceptable`. Default 1024.
+    pub max_roster_text_bytes: usize,
+    /// Offline messages kept per account (XEP-0160); more gets `service-unavailable`.
+    /// Default 100.
+    pub max_offline_messages: usize,
 }
 
 /// `[storage]`: the embedded SQLite database (PostgreSQL arrives with the storage issue).
@@ -165,6 +172,9 @@ impl Default for LimitsConfig {
             max_attributes_per_element: authenticated.max_attributes_per_element,
             max_connections: 10_000,
             outbound_queue_stanzas: starling_registry::RegistryConfig::default().queue_depth,
+            max_roster_items: starling_roster::RosterLimits::default().max_items,
+            max_roster_text_bytes: starling_roster::RosterLimits::default().max_name_bytes,
+            max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -251,12 +261,26 @@ impl Config {
         }
     }
 
+    /// The router's limits.
+    pub fn router_limits(&self) -> starling_router::RouterLimits {
+        starling_router::RouterLimits {
+            roster: starling_roster::RosterLimits {
+                max_items: self.limits.max_roster_items,
+                max_name_bytes: self.limits.max_roster_text_bytes,
+                max_group_bytes: self.limits.max_roster_text_bytes,
+                ..starling_roster::RosterLimits::default()
+            },
+            max_offline_messages: self.limits.max_offline_messages,
+        }
+    }
+
     /// The stream engine's view of this configuration.
     pub fn stream_config(&self) -> starling_stream::StreamConfig {
         let mut stream = starling_stream::StreamConfig::new(self.hosts.clone());
         stream.require_encryption = self.c2s.require_encryption;
         stream.allow_plain_without_tls = self.c2s.allow_plain_without_tls;
         stream.max_auth_failures = self.c2s.max_auth_failures;
+        stream.extra_bound_features = starling_roster::stream_features();
         let mut limits = starling_xml::Limits::authenticated();
         limits.max_depth = self.limits.max_depth;
         limits.max_attributes_per_element = self.limits.max_attributes_per_element;

@@ -46,7 +46,7 @@ pub async fn serve(
     )
     .await;
     if let Some((handle, _receiver)) = session {
-        shared.router.session_ended(&handle);
+        shared.router.session_ended(&handle).await;
         debug!(session = %session_id, jid = %handle.full_jid(), "session removed");
     }
     if let Err(err) = result {

@@ -44,7 +44,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         stream_config: Arc::new(config.stream_config()),
         tls,
-        router: Router::new(registry, store.clone()),
+        router: Router::new(registry, store.clone(), config.router_limits()),
         store,
         tls_handshake_timeout_secs: config.c2s.tls_handshake_timeout_secs,
     });

@@ -21,6 +21,8 @@
 
 mod time;
 
+pub use time::utc_datetime;
+
 use minidom::Element;
 use starling_stanza::StanzaErrorCondition;
 

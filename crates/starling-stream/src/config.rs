@@ -22,6 +22,10 @@ pub struct StreamConfig {
     pub limits_unauthenticated: Limits,
     /// Parser limits once authenticated.
     pub limits_authenticated: Limits,
+    /// Extra stream features offered after authentication, next to bind (for example roster
+    /// versioning and subscription pre-approval, RFC 6121 §2.6.1 and §3.4). The engine only
+    /// advertises them; the crates that implement them supply the elements.
+    pub extra_bound_features: Vec<minidom::Element>,
 }
 
 /// Default number of SASL failures tolerated on one connection.
@@ -38,6 +42,7 @@ impl StreamConfig {
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             limits_unauthenticated: Limits::unauthenticated(),
             limits_authenticated: Limits::authenticated(),
+            extra_bound_features: Vec::new(),
         }
     }
 }

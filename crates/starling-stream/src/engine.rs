@@ -375,7 +375,9 @@ impl C2sStream {
                     })
                 }
             }
-            SessionState::Authenticated { .. } => nonza::features(&Features::Bind),
+            SessionState::Authenticated { .. } => {
+                nonza::features(&Features::Bind(&self.config.extra_bound_features))
+            }
             // A bound session never restarts its stream.
             SessionState::Bound { .. } => nonza::features(&Features::Sasl {
                 starttls: false,

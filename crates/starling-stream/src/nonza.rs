@@ -14,8 +14,8 @@ pub(crate) enum Features<'a> {
         mechanisms: &'a [Mechanism],
         channel_bindings: &'a [ChannelBinding],
     },
-    /// After authentication: resource binding and the legacy session feature.
-    Bind,
+    /// After authentication: resource binding, the legacy session feature and extras.
+    Bind(&'a [minidom::Element]),
 }
 
 pub(crate) fn features(features: &Features<'_>) -> Vec<u8> {
@@ -53,12 +53,15 @@ pub(crate) fn features(features: &Features<'_>) -> Vec<u8> {
                 out.push_str("</sasl-channel-binding>");
             }
         }
-        Features::Bind => {
+        Features::Bind(extra) => {
             let mut bytes = out.into_bytes();
             bytes.extend_from_slice(&starling_xml::write_element(&starling_bind::bind_feature()));
             bytes.extend_from_slice(&starling_xml::write_element(
                 &starling_bind::session_feature(),
             ));
+            for feature in *extra {
+                bytes.extend_from_slice(&starling_xml::write_element(feature));
+            }
             bytes.extend_from_slice(b"</stream:features>");
             return bytes;
         }

@@ -2,7 +2,7 @@
 
 use starling_registry::{RegistryConfig, SessionReceiver};
 use starling_sasl::StoredCredentials;
-use starling_storage::SqliteStore;
+use starling_storage::{AccountStore as _, RosterStore as _, SqliteStore};
 
 use super::*;
 
@@ -44,7 +44,7 @@ async fn world() -> World {
         RegistryConfig::default(),
     ));
     World {
-        router: Router::new(registry, store),
+        router: Router::new(registry, store, RouterLimits::default()),
     }
 }
 
@@ -68,15 +68,15 @@ impl World {
     }
 
     async fn send(&self, client: &Client, xml: &str) {
-        let element: Element = xml
-            .replacen(
-                '>',
-                &format!(
-                    " xmlns='jabber:client' from='{}'>",
-                    client.handle.full_jid()
-                ),
-                1,
-            )
+        // Add the namespace and the stamped `from` to the opening tag, self-closing or not.
+        let end = xml.find('>').unwrap();
+        let insert_at = if xml[..end].ends_with('/') {
+            end - 1
+        } else {
+            end
+        };
+        let attrs = format!(" xmlns='jabber:client' from='{}'", client.handle.full_jid());
+        let element: Element = format!("{}{}{}", &xml[..insert_at], attrs, &xml[insert_at..])
             .parse()
             .unwrap();
         self.router
@@ -119,7 +119,7 @@ async fn message_to_bare_jid_goes_to_highest_non_negative_priority() {
 }
 
 #[tokio::test]
-async fn only_negative_priority_means_no_delivery_and_an_error() {
+async fn only_negative_priority_means_offline_storage_until_a_non_negative_resource() {
     let w = world().await;
     let mut alice = w.connect("alice@localhost/a");
     let mut negative = w.connect("bob@localhost/neg");
@@ -130,11 +130,82 @@ async fn only_negative_priority_means_no_delivery_and_an_error() {
     )
     .await;
     assert!(negative.received().is_empty());
-    let bounced = alice.received();
-    assert_eq!(bounced.len(), 1);
+    assert!(alice.received().is_empty(), "stored, not bounced");
+    let mut desk = w.connect("bob@localhost/desk");
+    w.send(&desk, "<presence/>").await;
+    let got = desk.received();
+    let offline: Vec<_> = got.iter().filter(|s| s.starts_with("<message")).collect();
+    assert_eq!(offline.len(), 1, "{got:?}");
     assert!(
-        bounced[0].contains("type='error'") && bounced[0].contains("<service-unavailable"),
-        "{bounced:?}"
+        offline[0]
+            .contains("<body>hi</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='"),
+        "{}",
+        offline[0]
+    );
+}
+
+#[tokio::test]
+async fn subscription_handshake_updates_both_rosters_and_shares_presence() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    let mut bob = w.connect("bob@localhost/b");
+    for client in [&mut alice, &mut bob] {
+        w.send(
+            client,
+            "<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        )
+        .await;
+        w.available(client, 0).await;
+    }
+    w.send(&alice, "<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    let alice_got = alice.received();
+    assert!(
+        alice_got[0].contains("ask='subscribe'") && alice_got[0].contains("subscription='none'"),
+        "{alice_got:?}"
+    );
+    assert_eq!(
+        bob.received(),
+        [
+            "<presence xmlns='jabber:client' from='alice@localhost' to='bob@localhost' type='subscribe'/>"
+        ]
+    );
+    w.send(&bob, "<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    let bob_got = bob.received();
+    assert!(
+        bob_got.iter().any(|s| s.contains("subscription='from'")),
+        "{bob_got:?}"
+    );
+    let alice_got = alice.received();
+    assert!(
+        alice_got.iter().any(|s| s.contains("subscription='to'")),
+        "{alice_got:?}"
+    );
+    assert!(
+        alice_got.iter().any(|s| s.contains("type='subscribed'")),
+        "{alice_got:?}"
+    );
+    assert!(
+        alice_got
+            .iter()
+            .any(|s| s.starts_with("<presence") && s.contains("from='bob@localhost/b'")),
+        "{alice_got:?}"
+    );
+    let (_, roster) = w
+        .router
+        .store
+        .roster(&"alice@localhost".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(roster[0].subscription, starling_storage::Subscription::To);
+    // Bob's later presence reaches Alice, who is subscribed to him.
+    w.send(&bob, "<presence><show>away</show></presence>").await;
+    assert!(
+        alice
+            .received()
+            .iter()
+            .any(|s| s.contains("<show>away</show>"))
     );
 }
 
@@ -292,15 +363,22 @@ async fn presence_reaches_own_resources_and_leaving_sends_unavailable() {
     w.send(&phone, "<presence><priority>3</priority></presence>")
         .await;
     assert_eq!(phone.handle.priority(), 3);
-    // Reflected to the sender and sent to the other available resource.
-    assert_eq!(phone.received().len(), 1);
+    // Reflected to the sender, which also learns of the other available resource; and sent
+    // to that other resource.
+    assert_eq!(
+        phone.received(),
+        [
+            "<presence xmlns='jabber:client' from='alice@localhost/phone' to='alice@localhost'><priority>3</priority></presence>",
+            "<presence xmlns='jabber:client' from='alice@localhost/desk' to='alice@localhost/phone'><priority>0</priority></presence>"
+        ]
+    );
     assert_eq!(
         desk.received(),
         [
             "<presence xmlns='jabber:client' from='alice@localhost/phone' to='alice@localhost'><priority>3</priority></presence>"
         ]
     );
-    w.router.session_ended(&phone.handle);
+    w.router.session_ended(&phone.handle).await;
     assert_eq!(
         desk.received(),
         [

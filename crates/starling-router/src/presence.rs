@@ -1,0 +1,445 @@
+//! Presence (RFC 6121 §4) and subscriptions (§3): broadcast to contacts, probes, directed
+//! presence, the subscription handshake between two local accounts, and what a resource is
+//! owed when it becomes available (pending requests, offline messages).
+
+use jid::BareJid;
+use minidom::Element;
+use starling_registry::SessionHandle;
+use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
+use starling_stanza::{NS_CLIENT, Stanza};
+use starling_storage::{RosterChange, RosterItem};
+
+use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
+
+/// XEP-0203 delayed delivery.
+const NS_DELAY: &str = "urn:xmpp:delay";
+
+impl<S: Store> Router<S> {
+    pub(crate) async fn route_presence(
+        &self,
+        sender: &SessionHandle,
+        stanza: Stanza,
+        destination: Destination,
+    ) {
+        let presence_type = stanza.type_attr().map(str::to_owned);
+        if let Some(kind) = presence_type.as_deref().and_then(SubscriptionStanza::parse) {
+            let contact = match destination {
+                // §3.1.1: subscription stanzas are addressed to bare JIDs; a full JID is taken
+                // as its bare JID.
+                Destination::Bare(bare) => bare,
+                Destination::Full(full) => full.to_bare(),
+                Destination::Remote
+                | Destination::Server
+                | Destination::ServerResource
+                | Destination::None => {
+                    return;
+                }
+            };
+            self.subscription(sender, &contact, kind, &stanza).await;
+            return;
+        }
+        match (destination, presence_type.as_deref()) {
+            (Destination::None, None) => self.available(sender, stanza.element()).await,
+            (Destination::None, Some("unavailable")) => {
+                self.unavailable(sender, stanza.element()).await
+            }
+            (Destination::Bare(bare), None | Some("unavailable")) => {
+                // §4.6: directed presence, remembered so unavailable presence follows it.
+                self.track_directed(sender, bare.as_str(), presence_type.is_none())
+                    .await;
+                for target in self.registry.available_resources(&bare) {
+                    self.deliver(&target, stanza.element().clone(), None);
+                }
+            }
+            (Destination::Full(full), None | Some("unavailable")) => {
+                self.track_directed(sender, full.as_str(), presence_type.is_none())
+                    .await;
+                if let Some(target) = self.registry.resource(&full) {
+                    self.deliver(&target, stanza.element().clone(), None);
+                }
+            }
+            // Probes from clients, errors and presence to hosts or other servers are dropped
+            // (RFC 6121 §4.3: probes are the server's business; §8.5.1).
+            _ => {}
+        }
+    }
+
+    /// Available presence without `to` (RFC 6121 §4.2 initial, §4.4 update).
+    async fn available(&self, sender: &SessionHandle, presence: &Element) {
+        let priority = priority_of(presence);
+        let was_available = sender.set_presence(Some(presence.clone()), priority);
+        let user = sender.bare_jid();
+        let roster = self.roster_of(&user).await;
+        // To the account's own available resources, the sender included (§4.2.2).
+        for target in self.registry.available_resources(&user) {
+            self.deliver(&target, presence.clone(), Some(user.as_str()));
+        }
+        // To every contact subscribed to the user (§4.2.2, §4.4.2).
+        for item in roster.iter().filter(|item| item.subscription.has_from()) {
+            for target in self.registry.available_resources(&item.jid) {
+                self.deliver(&target, presence.clone(), Some(item.jid.as_str()));
+            }
+        }
+        if was_available {
+            return;
+        }
+        // Initial presence: the account's other available resources are probed like contacts,
+        // so the new resource learns of them.
+        for other in self.registry.available_resources(&user) {
+            if &other != sender
+                && let Some(their_presence) = other.snapshot().presence
+            {
+                self.deliver(sender, their_presence, Some(sender.full_jid().as_str()));
+            }
+        }
+        // Initial presence: probe the contacts the user is subscribed to (§4.2.3), answered here
+        // with their resources' current presence.
+        for item in roster.iter().filter(|item| item.subscription.has_to()) {
+            for contact in self.registry.available_resources(&item.jid) {
+                if let Some(their_presence) = contact.snapshot().presence {
+                    self.deliver(sender, their_presence, Some(sender.full_jid().as_str()));
+                }
+            }
+        }
+        // Requests that arrived while the user was away (§3.1.3).
+        match self.store.requests(&user).await {
+            Ok(requests) => {
+                for (_, stanza) in requests {
+                    if let Ok(element) = stanza.parse::<Element>() {
+                        self.deliver(sender, element, None);
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(%user, error = %err, "reading pending subscription requests failed")
+            }
+        }
+        // XEP-0160 §3: offline messages go to the first resource with non-negative priority.
+        if priority >= 0 {
+            self.flush_offline(sender).await;
+        }
+    }
+
+    /// Unavailable presence without `to` (RFC 6121 §4.5).
+    async fn unavailable(&self, sender: &SessionHandle, presence: &Element) {
+        if !sender.is_available() {
+            // Nobody saw this resource come online, so nobody is told it went away.
+            return;
+        }
+        self.broadcast_unavailable(sender, presence).await;
+        sender.set_presence(None, 0);
+        // Reflected once to the sender, as its other resources see it (§4.5.2).
+        self.deliver(sender, presence.clone(), Some(sender.bare_jid().as_str()));
+    }
+
+    /// Send unavailable presence from `sender` to its other available resources, its
+    /// subscribed contacts and everyone it sent directed presence to (§4.5.2, §4.6.3).
+    pub(crate) async fn broadcast_unavailable(&self, sender: &SessionHandle, presence: &Element) {
+        let user = sender.bare_jid();
+        for target in self.registry.available_resources(&user) {
+            if &target != sender {
+                self.deliver(&target, presence.clone(), Some(user.as_str()));
+            }
+        }
+        let roster = self.roster_of(&user).await;
+        let mut told: Vec<String> = Vec::new();
+        for item in roster.iter().filter(|item| item.subscription.has_from()) {
+            for target in self.registry.available_resources(&item.jid) {
+                self.deliver(&target, presence.clone(), Some(item.jid.as_str()));
+            }
+            told.push(item.jid.to_string());
+        }
+        for jid in sender.take_directed() {
+            if told.contains(&jid) {
+                continue;
+            }
+            match jid::Jid::new(&jid).map(jid::Jid::try_into_full) {
+                Ok(Ok(full)) => {
+                    if let Some(target) = self.registry.resource(&full) {
+                        self.deliver(&target, presence.clone(), Some(full.as_str()));
+                    }
+                }
+                Ok(Err(bare)) => {
+                    for target in self.registry.available_resources(&bare) {
+                        self.deliver(&target, presence.clone(), Some(bare.as_str()));
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    async fn track_directed(&self, sender: &SessionHandle, to: &str, is_available: bool) {
+        if is_available {
+            // A subscribed contact hears the broadcast anyway; only others need remembering.
+            let bare = jid::Jid::new(to).map(|j| j.to_bare()).ok();
+            let subscribed = match bare {
+                Some(bare) => self
+                    .roster_item(&sender.bare_jid(), &bare)
+                    .await
+                    .is_some_and(|i| i.subscription.has_from()),
+                None => false,
+            };
+            if !subscribed {
+                sender.add_directed(to);
+            }
+        } else {
+            sender.remove_directed(to);
+        }
+    }
+
+    async fn flush_offline(&self, sender: &SessionHandle) {
+        let user = sender.bare_jid();
+        let messages = match self.store.take_offline(&user).await {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::error!(%user, error = %err, "reading offline messages failed");
+                return;
+            }
+        };
+        let domain = user.domain().as_str().to_owned();
+        for message in messages {
+            let Ok(mut element) = message.stanza.parse::<Element>() else {
+                tracing::error!(%user, "a stored offline message does not parse; dropped");
+                continue;
+            };
+            // XEP-0203: when the server first received it.
+            let mut delay = Element::builder("delay", NS_DELAY).build();
+            set_attr(&mut delay, "from", Some(&domain));
+            set_attr(&mut delay, "stamp", Some(&stamp(message.stored_at_unix_ms)));
+            element.append_child(delay);
+            self.deliver(sender, element, None);
+        }
+    }
+
+    /// A subscription stanza from `sender` to `contact` (RFC 6121 §3): both sides' state
+    /// changes are computed first and committed in one transaction, then pushed and delivered.
+    async fn subscription(
+        &self,
+        sender: &SessionHandle,
+        contact: &BareJid,
+        kind: SubscriptionStanza,
+        stanza: &Stanza,
+    ) {
+        let user = sender.bare_jid();
+        if &user == contact {
+            return;
+        }
+        let user_item = self.roster_item(&user, contact).await;
+        let user_request = self.has_request(&user, contact).await;
+        let out = outbound(user_item.as_ref(), contact, user_request, kind);
+        let mut changes = Vec::new();
+        collect(&mut changes, &user, contact, &out, None);
+        // §3.1.2: the stanza travels with the user's bare JID as `from`.
+        let mut routed = stanza.element().clone();
+        set_attr(&mut routed, "from", Some(user.as_str()));
+        set_attr(&mut routed, "to", Some(contact.as_str()));
+        let contact_is_local =
+            self.registry.serves(contact.domain().as_str()) && self.account_exists(contact).await;
+        let mut contact_step = None;
+        if out.route && contact_is_local {
+            let contact_item = self.roster_item(contact, &user).await;
+            let contact_request = self.has_request(contact, &user).await;
+            let step = inbound(contact_item.as_ref(), &user, contact_request, kind);
+            collect(&mut changes, contact, &user, &step, Some(&routed));
+            contact_step = Some(step);
+        }
+        if !self.commit(&changes).await {
+            return;
+        }
+        if out.send_presence {
+            self.send_presence_of(&user, contact, false);
+        }
+        if out.send_unavailable {
+            self.send_presence_of(&user, contact, true);
+        }
+        if let Some(step) = contact_step {
+            self.after_inbound(contact, &user, &step, routed).await;
+        }
+    }
+
+    /// Deliver, answer and announce after an inbound step at `owner` from `from`.
+    async fn after_inbound(&self, owner: &BareJid, from: &BareJid, step: &Step, stanza: Element) {
+        if step.deliver {
+            for target in self.registry.available_resources(owner) {
+                self.deliver(&target, stanza.clone(), None);
+            }
+        }
+        if step.send_presence {
+            self.send_presence_of(owner, from, false);
+        }
+        if step.send_unavailable {
+            self.send_presence_of(owner, from, true);
+        }
+        if step.auto_subscribed {
+            // §3.1.3: the server answers `subscribed` for the owner; it arrives at `from`.
+            let mut reply = Element::builder("presence", NS_CLIENT).build();
+            set_attr(&mut reply, "type", Some("subscribed"));
+            set_attr(&mut reply, "from", Some(owner.as_str()));
+            set_attr(&mut reply, "to", Some(from.as_str()));
+            let from_item = self.roster_item(from, owner).await;
+            let from_request = self.has_request(from, owner).await;
+            let answer = inbound(
+                from_item.as_ref(),
+                owner,
+                from_request,
+                SubscriptionStanza::Subscribed,
+            );
+            let mut changes = Vec::new();
+            collect(&mut changes, from, owner, &answer, Some(&reply));
+            if self.commit(&changes).await && answer.deliver {
+                for target in self.registry.available_resources(from) {
+                    self.deliver(&target, reply.clone(), None);
+                }
+                // Now subscribed, `from` is owed the owner's presence.
+                self.send_presence_of(owner, from, false);
+            }
+        }
+    }
+
+    /// Send `owner`'s current presence (or unavailable) to `to`'s available resources.
+    fn send_presence_of(&self, owner: &BareJid, to: &BareJid, unavailable: bool) {
+        let recipients = self.registry.available_resources(to);
+        if recipients.is_empty() {
+            return;
+        }
+        for resource in self.registry.available_resources(owner) {
+            let presence = if unavailable {
+                let mut presence = Element::builder("presence", NS_CLIENT).build();
+                set_attr(&mut presence, "type", Some("unavailable"));
+                set_attr(&mut presence, "from", Some(resource.full_jid().as_str()));
+                Some(presence)
+            } else {
+                resource.snapshot().presence
+            };
+            if let Some(presence) = presence {
+                for target in &recipients {
+                    self.deliver(target, presence.clone(), Some(to.as_str()));
+                }
+            }
+        }
+    }
+
+    /// Apply roster changes atomically and push every changed item to its owner's interested
+    /// resources (RFC 6121 §2.1.6). `false` (and logged) when storage failed.
+    pub(crate) async fn commit(&self, changes: &[RosterChange]) -> bool {
+        if changes.is_empty() {
+            return true;
+        }
+        let versions = match self.store.apply(changes).await {
+            Ok(versions) => versions,
+            Err(err) => {
+                tracing::error!(error = %err, "roster change failed; nothing was applied");
+                return false;
+            }
+        };
+        for (change, version) in changes.iter().zip(versions) {
+            let (owner, item) = match change {
+                RosterChange::Put { owner, item } => (owner, starling_roster::item_element(item)),
+                RosterChange::Remove { owner, contact } => {
+                    (owner, starling_roster::removed_item_element(contact))
+                }
+                RosterChange::AddRequest { .. } | RosterChange::RemoveRequest { .. } => continue,
+            };
+            for target in self.registry.interested_resources(owner) {
+                let push = starling_roster::push(
+                    item.clone(),
+                    version,
+                    target.full_jid(),
+                    &self.fresh_id("push"),
+                );
+                self.deliver(&target, push, None);
+            }
+        }
+        true
+    }
+
+    pub(crate) async fn roster_of(&self, owner: &BareJid) -> Vec<RosterItem> {
+        match self.store.roster(owner).await {
+            Ok((_, items)) => items,
+            Err(err) => {
+                tracing::error!(%owner, error = %err, "reading a roster failed");
+                Vec::new()
+            }
+        }
+    }
+
+    pub(crate) async fn roster_item(
+        &self,
+        owner: &BareJid,
+        contact: &BareJid,
+    ) -> Option<RosterItem> {
+        match self.store.roster_item(owner, contact).await {
+            Ok(item) => item,
+            Err(err) => {
+                tracing::error!(%owner, error = %err, "reading a roster item failed");
+                None
+            }
+        }
+    }
+
+    pub(crate) async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> bool {
+        self.store
+            .has_request(owner, contact)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Process `kind` arriving at `owner` from `from` as if `from` had sent it, for the
+    /// unsubscribe/unsubscribed the server sends when an item is removed (RFC 6121 §2.5.2).
+    pub(crate) async fn subscription_on_behalf(
+        &self,
+        sender: &SessionHandle,
+        contact: &BareJid,
+        kind: SubscriptionStanza,
+    ) {
+        let mut element = Element::builder("presence", NS_CLIENT).build();
+        let kind_name = match kind {
+            SubscriptionStanza::Subscribe => "subscribe",
+            SubscriptionStanza::Subscribed => "subscribed",
+            SubscriptionStanza::Unsubscribe => "unsubscribe",
+            SubscriptionStanza::Unsubscribed => "unsubscribed",
+        };
+        set_attr(&mut element, "type", Some(kind_name));
+        set_attr(&mut element, "to", Some(contact.as_str()));
+        if let Ok(stanza) = Stanza::try_from(element) {
+            self.subscription(sender, contact, kind, &stanza).await;
+        }
+    }
+}
+
+/// Turn one side's step into storage changes.
+fn collect(
+    changes: &mut Vec<RosterChange>,
+    owner: &BareJid,
+    contact: &BareJid,
+    step: &Step,
+    request: Option<&Element>,
+) {
+    if let Some(item) = &step.item {
+        changes.push(RosterChange::Put {
+            owner: owner.clone(),
+            item: item.clone(),
+        });
+    }
+    match step.request {
+        RequestChange::Keep => {}
+        RequestChange::Add => changes.push(RosterChange::AddRequest {
+            owner: owner.clone(),
+            contact: contact.clone(),
+            stanza: request.map(serialize).unwrap_or_default(),
+        }),
+        RequestChange::Remove => changes.push(RosterChange::RemoveRequest {
+            owner: owner.clone(),
+            contact: contact.clone(),
+        }),
+    }
+}
+
+/// XEP-0082 DateTime with milliseconds, for XEP-0203 stamps.
+fn stamp(unix_ms: u64) -> String {
+    let seconds = starling_services::utc_datetime(unix_ms / 1000);
+    // `…ssZ` → `…ss.mmmZ`
+    let (head, _) = seconds.split_at(seconds.len().saturating_sub(1));
+    format!("{head}.{:03}Z", unix_ms % 1000)
+}
