@@ -5,7 +5,6 @@
 //! directory so a failing test can show it. Dropping the [`TestServer`] kills the process.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -178,84 +177,49 @@ impl TestServer {
         let config_path = data_dir.path().join("starling.toml");
         std::fs::write(&config_path, options.to_toml(data_dir.path()))?;
         let log_path = data_dir.path().join("starling.log");
-        let log = File::create(&log_path)?;
-        let mut child = Command::new(&binary)
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut starttls_addr = None;
-        let mut direct_tls_addr = None;
-        let mut seen = Vec::new();
-        let startup = async {
-            while let Some(line) = lines.next_line().await? {
-                seen.push(line.clone());
-                let line = line.trim();
-                if line == "ready" {
-                    return Ok(true);
-                }
-                if let Some(addr) = line.strip_prefix("listening starttls ") {
-                    starttls_addr = Some(addr.parse::<SocketAddr>()?);
-                } else if let Some(addr) = line.strip_prefix("listening direct-tls ") {
-                    direct_tls_addr = Some(addr.parse::<SocketAddr>()?);
-                }
-            }
-            anyhow::Ok(false)
-        };
-        let outcome = timeout(STARTUP_TIMEOUT, startup).await;
-        let failure = match outcome {
-            Ok(Ok(true)) => None,
-            Ok(Ok(false)) => Some("the server closed stdout before printing `ready`".to_owned()),
-            Ok(Err(error)) => Some(format!("reading the server's stdout: {error:#}")),
-            Err(_) => Some(format!(
-                "the server did not print `ready` within {STARTUP_TIMEOUT:?}"
-            )),
-        };
-        if let Some(failure) = failure {
-            let status = match child.try_wait() {
-                Ok(Some(status)) => format!("exited with {status}"),
-                _ => "still running".to_owned(),
-            };
-            let _ = child.start_kill();
-            bail!(
-                "{failure} ({status})\nstdout:\n{}\nstderr:\n{}",
-                seen.join("\n"),
-                read_log(&log_path)
-            );
-        }
-        let (Some(starttls_addr), Some(direct_tls_addr)) = (starttls_addr, direct_tls_addr) else {
-            let _ = child.start_kill();
-            bail!(
-                "the server printed `ready` without both listening lines\nstdout:\n{}",
-                seen.join("\n")
-            );
-        };
-        // Keep draining stdout so the server never blocks writing to a full pipe.
-        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&stdout_lines);
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut sink) = sink.lock() {
-                    sink.push(line);
-                }
-            }
-        });
+        let running = spawn(&binary, &config_path, &log_path).await?;
         Ok(Self {
-            starttls_addr,
-            direct_tls_addr,
+            starttls_addr: running.starttls_addr,
+            direct_tls_addr: running.direct_tls_addr,
             domain: "localhost".to_owned(),
             binary,
             config_path,
-            child: Mutex::new(child),
-            stdout_lines,
+            child: Mutex::new(running.child),
+            stdout_lines: running.stdout_lines,
             data_dir,
         })
+    }
+
+    /// Kills the server with SIGKILL — no shutdown, no flushing — waits for it to die, and
+    /// starts it again on the same data directory and config (new ports). For durability tests.
+    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
+        {
+            let mut child = self
+                .child
+                .lock()
+                .map_err(|_| anyhow!("server child lock poisoned"))?;
+            child
+                .start_kill()
+                .context("sending SIGKILL to the server")?;
+        }
+        // Wait for the process to be gone so its sockets and files are released.
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        while self.exit_status()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                bail!("the server did not die after SIGKILL");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let log_path = self.data_dir.path().join("starling.log");
+        let running = spawn(&self.binary, &self.config_path, &log_path).await?;
+        self.starttls_addr = running.starttls_addr;
+        self.direct_tls_addr = running.direct_tls_addr;
+        self.stdout_lines = running.stdout_lines;
+        *self
+            .child
+            .lock()
+            .map_err(|_| anyhow!("server child lock poisoned"))? = running.child;
+        Ok(())
     }
 
     /// Creates the account `localpart@domain` with `password`.
@@ -352,6 +316,95 @@ impl TestServer {
         let _ = write!(text, "{}", String::from_utf8_lossy(&output.stderr));
         Ok((output.status, text))
     }
+}
+
+/// A freshly started server process and what it announced.
+struct Running {
+    child: Child,
+    starttls_addr: SocketAddr,
+    direct_tls_addr: SocketAddr,
+    stdout_lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `binary` with `config_path`, appending its stderr to `log_path`, and waits for `ready`.
+async fn spawn(binary: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result<Running> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut starttls_addr = None;
+    let mut direct_tls_addr = None;
+    let mut seen = Vec::new();
+    let startup = async {
+        while let Some(line) = lines.next_line().await? {
+            seen.push(line.clone());
+            let line = line.trim();
+            if line == "ready" {
+                return Ok(true);
+            }
+            if let Some(addr) = line.strip_prefix("listening starttls ") {
+                starttls_addr = Some(addr.parse::<SocketAddr>()?);
+            } else if let Some(addr) = line.strip_prefix("listening direct-tls ") {
+                direct_tls_addr = Some(addr.parse::<SocketAddr>()?);
+            }
+        }
+        anyhow::Ok(false)
+    };
+    let outcome = timeout(STARTUP_TIMEOUT, startup).await;
+    let failure = match outcome {
+        Ok(Ok(true)) => None,
+        Ok(Ok(false)) => Some("the server closed stdout before printing `ready`".to_owned()),
+        Ok(Err(error)) => Some(format!("reading the server's stdout: {error:#}")),
+        Err(_) => Some(format!(
+            "the server did not print `ready` within {STARTUP_TIMEOUT:?}"
+        )),
+    };
+    if let Some(failure) = failure {
+        let status = match child.try_wait() {
+            Ok(Some(status)) => format!("exited with {status}"),
+            _ => "still running".to_owned(),
+        };
+        let _ = child.start_kill();
+        bail!(
+            "{failure} ({status})\nstdout:\n{}\nstderr:\n{}",
+            seen.join("\n"),
+            read_log(log_path)
+        );
+    }
+    let (Some(starttls_addr), Some(direct_tls_addr)) = (starttls_addr, direct_tls_addr) else {
+        let _ = child.start_kill();
+        bail!(
+            "the server printed `ready` without both listening lines\nstdout:\n{}",
+            seen.join("\n")
+        );
+    };
+    // Keep draining stdout so the server never blocks writing to a full pipe.
+    let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&stdout_lines);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut sink) = sink.lock() {
+                sink.push(line);
+            }
+        }
+    });
+    Ok(Running {
+        child,
+        starttls_addr,
+        direct_tls_addr,
+        stdout_lines,
+    })
 }
 
 /// Finds the `starling` binary: `$STARLING_BIN`, else `debug/starling` under
