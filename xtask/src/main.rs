@@ -8,6 +8,7 @@
 //! and the first failing step stops the run with a non-zero exit.
 
 mod compliance;
+mod postgres;
 mod steps;
 mod tidy;
 mod venv;
@@ -16,6 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::steps::{Plan, Run, cargo};
@@ -33,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything CI runs: fmt check, clippy, tidy, build, interop venv, all tests, doctests.
+    /// Everything CI runs: fmt check, clippy, tidy, build, interop venv, a throwaway
+    /// PostgreSQL, all tests, doctests.
     Test {
         /// Only fmt check, clippy and unit tests (every commit must pass this).
         #[arg(long)]
@@ -43,6 +46,14 @@ enum Command {
     Lint,
     /// Build, run the conformance scenarios, then print and write `docs/compliance.md`.
     Compliance,
+    /// Start a throwaway PostgreSQL, run COMMAND with STARLING_TEST_POSTGRES_URL set, stop it.
+    ///
+    /// For example: `cargo xtask with-postgres cargo test -p starling-storage --test postgres`.
+    WithPostgres {
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +73,7 @@ fn main() -> ExitCode {
         Command::Test { quick: false } => add_full_test(&mut plan, &root),
         Command::Lint => add_lints(&mut plan, &root, true),
         Command::Compliance => add_compliance(&mut plan, &root),
+        Command::WithPostgres { command } => add_with_postgres(&mut plan, &root, command),
     }
     plan.run()
 }
@@ -98,9 +110,11 @@ fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
         state.python = Some(python);
         Ok(())
     });
+    add_start_postgres(plan);
     plan.step("tests", |state| {
         let starling_bin = state.require_starling_bin()?;
         let python = state.require_python()?;
+        let postgres_url = state.require_postgres_url()?;
         let mut command = cargo(root);
         if steps::has_nextest(root) {
             command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
@@ -112,11 +126,46 @@ fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
         command
             .env("STARLING_BIN", starling_bin)
             .env("STARLING_PYTHON", python)
+            .env(postgres::URL_VARIABLE, postgres_url)
             .run()
     });
+    add_stop_postgres(plan);
     plan.step("doctests", |_| {
         cargo(root).args(["test", "--workspace", "--doc"]).run()
     });
+}
+
+/// Starts PostgreSQL and records it for later steps.
+fn add_start_postgres(plan: &mut Plan<'_>) {
+    plan.step("start PostgreSQL (throwaway)", |state| {
+        let server = postgres::TestPostgres::start()?;
+        eprintln!("    {}", server.version);
+        eprintln!("    {}={}", postgres::URL_VARIABLE, server.url);
+        state.postgres = Some(server);
+        Ok(())
+    });
+}
+
+/// Stops PostgreSQL. A failing step before this stops it too, when `State` drops the guard.
+fn add_stop_postgres(plan: &mut Plan<'_>) {
+    plan.step("stop PostgreSQL", |state| {
+        drop(state.postgres.take());
+        Ok(())
+    });
+}
+
+fn add_with_postgres<'a>(plan: &mut Plan<'a>, root: &'a Path, command: Vec<String>) {
+    add_start_postgres(plan);
+    plan.step("command", move |state| {
+        let url = state.require_postgres_url()?;
+        let (program, args) = command.split_first().context("no command given")?;
+        std::process::Command::new(program)
+            .args(args)
+            .current_dir(root)
+            .env(postgres::URL_VARIABLE, url)
+            .run()
+    });
+    add_stop_postgres(plan);
 }
 
 /// Builds the server and runs the scenarios with results recorded, then writes the table.

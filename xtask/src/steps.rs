@@ -17,6 +17,8 @@ pub struct State {
     pub scenario_results: Option<PathBuf>,
     /// A failure a step recorded without stopping the run; a later step reports it.
     pub deferred_failure: Option<String>,
+    /// The throwaway PostgreSQL for the storage tests; stopped when dropped.
+    pub postgres: Option<crate::postgres::TestPostgres>,
 }
 
 impl State {
@@ -36,6 +38,13 @@ impl State {
         self.scenario_results
             .as_deref()
             .context("the scenario step did not record its results file")
+    }
+
+    pub fn require_postgres_url(&self) -> anyhow::Result<&str> {
+        self.postgres
+            .as_ref()
+            .map(|server| server.url.as_str())
+            .context("the PostgreSQL step did not record a server")
     }
 
     pub fn require_python(&self) -> anyhow::Result<&Path> {

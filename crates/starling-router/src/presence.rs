@@ -247,14 +247,16 @@ impl<S: Store> Router<S> {
         if !self.commit(&changes).await {
             return;
         }
+        // The stanza reaches the contact first, then the presence it entitles the contact to
+        // (§3.1.5: approval, then presence; §3.2.2: revocation, then unavailable).
+        if let Some(step) = contact_step {
+            self.after_inbound(contact, &user, &step, routed).await;
+        }
         if out.send_presence {
             self.send_presence_of(&user, contact, false);
         }
         if out.send_unavailable {
             self.send_presence_of(&user, contact, true);
-        }
-        if let Some(step) = contact_step {
-            self.after_inbound(contact, &user, &step, routed).await;
         }
     }
 
@@ -265,7 +267,8 @@ impl<S: Store> Router<S> {
                 self.deliver(&target, stanza.clone(), None);
             }
         }
-        if step.send_presence {
+        // With an automatic `subscribed`, the presence follows that answer (below), once.
+        if step.send_presence && !step.auto_subscribed {
             self.send_presence_of(owner, from, false);
         }
         if step.send_unavailable {

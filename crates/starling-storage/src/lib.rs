@@ -51,6 +51,7 @@ use std::future::Future;
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
+mod postgres;
 mod roster;
 mod sqlite;
 mod sqlite_roster;
@@ -58,6 +59,7 @@ mod sqlite_roster;
 #[cfg(test)]
 mod account_tests;
 
+pub use postgres::PostgresStore;
 pub use roster::{
     OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,
 };
