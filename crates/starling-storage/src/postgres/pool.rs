@@ -92,7 +92,14 @@ impl Pool {
             match next {
                 // The server ended it (restart, idle timeout, pg_terminate_backend).
                 Some(conn) if conn.client.is_closed() => continue,
-                other => break other,
+                // `is_closed` only turns true once the connection task has noticed the end,
+                // which can lag behind the server closing it; an empty query settles it before
+                // a caller's real statement fails on a dead connection.
+                Some(conn) => match conn.client.simple_query("").await {
+                    Ok(_) => break Some(conn),
+                    Err(_) => continue,
+                },
+                None => break None,
             }
         };
         let conn = match reused {
