@@ -73,6 +73,16 @@ pub struct C2s {
     pub conflict_policy: ConflictPolicyConfig,
     /// Simultaneous resources per account; more gets `resource-constraint`. Default 10.
     pub max_resources_per_account: usize,
+    /// Seconds from accepting a connection until a resource must be bound (STARTTLS, SASL and
+    /// binding included); later, the stream ends with `<connection-timeout/>`. This is what
+    /// times out a client that sends half an `<auth/>` and stops. Default 60.
+    pub auth_timeout_secs: u64,
+    /// Seconds a bound session may send nothing before the server pings it (XEP-0199); a
+    /// whitespace keepalive from the client counts as something. Default 300.
+    pub idle_timeout_secs: u64,
+    /// Seconds to wait for any byte after that ping before the stream ends with
+    /// `<connection-timeout/>`. Default 30.
+    pub idle_ping_timeout_secs: u64,
 }
 
 /// `c2s.conflict_policy` values.
@@ -100,6 +110,30 @@ pub struct LimitsConfig {
     /// Most simultaneous client connections; further connections wait in the listen backlog.
     /// Default 10000.
     pub max_connections: usize,
+    /// Simultaneous connections from one IP address; more are refused with
+    /// `<policy-violation/>`. Default 64.
+    pub max_connections_per_ip: usize,
+    /// Simultaneous connections that have not authenticated yet, in total; more are refused
+    /// with `<resource-constraint/>`, so idle unauthenticated sockets cannot crowd out users.
+    /// Default 1000.
+    pub max_unauthenticated_connections: usize,
+    /// Bytes per second one connection may send before it has authenticated; faster senders
+    /// are not read from until their budget refills (TCP backpressure, nothing is dropped).
+    /// Default 16384.
+    pub read_bytes_per_sec_unauthenticated: u64,
+    /// Bytes per second one authenticated connection may send. Default 262144 (256 KiB).
+    pub read_bytes_per_sec: u64,
+    /// Bytes a connection may send at once above its rate (the token bucket's size).
+    /// Default 65536.
+    pub read_burst_bytes: u64,
+    /// Delay before the `<failure/>` of the first failed SASL attempt from an IP address, in
+    /// milliseconds; it doubles with each further failure from that address. Default 250.
+    pub auth_failure_delay_ms: u64,
+    /// Longest such delay, in milliseconds. Default 8000.
+    pub max_auth_failure_delay_ms: u64,
+    /// Seconds after its last failure until an IP address's failures are forgotten.
+    /// Default 600.
+    pub auth_failure_window_secs: u64,
     /// Stanzas queued for one session that is not reading fast enough. Default 512.
     pub outbound_queue_stanzas: usize,
     /// Seconds a session's queue may stay full before the session is closed with
@@ -157,6 +191,9 @@ impl Default for C2s {
             conflict_policy: ConflictPolicyConfig::KickOld,
             max_resources_per_account: starling_registry::RegistryConfig::default()
                 .max_resources_per_account,
+            auth_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            idle_ping_timeout_secs: 30,
         }
     }
 }
@@ -171,6 +208,14 @@ impl Default for LimitsConfig {
             max_depth: authenticated.max_depth,
             max_attributes_per_element: authenticated.max_attributes_per_element,
             max_connections: 10_000,
+            max_connections_per_ip: 64,
+            max_unauthenticated_connections: 1000,
+            read_bytes_per_sec_unauthenticated: 16 * 1024,
+            read_bytes_per_sec: 256 * 1024,
+            read_burst_bytes: 64 * 1024,
+            auth_failure_delay_ms: 250,
+            max_auth_failure_delay_ms: 8000,
+            auth_failure_window_secs: 600,
             outbound_queue_stanzas: starling_registry::RegistryConfig::default().queue_depth,
             max_roster_items: starling_roster::RosterLimits::default().max_items,
             max_roster_text_bytes: starling_roster::RosterLimits::default().max_name_bytes,
@@ -236,6 +281,23 @@ impl Config {
         anyhow::ensure!(
             self.limits.max_connections >= 1,
             "limits.max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.max_connections_per_ip >= 1
+                && self.limits.max_unauthenticated_connections >= 1,
+            "limits.max_connections_per_ip and limits.max_unauthenticated_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.read_bytes_per_sec_unauthenticated >= 1024
+                && self.limits.read_bytes_per_sec >= 1024
+                && self.limits.read_burst_bytes >= 1024,
+            "limits: read rates and read_burst_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.c2s.auth_timeout_secs >= 1
+                && self.c2s.idle_timeout_secs >= 1
+                && self.c2s.idle_ping_timeout_secs >= 1,
+            "c2s: timeouts must be at least 1 second"
         );
         Ok(())
     }

@@ -1,4 +1,12 @@
 //! One task per connection: owns the socket and the TLS session and drives a `C2sStream`.
+//!
+//! Besides moving bytes, the task keeps the connection's timers (authentication deadline, idle
+//! ping, ping answer) and its read token bucket. *Why the timers live here and not in the
+//! engine (STYLE.md §2 suggests `Input::Tick`):* every deadline is measured from an event only
+//! the shell sees with a timestamp — the accept, the last socket read — so an engine clock
+//! would need a time on every input for no gain in testability. The engine keeps the protocol
+//! part: what an idle probe is (`Input::IdleProbe`) and how a timeout ends the stream
+//! (`Input::TimedOut`), and those are unit-tested there.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,14 +14,38 @@ use std::time::Duration;
 
 use starling_registry::{BindRefusal, CloseReason, SessionHandle, SessionReceiver};
 use starling_storage::AccountStore as _;
-use starling_stream::{Action, C2sStream, Input, Transport};
+use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::ids::SystemIds;
+use crate::limits::{Admission, Refusal, TokenBucket};
 use crate::server::Shared;
+use crate::tls::TlsSetup;
+
+/// Timers and read rates of one connection, from `[c2s]` and `[limits]`.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// From accept until a resource is bound.
+    pub auth_timeout: Duration,
+    /// Silence from a bound session before it is pinged.
+    pub idle_timeout: Duration,
+    /// Silence after that ping before the stream ends.
+    pub idle_ping_timeout: Duration,
+    /// Read rate before authentication, bytes per second.
+    pub read_bytes_per_sec_unauthenticated: u64,
+    /// Read rate once authenticated, bytes per second.
+    pub read_bytes_per_sec: u64,
+    /// Token bucket size in bytes.
+    pub read_burst_bytes: u64,
+}
+
+/// How long the last writes of a session that was asked to close may block on a peer that
+/// does not read.
+const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of one socket read. The parser enforces stanza limits on each chunk as it arrives.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -27,24 +59,46 @@ pub enum ListenerKind {
     DirectTls,
 }
 
-/// Serve one accepted connection until it closes.
+/// Serve one accepted connection until it closes. `admission` is the outcome of the
+/// per-address and unauthenticated-connection limits: a refused connection on the STARTTLS
+/// port is sent our stream header and the stream error at once (RFC 6120 §4.9.1.1); on the
+/// direct TLS port it is closed without a handshake, so refusals cost no TLS work.
 pub async fn serve(
     shared: Arc<Shared>,
     socket: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
     shutdown: watch::Receiver<bool>,
+    admission: Result<Admission, Refusal>,
 ) {
     let session_id = uuid::Uuid::now_v7();
     let span = tracing::info_span!("c2s", session = %session_id, %peer);
     // The bound session, once there is one; kept across STARTTLS and removed when the task ends,
     // however it ends.
     let mut session: Option<(SessionHandle, SessionReceiver)> = None;
-    let result = tracing::Instrument::instrument(
-        run(&shared, socket, kind, shutdown, session_id, &mut session),
-        span,
-    )
-    .await;
+    let now = Instant::now();
+    let limits = &shared.connection_limits;
+    let (admission, refusal) = match admission {
+        Ok(admission) => (Some(admission), None),
+        Err(refusal) => (None, Some(refusal)),
+    };
+    let cx = Context {
+        shared: &shared,
+        shutdown,
+        session_id,
+        session: &mut session,
+        peer,
+        admission,
+        auth_deadline: now + limits.auth_timeout,
+        last_read: now,
+        pinged_at: None,
+        bucket: TokenBucket::new(
+            limits.read_bytes_per_sec_unauthenticated,
+            limits.read_burst_bytes,
+            now.into_std(),
+        ),
+    };
+    let result = tracing::Instrument::instrument(run(cx, socket, kind, refusal), span).await;
     if let Some((handle, _receiver)) = session {
         shared.router.session_ended(&handle).await;
         debug!(session = %session_id, jid = %handle.full_jid(), "session removed");
@@ -65,34 +119,43 @@ struct Context<'a> {
     shutdown: watch::Receiver<bool>,
     session_id: uuid::Uuid,
     session: &'a mut Option<(SessionHandle, SessionReceiver)>,
+    peer: SocketAddr,
+    /// The connection's per-address and unauthenticated slots; `None` when refused.
+    admission: Option<Admission>,
+    /// `c2s.auth_timeout_secs` after the accept; applies until a resource is bound.
+    auth_deadline: Instant,
+    /// When the peer last sent anything (for the idle ping).
+    last_read: Instant,
+    /// When the idle ping went out, if it is unanswered.
+    pinged_at: Option<Instant>,
+    /// Read budget (`limits.read_bytes_per_sec*`).
+    bucket: TokenBucket,
 }
 
 async fn run(
-    shared: &Shared,
+    mut cx: Context<'_>,
     socket: TcpStream,
     kind: ListenerKind,
-    shutdown: watch::Receiver<bool>,
-    session_id: uuid::Uuid,
-    session: &mut Option<(SessionHandle, SessionReceiver)>,
+    refusal: Option<Refusal>,
 ) -> std::io::Result<()> {
+    let shared = cx.shared;
     let config = Arc::clone(&shared.stream_config);
-    let mut cx = Context {
-        shared,
-        shutdown,
-        session_id,
-        session,
-    };
     match kind {
         ListenerKind::StartTls => {
             let mut engine = C2sStream::new(config, Transport::Plain, Box::new(SystemIds));
+            if let Some(refusal) = refusal {
+                let (condition, text) = refusal.stream_error();
+                engine.handle(Input::Close(Some((condition, Some(text)))));
+            }
             match drive(&mut cx, &mut engine, PlainSocket(socket)).await? {
                 Next::Closed => Ok(()),
                 Next::StartTls(socket) => {
-                    let Some(tls) = handshake(shared, socket).await else {
+                    let tls_setup = shared.tls();
+                    let Some(tls) = handshake(shared, &tls_setup, socket).await else {
                         engine.handle(Input::TlsFailed);
                         return Ok(());
                     };
-                    let info = shared.tls.session_info(tls.get_ref().1);
+                    let info = tls_setup.session_info(tls.get_ref().1);
                     engine.handle(Input::TlsEstablished(info));
                     drive(&mut cx, &mut engine, TlsSocket(tls))
                         .await
@@ -101,10 +164,14 @@ async fn run(
             }
         }
         ListenerKind::DirectTls => {
-            let Some(tls) = handshake(shared, socket).await else {
+            if refusal.is_some() {
+                return Ok(());
+            }
+            let tls_setup = shared.tls();
+            let Some(tls) = handshake(shared, &tls_setup, socket).await else {
                 return Ok(());
             };
-            let info = shared.tls.session_info(tls.get_ref().1);
+            let info = tls_setup.session_info(tls.get_ref().1);
             let mut engine =
                 C2sStream::new(config, Transport::DirectTls(info), Box::new(SystemIds));
             drive(&mut cx, &mut engine, TlsSocket(tls))
@@ -114,11 +181,14 @@ async fn run(
     }
 }
 
+/// The TLS handshake with the certificate current when it starts (SIGHUP may replace it for
+/// later connections; the same `TlsSetup` then gives this session's channel bindings).
 async fn handshake(
     shared: &Shared,
+    tls_setup: &TlsSetup,
     socket: TcpStream,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&shared.tls.server_config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls_setup.server_config));
     let timeout = Duration::from_secs(shared.tls_handshake_timeout_secs);
     match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
         Ok(Ok(tls)) => Some(tls),
@@ -207,7 +277,7 @@ async fn drive<S: Socket>(
     loop {
         while let Some(action) = engine.poll_action() {
             match action {
-                Action::Write(bytes) => socket.write_all(&bytes).await?,
+                Action::Write(bytes) => write(cx, &mut socket, &bytes).await?,
                 Action::StartTls => {
                     socket.flush().await?;
                     return Ok(match socket.into_tcp() {
@@ -226,21 +296,32 @@ async fn drive<S: Socket>(
                     // PLAIN runs PBKDF2 here; let the runtime move other tasks off this thread.
                     tokio::task::block_in_place(|| engine.handle(input));
                 }
-                Action::Authenticated(jid) => info!(%jid, "authenticated"),
+                Action::Authenticated(jid) => {
+                    info!(%jid, "authenticated");
+                    if let Some(admission) = cx.admission.as_mut() {
+                        admission.authenticated();
+                    }
+                    let rate = cx.shared.connection_limits.read_bytes_per_sec;
+                    cx.bucket.set_rate(rate, Instant::now().into_std());
+                }
                 Action::Bind(full_jid) => {
                     let answer = bind(cx, full_jid);
                     engine.handle(Input::Bound(answer));
                 }
                 Action::Route(stanza) => {
-                    if let Some((handle, _)) = cx.session.as_ref() {
+                    if let Some((handle, receiver)) = cx.session.as_mut() {
                         cx.shared.router.route(handle, stanza).await;
+                        // Take what is queued for us now (often the answer to this very
+                        // stanza): one read can carry more stanzas than the queue holds, and
+                        // answers to a client's own burst must not overflow its own queue.
+                        while let Ok(stanza) = receiver.stanzas.try_recv() {
+                            engine.handle(Input::Deliver(stanza));
+                        }
                     }
                 }
-                Action::AuthFailed(failure) => {
-                    warn!(condition = failure.element_name(), "SASL failure")
-                }
+                Action::AuthFailed(failure) => auth_failed(cx, failure).await,
                 Action::StreamError(condition) => {
-                    warn!(condition = condition.name(), "stream error")
+                    warn!(peer = %cx.peer, condition = condition.name(), "stream error")
                 }
                 Action::Close => {
                     socket.flush().await?;
@@ -253,10 +334,41 @@ async fn drive<S: Socket>(
         if engine.is_closed() {
             return Ok(Next::Closed);
         }
+        let now = Instant::now();
+        let read_resumes_at = cx.bucket.resume_at(now.into_std()).map(Instant::from_std);
+        let (deadline, timer) = next_timer(cx, engine);
         tokio::select! {
-            read = socket.read(&mut buf) => match read {
+            read = socket.read(&mut buf), if read_resumes_at.is_none() => match read {
                 Ok(0) | Err(_) => engine.handle(Input::PeerClosed),
-                Ok(n) => engine.handle(Input::Bytes(buf.get(..n).unwrap_or_default())),
+                Ok(n) => {
+                    let now = Instant::now();
+                    cx.last_read = now;
+                    cx.pinged_at = None;
+                    cx.bucket.consume(n, now.into_std());
+                    engine.handle(Input::Bytes(buf.get(..n).unwrap_or_default()));
+                }
+            },
+            // Over the read budget: leave the bytes in the kernel until it refills.
+            () = tokio::time::sleep_until(read_resumes_at.unwrap_or(now)),
+                if read_resumes_at.is_some() => {}
+            () = tokio::time::sleep_until(deadline) => match timer {
+                Timer::Auth => {
+                    warn!(
+                        peer = %cx.peer,
+                        timeout_secs = cx.shared.connection_limits.auth_timeout.as_secs(),
+                        "authentication not finished in time"
+                    );
+                    engine.handle(Input::TimedOut);
+                }
+                Timer::Idle => {
+                    debug!("idle; pinging");
+                    cx.pinged_at = Some(Instant::now());
+                    engine.handle(Input::IdleProbe);
+                }
+                Timer::PingAnswer => {
+                    warn!(peer = %cx.peer, "no answer to the idle ping");
+                    engine.handle(Input::TimedOut);
+                }
             },
             event = next_session_event(cx.session) => match event {
                 SessionEvent::Stanza(stanza) => engine.handle(Input::Deliver(stanza)),
@@ -271,6 +383,101 @@ async fn drive<S: Socket>(
                 }
             }
         }
+    }
+}
+
+/// Which deadline [`next_timer`] chose.
+enum Timer {
+    /// `c2s.auth_timeout_secs` since the accept, until a resource is bound.
+    Auth,
+    /// `c2s.idle_timeout_secs` of silence from a bound session.
+    Idle,
+    /// `c2s.idle_ping_timeout_secs` after the idle ping.
+    PingAnswer,
+}
+
+fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
+    let limits = &cx.shared.connection_limits;
+    if !matches!(engine.session_state(), SessionState::Bound { .. }) {
+        return (cx.auth_deadline, Timer::Auth);
+    }
+    match cx.pinged_at {
+        None => (cx.last_read + limits.idle_timeout, Timer::Idle),
+        Some(pinged_at) => (pinged_at + limits.idle_ping_timeout, Timer::PingAnswer),
+    }
+}
+
+/// Write all of `bytes`. A peer that does not read blocks the write once the socket buffers
+/// are full; if its session is asked to close meanwhile (its queue stayed full, see
+/// `starling-registry`), the connection is dropped, since the stream error could not get
+/// through either. Once a close was requested, each write (the stream error) gets
+/// [`CLOSING_WRITE_TIMEOUT`].
+async fn write<S: Socket>(
+    cx: &mut Context<'_>,
+    socket: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let is_closing = cx
+        .session
+        .as_ref()
+        .is_some_and(|(_, receiver)| receiver.close.borrow().is_some());
+    if is_closing {
+        return match tokio::time::timeout(CLOSING_WRITE_TIMEOUT, socket.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!(peer = %cx.peer, "closing a session that does not read");
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer did not read its stream error",
+                ))
+            }
+        };
+    }
+    tokio::select! {
+        result = socket.write_all(bytes) => result,
+        () = close_requested(cx.session) => {
+            warn!(peer = %cx.peer, "closing a session that does not read");
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer stopped reading and its session was closed",
+            ))
+        }
+    }
+}
+
+/// Resolves once someone asked the bound session to close; never before binding.
+async fn close_requested(session: &mut Option<(SessionHandle, SessionReceiver)>) {
+    let Some((_, receiver)) = session.as_mut() else {
+        return std::future::pending().await;
+    };
+    if receiver.close.wait_for(Option::is_some).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A failed SASL attempt: count it against the peer's address and hold the `<failure/>` (the
+/// engine's next action) back for the growing delay, so guessing passwords from one address
+/// gets slower with every try (issue 7; the per-connection limit is the engine's).
+async fn auth_failed(cx: &mut Context<'_>, failure: starling_sasl::SaslFailure) {
+    if failure == starling_sasl::SaslFailure::TemporaryAuthFailure {
+        // Our storage failed; the peer did nothing wrong.
+        warn!(peer = %cx.peer, condition = failure.element_name(), "SASL failure");
+        return;
+    }
+    let (failures, delay) = cx
+        .shared
+        .peer_limits
+        .record_auth_failure(cx.peer.ip(), Instant::now().into_std());
+    warn!(
+        peer = %cx.peer,
+        condition = failure.element_name(),
+        failures_from_address = failures,
+        delay_ms = delay.as_millis() as u64,
+        "SASL failure"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = cx.shutdown.wait_for(|stopping| *stopping) => {}
     }
 }
 

@@ -6,6 +6,7 @@ mod accounts;
 mod config;
 mod connection;
 mod ids;
+mod limits;
 mod server;
 mod tls;
 

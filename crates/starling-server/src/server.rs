@@ -1,6 +1,7 @@
-//! Start-up and shutdown: storage, TLS, listeners, the accept loops and the connection cap.
+//! Start-up and shutdown: storage, TLS, listeners, the accept loops and the connection cap;
+//! SIGHUP reloads the certificate.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,24 +11,60 @@ use starling_storage::SqliteStore;
 use starling_stream::StreamConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::connection::{self, ListenerKind};
+use crate::connection::{self, ConnectionLimits, ListenerKind};
+use crate::limits::PeerLimits;
 use crate::tls::TlsSetup;
 
 /// What every connection task shares.
 pub struct Shared {
     /// Engine settings derived from the config.
     pub stream_config: Arc<StreamConfig>,
-    /// Certificates and the rustls config.
-    pub tls: TlsSetup,
+    /// Certificates and the rustls config; replaced on SIGHUP, so connections take a snapshot
+    /// with [`Shared::tls`].
+    pub tls: RwLock<Arc<TlsSetup>>,
     /// Accounts.
     pub store: SqliteStore,
     /// Routes stanzas between sessions over the session registry.
     pub router: Router<SqliteStore>,
     /// Seconds a TLS handshake may take.
     pub tls_handshake_timeout_secs: u64,
+    /// Per-connection timers and read rates.
+    pub connection_limits: ConnectionLimits,
+    /// Limits across connections: per address, unauthenticated, SASL failures per address.
+    pub peer_limits: PeerLimits,
+}
+
+impl Shared {
+    /// The TLS setup for a connection starting now.
+    pub fn tls(&self) -> Arc<TlsSetup> {
+        match self.tls.read() {
+            Ok(tls) => Arc::clone(&tls),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// SIGHUP: load the certificate and key again and use them for new connections. Sessions
+    /// already open keep the TLS session they have; a load failure keeps the old certificate.
+    fn reload_tls(&self, config: &Config) {
+        match TlsSetup::load(config) {
+            Ok(tls) => {
+                match self.tls.write() {
+                    Ok(mut current) => *current = Arc::new(tls),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(tls),
+                }
+                info!(
+                    certificate = %config.tls.certificate.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "self-signed".to_owned()),
+                    "SIGHUP: reloaded the TLS certificate and key for new connections"
+                );
+            }
+            Err(err) => {
+                error!(error = %format!("{err:#}"), "SIGHUP: cannot reload the TLS certificate; keeping the old one")
+            }
+        }
+    }
 }
 
 /// Run the server until SIGINT or SIGTERM, then shut down gracefully.
@@ -43,10 +80,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let shared = Arc::new(Shared {
         stream_config: Arc::new(config.stream_config()),
-        tls,
+        tls: RwLock::new(Arc::new(tls)),
         router: Router::new(registry, store.clone(), config.router_limits()),
         store,
         tls_handshake_timeout_secs: config.c2s.tls_handshake_timeout_secs,
+        connection_limits: ConnectionLimits {
+            auth_timeout: Duration::from_secs(config.c2s.auth_timeout_secs),
+            idle_timeout: Duration::from_secs(config.c2s.idle_timeout_secs),
+            idle_ping_timeout: Duration::from_secs(config.c2s.idle_ping_timeout_secs),
+            read_bytes_per_sec_unauthenticated: config.limits.read_bytes_per_sec_unauthenticated,
+            read_bytes_per_sec: config.limits.read_bytes_per_sec,
+            read_burst_bytes: config.limits.read_burst_bytes,
+        },
+        peer_limits: PeerLimits::new(&config.limits),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -89,7 +135,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(done_tx);
     announce("ready");
 
-    wait_for_signal().await?;
+    wait_for_signal(&shared, &config).await?;
     info!("shutting down");
     // Listeners stop accepting and every session is sent <system-shutdown/>.
     let _ = shutdown_tx.send(true);
@@ -137,30 +183,42 @@ async fn accept_loop(
             }
         };
         let _ = socket.set_nodelay(true);
+        let admission = shared.peer_limits.admit(peer.ip());
+        if let Err(refusal) = &admission {
+            warn!(%peer, reason = ?refusal, "connection refused");
+        }
         let shared = Arc::clone(&shared);
         let shutdown = shutdown.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            connection::serve(shared, socket, peer, kind, shutdown).await;
+            connection::serve(shared, socket, peer, kind, shutdown, admission).await;
             drop(permit);
             drop(done);
         });
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Wait for SIGINT or SIGTERM; meanwhile each SIGHUP reloads the certificate.
+async fn wait_for_signal(shared: &Shared, config: &Config) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("cannot wait for SIGINT")?,
-            _ = term.recv() => {}
+        let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                result = tokio::signal::ctrl_c() => {
+                    result.context("cannot wait for SIGINT")?;
+                    return Ok(());
+                }
+                _ = term.recv() => return Ok(()),
+                _ = hup.recv() => shared.reload_tls(config),
+            }
         }
-        Ok(())
     }
     #[cfg(not(unix))]
     {
+        let _ = (shared, config);
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")

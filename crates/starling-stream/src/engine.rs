@@ -55,6 +55,14 @@ pub enum Input<'a> {
     Close(Option<(StreamErrorCondition, Option<String>)>),
     /// The server is shutting down (RFC 6120 §4.9.3.20 `system-shutdown`).
     Shutdown,
+    /// Nothing has arrived from the peer for the idle period: a bound session is sent a
+    /// XEP-0199 (v2.0.1) ping, which any live client answers, and an unbound one a whitespace
+    /// keepalive (RFC 6120 §4.6.1). The shell owns the timers; see [`Input::TimedOut`].
+    IdleProbe,
+    /// A deadline the shell keeps passed: authentication was not finished in time, or nothing
+    /// arrived after [`Input::IdleProbe`]. The stream ends with `<connection-timeout/>`
+    /// (RFC 6120 §4.9.3.4).
+    TimedOut,
     /// The peer closed its side of the connection, or the socket failed.
     PeerClosed,
 }
@@ -77,7 +85,8 @@ pub enum Action {
     Bind(FullJid),
     /// A stanza from this connected resource, its `from` stamped, for the router.
     Route(Stanza),
-    /// The peer failed SASL; the condition is for logging.
+    /// The peer failed SASL; the condition is for logging. It comes before the `<failure/>`
+    /// is written, so the shell can hold that write back to slow down password guessing.
     AuthFailed(SaslFailure),
     /// A protocol violation ended the stream; the condition is for logging.
     StreamError(StreamErrorCondition),
@@ -135,6 +144,9 @@ pub struct C2sStream {
     /// Whether our stream header for the current stream has been written.
     header_sent: bool,
     auth_failures: u32,
+    /// The id of the XEP-0199 ping sent by [`Input::IdleProbe`] and not yet answered; its
+    /// answer is consumed here rather than routed.
+    pending_ping: Option<String>,
     actions: VecDeque<Action>,
 }
 
@@ -155,6 +167,7 @@ impl C2sStream {
             domain: None,
             header_sent: false,
             auth_failures: 0,
+            pending_ping: None,
             actions: VecDeque::new(),
         }
     }
@@ -222,9 +235,9 @@ impl C2sStream {
                     }
                 ) {
                     self.phase = Phase::Open;
-                    self.write(nonza::sasl_failure(SaslFailure::TemporaryAuthFailure));
                     self.actions
                         .push_back(Action::AuthFailed(SaslFailure::TemporaryAuthFailure));
+                    self.write(nonza::sasl_failure(SaslFailure::TemporaryAuthFailure));
                 }
             }
             Input::Bound(result) => {
@@ -261,6 +274,23 @@ impl C2sStream {
             }
             Input::Shutdown => {
                 self.stream_error(StreamErrorCondition::SystemShutdown, None);
+                return;
+            }
+            Input::IdleProbe => {
+                if let (SessionState::Bound { full_jid }, Phase::Open) = (&self.state, &self.phase)
+                {
+                    let id = format!("ping-{}", self.ids.stream_id());
+                    let from = self.domain.clone().unwrap_or_default();
+                    let ping = nonza::ping(&id, &from, full_jid.as_str());
+                    self.write(ping);
+                    self.pending_ping = Some(id);
+                } else if self.header_sent {
+                    self.write(b" ".to_vec());
+                }
+                return;
+            }
+            Input::TimedOut => {
+                self.stream_error(StreamErrorCondition::ConnectionTimeout, None);
                 return;
             }
         }
@@ -549,8 +579,9 @@ impl C2sStream {
 
     fn sasl_failed(&mut self, failure: SaslFailure) {
         self.phase = Phase::Open;
-        self.write(nonza::sasl_failure(failure));
+        // AuthFailed goes first so the shell can delay the <failure/> (see Action::AuthFailed).
         self.actions.push_back(Action::AuthFailed(failure));
+        self.write(nonza::sasl_failure(failure));
         self.auth_failures += 1;
         if self.auth_failures >= self.config.max_auth_failures {
             // §6.4.5: retries are limited; past the limit the stream ends.
@@ -613,6 +644,15 @@ impl C2sStream {
         // RFC 6120 §8.1.2.1: the server stamps the full JID of the sender on every stanza; a
         // `from` the client wrote itself is never passed on.
         stanza.set_from(full_jid.as_str());
+        if self.pending_ping.is_some()
+            && self.is_to_server(&stanza)
+            && matches!(stanza.iq(), Ok((IqType::Result | IqType::Error, _)))
+            && stanza.id() == self.pending_ping.as_deref()
+        {
+            // The answer to our own idle ping (XEP-0199 §4.3): proof of life, nothing to route.
+            self.pending_ping = None;
+            return;
+        }
         if let Ok((IqType::Set, Some(payload))) = stanza.iq()
             && self.is_to_server(&stanza)
         {

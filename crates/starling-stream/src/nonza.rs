@@ -2,7 +2,7 @@
 
 use starling_sasl::{ChannelBinding, ChannelBindingType, Mechanism, SaslFailure};
 use starling_stanza::{NS_SASL, NS_SASL_CB, NS_STREAM_ERRORS, NS_TLS, StreamErrorCondition};
-use starling_xml::escape_text;
+use starling_xml::{escape_attr, escape_text};
 
 /// What the features element of the current stream offers.
 pub(crate) enum Features<'a> {
@@ -124,6 +124,17 @@ pub(crate) fn sasl_failure(failure: SaslFailure) -> Vec<u8> {
     format!(
         "<failure xmlns='{NS_SASL}'><{}/></failure>",
         failure.element_name()
+    )
+    .into_bytes()
+}
+
+/// A XEP-0199 (v2.0.1) server-to-client ping, §4.2.
+pub(crate) fn ping(id: &str, from: &str, to: &str) -> Vec<u8> {
+    format!(
+        "<iq type='get' id='{}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        escape_attr(id),
+        escape_attr(from),
+        escape_attr(to)
     )
     .into_bytes()
 }

@@ -170,6 +170,42 @@ impl XmppClient {
         Ok(Self::from_stream(socket, "localhost"))
     }
 
+    /// Like [`Self::connect_plain`], from the local address `local` (any 127.0.0.0/8 address
+    /// on Linux loopback), so a test can play several peers with their own per-address limits.
+    pub async fn connect_plain_from(
+        addr: SocketAddr,
+        local: std::net::IpAddr,
+    ) -> anyhow::Result<Self> {
+        Self::connect_plain_with(addr, local, None).await
+    }
+
+    /// Like [`Self::connect_plain_from`], with the socket's receive buffer fixed at
+    /// `recv_buffer_bytes` (which turns off the kernel's autotuning), for tests of peers that
+    /// do not read.
+    pub async fn connect_plain_with(
+        addr: SocketAddr,
+        local: std::net::IpAddr,
+        recv_buffer_bytes: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .with_context(|| format!("binding to {local}"))?;
+        if let Some(bytes) = recv_buffer_bytes {
+            socket.set_recv_buffer_size(bytes)?;
+        }
+        let socket = timeout(DEFAULT_TIMEOUT, socket.connect(addr))
+            .await
+            .map_err(|_| anyhow!("timed out connecting to {addr}"))?
+            .with_context(|| format!("connecting to {addr} from {local}"))?;
+        socket.set_nodelay(true)?;
+        Ok(Self::from_stream(socket, "localhost"))
+    }
+
     /// Opens a direct TLS connection (XEP-0368 v1.1.0) and completes the handshake, offering the
     /// `xmpp-client` ALPN id and `domain` in SNI; the stream is not opened yet.
     pub async fn connect_direct_tls(addr: SocketAddr, domain: &str) -> anyhow::Result<Self> {
@@ -212,7 +248,19 @@ impl XmppClient {
         password: &str,
         resource: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let mut client = Self::connect_plain(server.starttls_addr).await?;
+        let client = Self::connect_plain(server.starttls_addr).await?;
+        client.login_on(server, localpart, password, resource).await
+    }
+
+    /// Logs in on this fresh connection as [`Self::login_with_resource`] does.
+    pub async fn login_on(
+        self,
+        server: &TestServer,
+        localpart: &str,
+        password: &str,
+        resource: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut client = self;
         client.open_stream(&server.domain).await?;
         client.starttls().await?;
         client

@@ -9,11 +9,13 @@
 //! - [`XmppClient`] connects, negotiates STARTTLS (RFC 6120 §5), SASL (§6) and binding (§7), and
 //!   lets a test write arbitrary bytes and read back whole elements.
 //! - [`matcher`] compares elements structurally, with `{*}` wildcards and `{name}` captures.
+//! - [`ChatPair`] keeps two logged-in users chatting while a test attacks the server.
 //! - [`case`] parses and runs the `tests/bad-input/*.case` files.
 
 pub mod case;
 pub mod client;
 pub mod matcher;
+pub mod pair;
 pub mod reader;
 pub mod scenario;
 pub mod server;
@@ -26,6 +28,7 @@ pub use case::{Case, Stage, Step, case_files, run_case};
 pub use client::{FloodOutcome, Incoming, SaslFailure, ScramMech, XmppClient, mechanisms};
 pub use matcher::{Captures, matches, matches_with, substitute};
 pub use minidom::Element;
+pub use pair::{ChatPair, PairReport};
 pub use reader::{StreamEvent, StreamReader, parse_stream_child};
 pub use sasl::common::ChannelBinding;
 pub use server::{ServerOptions, TestServer};

@@ -44,6 +44,28 @@ pub struct ServerOptions {
     pub outbound_queue_stanzas: usize,
     /// `limits.outbound_queue_grace_secs`.
     pub outbound_queue_grace_secs: u64,
+    /// `limits.max_connections_per_ip`.
+    pub max_connections_per_ip: usize,
+    /// `limits.max_unauthenticated_connections`.
+    pub max_unauthenticated_connections: usize,
+    /// `limits.read_bytes_per_sec_unauthenticated`.
+    pub read_bytes_per_sec_unauthenticated: u64,
+    /// `limits.read_bytes_per_sec`.
+    pub read_bytes_per_sec: u64,
+    /// `limits.read_burst_bytes`.
+    pub read_burst_bytes: u64,
+    /// `limits.auth_failure_delay_ms`.
+    pub auth_failure_delay_ms: u64,
+    /// `limits.max_auth_failure_delay_ms`.
+    pub max_auth_failure_delay_ms: u64,
+    /// `c2s.auth_timeout_secs`.
+    pub auth_timeout_secs: u64,
+    /// `c2s.idle_timeout_secs`.
+    pub idle_timeout_secs: u64,
+    /// `c2s.idle_ping_timeout_secs`.
+    pub idle_ping_timeout_secs: u64,
+    /// `STARLING_LOG` for the server process (a tracing filter); `None` keeps its default.
+    pub log_filter: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -60,6 +82,17 @@ impl Default for ServerOptions {
             max_resources_per_account: 10,
             outbound_queue_stanzas: 512,
             outbound_queue_grace_secs: 5,
+            max_connections_per_ip: 64,
+            max_unauthenticated_connections: 1000,
+            read_bytes_per_sec_unauthenticated: 16_384,
+            read_bytes_per_sec: 262_144,
+            read_burst_bytes: 65_536,
+            auth_failure_delay_ms: 250,
+            max_auth_failure_delay_ms: 8000,
+            auth_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            idle_ping_timeout_secs: 30,
+            log_filter: None,
         }
     }
 }
@@ -91,6 +124,20 @@ impl ServerOptions {
             "max_resources_per_account" => self.max_resources_per_account = parse(key, value)?,
             "outbound_queue_stanzas" => self.outbound_queue_stanzas = parse(key, value)?,
             "outbound_queue_grace_secs" => self.outbound_queue_grace_secs = parse(key, value)?,
+            "max_connections_per_ip" => self.max_connections_per_ip = parse(key, value)?,
+            "max_unauthenticated_connections" => {
+                self.max_unauthenticated_connections = parse(key, value)?
+            }
+            "read_bytes_per_sec_unauthenticated" => {
+                self.read_bytes_per_sec_unauthenticated = parse(key, value)?
+            }
+            "read_bytes_per_sec" => self.read_bytes_per_sec = parse(key, value)?,
+            "read_burst_bytes" => self.read_burst_bytes = parse(key, value)?,
+            "auth_failure_delay_ms" => self.auth_failure_delay_ms = parse(key, value)?,
+            "max_auth_failure_delay_ms" => self.max_auth_failure_delay_ms = parse(key, value)?,
+            "auth_timeout_secs" => self.auth_timeout_secs = parse(key, value)?,
+            "idle_timeout_secs" => self.idle_timeout_secs = parse(key, value)?,
+            "idle_ping_timeout_secs" => self.idle_ping_timeout_secs = parse(key, value)?,
             _ => bail!("unknown server option {key:?}"),
         }
         Ok(())
@@ -112,6 +159,9 @@ allow_plain_without_tls = {}
 max_auth_failures = {}
 conflict_policy = "{}"
 max_resources_per_account = {}
+auth_timeout_secs = {}
+idle_timeout_secs = {}
+idle_ping_timeout_secs = {}
 
 [limits]
 max_stanza_bytes = {}
@@ -120,18 +170,35 @@ max_depth = {}
 max_attributes_per_element = {}
 outbound_queue_stanzas = {}
 outbound_queue_grace_secs = {}
+max_connections_per_ip = {}
+max_unauthenticated_connections = {}
+read_bytes_per_sec_unauthenticated = {}
+read_bytes_per_sec = {}
+read_burst_bytes = {}
+auth_failure_delay_ms = {}
+max_auth_failure_delay_ms = {}
 "#,
             self.require_encryption,
             self.allow_plain_without_tls,
             self.max_auth_failures,
             self.conflict_policy,
             self.max_resources_per_account,
+            self.auth_timeout_secs,
+            self.idle_timeout_secs,
+            self.idle_ping_timeout_secs,
             self.max_stanza_bytes,
             self.max_stanza_bytes_unauthenticated,
             self.max_depth,
             self.max_attributes_per_element,
             self.outbound_queue_stanzas,
             self.outbound_queue_grace_secs,
+            self.max_connections_per_ip,
+            self.max_unauthenticated_connections,
+            self.read_bytes_per_sec_unauthenticated,
+            self.read_bytes_per_sec,
+            self.read_burst_bytes,
+            self.auth_failure_delay_ms,
+            self.max_auth_failure_delay_ms,
             data_dir = data_dir.display().to_string(),
         )
     }
@@ -149,6 +216,8 @@ pub struct TestServer {
     binary: PathBuf,
     /// The config file.
     config_path: PathBuf,
+    /// `STARLING_LOG` for the process, if set.
+    log_filter: Option<String>,
     /// The server process; killed on drop.
     child: Mutex<Child>,
     /// Lines the server printed on stdout after `ready`.
@@ -177,8 +246,15 @@ impl TestServer {
         let config_path = data_dir.path().join("starling.toml");
         std::fs::write(&config_path, options.to_toml(data_dir.path()))?;
         let log_path = data_dir.path().join("starling.log");
-        let running = spawn(&binary, &config_path, &log_path).await?;
+        let running = spawn(
+            &binary,
+            &config_path,
+            &log_path,
+            options.log_filter.as_deref(),
+        )
+        .await?;
         Ok(Self {
+            log_filter: options.log_filter.clone(),
             starttls_addr: running.starttls_addr,
             direct_tls_addr: running.direct_tls_addr,
             domain: "localhost".to_owned(),
@@ -210,8 +286,58 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.restart().await
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit; returns its status.
+    pub async fn terminate(&self, within: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal("TERM")?;
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.exit_status()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "the server did not exit within {within:?} of SIGTERM; log tail:\n{}",
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .context("the server has no pid (it has exited)")?;
+        let status = std::process::Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(pid.to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -s {name} {pid} failed with {status}");
+        }
+        Ok(())
+    }
+
+    /// Starts the server again, after it exited, on the same data directory and config (new
+    /// ports).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.exit_status()?.is_none() {
+            bail!("restart: the server is still running");
+        }
         let log_path = self.data_dir.path().join("starling.log");
-        let running = spawn(&self.binary, &self.config_path, &log_path).await?;
+        let running = spawn(
+            &self.binary,
+            &self.config_path,
+            &log_path,
+            self.log_filter.as_deref(),
+        )
+        .await?;
         self.starttls_addr = running.starttls_addr;
         self.direct_tls_addr = running.direct_tls_addr;
         self.stdout_lines = running.stdout_lines;
@@ -220,6 +346,26 @@ impl TestServer {
             .lock()
             .map_err(|_| anyhow!("server child lock poisoned"))? = running.child;
         Ok(())
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok().and_then(|child| child.id())
+    }
+
+    /// The server's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`; Linux only).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self
+            .pid()
+            .context("the server has no pid (it has exited)")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .context("no VmRSS line in /proc/<pid>/status")
     }
 
     /// Creates the account `localpart@domain` with `password`.
@@ -327,12 +473,21 @@ struct Running {
 }
 
 /// Starts `binary` with `config_path`, appending its stderr to `log_path`, and waits for `ready`.
-async fn spawn(binary: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result<Running> {
+async fn spawn(
+    binary: &Path,
+    config_path: &Path,
+    log_path: &Path,
+    log_filter: Option<&str>,
+) -> anyhow::Result<Running> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)?;
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    if let Some(filter) = log_filter {
+        command.env("STARLING_LOG", filter);
+    }
+    let mut child = command
         .arg("--config")
         .arg(config_path)
         .stdin(Stdio::null())
@@ -554,6 +709,9 @@ allow_plain_without_tls = false
 max_auth_failures = 3
 conflict_policy = "kick_old"
 max_resources_per_account = 10
+auth_timeout_secs = 60
+idle_timeout_secs = 300
+idle_ping_timeout_secs = 30
 
 [limits]
 max_stanza_bytes = 262144
@@ -562,6 +720,13 @@ max_depth = 32
 max_attributes_per_element = 64
 outbound_queue_stanzas = 512
 outbound_queue_grace_secs = 5
+max_connections_per_ip = 64
+max_unauthenticated_connections = 1000
+read_bytes_per_sec_unauthenticated = 16384
+read_bytes_per_sec = 262144
+read_burst_bytes = 65536
+auth_failure_delay_ms = 250
+max_auth_failure_delay_ms = 8000
 "#
         );
     }

@@ -495,3 +495,90 @@ fn every_split_of_a_login_gives_the_same_transcript() {
         assert_eq!(whole, chunked, "chunk size {size}");
     }
 }
+
+/// Feed a non-byte input and return what the engine wrote in response.
+fn handle(h: &mut Harness, input: Input<'_>) -> String {
+    let before = h.written.len();
+    h.stream.handle(input);
+    h.drain();
+    h.written[before..].to_owned()
+}
+
+// XEP-0199 v2.0.1 §4.2: an idle bound session is pinged; the answer is consumed, not routed.
+#[test]
+fn idle_probe_pings_a_bound_session_and_swallows_the_answer() {
+    let mut h = bound_session();
+    let out = handle(&mut h, Input::IdleProbe);
+    assert_eq!(
+        out,
+        "<iq type='get' id='ping-stream-6' from='localhost' to='alice@localhost/phone'>\
+         <ping xmlns='urn:xmpp:ping'/></iq>"
+    );
+    let events_before = h.events.len();
+    let out = h.send(b"<iq type='result' id='ping-stream-6'/>");
+    assert_eq!(out, "");
+    assert_eq!(h.events.len(), events_before, "{:?}", h.events);
+    // A second answer with the same id is an ordinary stanza again.
+    h.send(b"<iq type='result' id='ping-stream-6'/>");
+    assert_eq!(
+        h.events.last().map(String::as_str),
+        Some(
+            "route <iq xmlns='jabber:client' from='alice@localhost/phone' id='ping-stream-6' type='result'/>"
+        )
+    );
+}
+
+// RFC 6120 §4.6.1: before binding, the probe is a whitespace keepalive.
+#[test]
+fn idle_probe_before_binding_is_whitespace() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    assert_eq!(
+        handle(&mut h, Input::IdleProbe),
+        "",
+        "nothing before our header"
+    );
+    h.send(HEADER.as_bytes());
+    assert_eq!(handle(&mut h, Input::IdleProbe), " ");
+    assert!(!h.stream.is_closed());
+}
+
+// RFC 6120 §4.9.3.4: a deadline the shell keeps ends the stream with connection-timeout.
+#[test]
+fn timeout_is_connection_timeout() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mech");
+    let out = handle(&mut h, Input::TimedOut);
+    assert_eq!(
+        out,
+        "<stream:error><connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+         </stream:error></stream:stream>"
+    );
+    assert_eq!(
+        h.events[h.events.len() - 2..],
+        ["stream-error connection-timeout", "close"]
+    );
+}
+
+// The shell delays <failure/> per peer address, so AuthFailed must come before the write.
+#[test]
+fn auth_failed_comes_before_the_failure_is_written() {
+    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    h.stream
+        .handle(Input::Bytes(plain_auth("alice", "wrong").as_bytes()));
+    let mut order = Vec::new();
+    while let Some(action) = h.stream.poll_action() {
+        match action {
+            Action::LookupCredentials(_) => {
+                h.stream.handle(Input::Credentials(h.credentials.clone()))
+            }
+            Action::AuthFailed(_) => order.push("auth-failed"),
+            Action::Write(bytes) if bytes.starts_with(b"<failure") => order.push("write failure"),
+            _ => {}
+        }
+    }
+    assert_eq!(order, ["auth-failed", "write failure"]);
+}

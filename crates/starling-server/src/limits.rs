@@ -1,0 +1,313 @@
+//! Per-peer limits the shell applies around the engine (issue 7): connections per IP address,
+//! unauthenticated connections in total, the read token bucket, and the per-address delay for
+//! failed SASL attempts.
+//!
+//! These need the peer's address, the clock or state shared between connections, none of which
+//! the sans-IO engine has; the engine only learns the outcome (a stream error to write). Times
+//! are passed in, so the arithmetic is tested here without sleeping.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use starling_stanza::StreamErrorCondition;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::LimitsConfig;
+
+/// Limits shared by all connections of one server.
+pub struct PeerLimits {
+    /// `limits.max_connections_per_ip`.
+    max_per_ip: usize,
+    /// Open connections per address; an address is removed when its count reaches zero, so
+    /// the map holds at most one entry per open connection.
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// One permit per connection that has not authenticated yet.
+    unauthenticated: Arc<Semaphore>,
+    /// Failed SASL attempts per address.
+    auth_failures: Mutex<HashMap<IpAddr, FailureRecord>>,
+    /// `limits.auth_failure_delay_ms`.
+    auth_failure_delay: Duration,
+    /// `limits.max_auth_failure_delay_ms`.
+    max_auth_failure_delay: Duration,
+    /// `limits.auth_failure_window_secs`.
+    auth_failure_window: Duration,
+}
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `limits.max_connections_per_ip` reached.
+    TooManyFromAddress,
+    /// `limits.max_unauthenticated_connections` reached.
+    TooManyUnauthenticated,
+}
+
+impl Refusal {
+    /// The stream error and text sent to the refused peer (RFC 6120 §4.9.3.14, §4.9.3.17).
+    pub fn stream_error(self) -> (StreamErrorCondition, String) {
+        match self {
+            Refusal::TooManyFromAddress => (
+                StreamErrorCondition::PolicyViolation,
+                "too many connections from your address".to_owned(),
+            ),
+            Refusal::TooManyUnauthenticated => (
+                StreamErrorCondition::ResourceConstraint,
+                "too many connections are authenticating; try again later".to_owned(),
+            ),
+        }
+    }
+}
+
+/// The slots one admitted connection holds; dropping it gives them back.
+pub struct Admission {
+    /// This connection's count in the per-address map.
+    _address: AddressSlot,
+    /// Held until the connection authenticates.
+    unauthenticated: Option<OwnedSemaphorePermit>,
+}
+
+impl Admission {
+    /// The connection authenticated: it no longer counts as unauthenticated.
+    pub fn authenticated(&mut self) {
+        self.unauthenticated = None;
+    }
+}
+
+struct AddressSlot {
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.per_ip);
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+struct FailureRecord {
+    failures: u32,
+    last: Instant,
+}
+
+/// Most addresses whose SASL failures are remembered; past it, expired records are pruned and,
+/// if that is not enough, the map is cleared (forgetting is safe, growing without bound is not).
+const MAX_TRACKED_FAILURE_ADDRESSES: usize = 100_000;
+
+impl PeerLimits {
+    pub fn new(config: &LimitsConfig) -> Self {
+        Self {
+            max_per_ip: config.max_connections_per_ip,
+            per_ip: Arc::new(Mutex::new(HashMap::new())),
+            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated_connections)),
+            auth_failures: Mutex::new(HashMap::new()),
+            auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+            max_auth_failure_delay: Duration::from_millis(config.max_auth_failure_delay_ms),
+            auth_failure_window: Duration::from_secs(config.auth_failure_window_secs),
+        }
+    }
+
+    /// Admit a new connection from `ip`, or say which limit refuses it.
+    pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        let address = {
+            let mut map = lock(&self.per_ip);
+            let count = map.entry(ip).or_insert(0);
+            if *count >= self.max_per_ip {
+                return Err(Refusal::TooManyFromAddress);
+            }
+            *count += 1;
+            AddressSlot {
+                ip,
+                per_ip: Arc::clone(&self.per_ip),
+            }
+        };
+        // On refusal `address` drops here and gives its count back.
+        let permit = Arc::clone(&self.unauthenticated)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::TooManyUnauthenticated)?;
+        Ok(Admission {
+            _address: address,
+            unauthenticated: Some(permit),
+        })
+    }
+
+    /// Record a failed SASL attempt from `ip` at `now`; returns how many failures the address
+    /// has in the window and how long to wait before sending the `<failure/>`:
+    /// `auth_failure_delay × 2^(failures − 1)`, at most `max_auth_failure_delay`.
+    pub fn record_auth_failure(&self, ip: IpAddr, now: Instant) -> (u32, Duration) {
+        let mut map = lock(&self.auth_failures);
+        if map.len() >= MAX_TRACKED_FAILURE_ADDRESSES {
+            let window = self.auth_failure_window;
+            map.retain(|_, record| now.saturating_duration_since(record.last) < window);
+            if map.len() >= MAX_TRACKED_FAILURE_ADDRESSES {
+                map.clear();
+            }
+        }
+        let record = map.entry(ip).or_insert(FailureRecord {
+            failures: 0,
+            last: now,
+        });
+        if now.saturating_duration_since(record.last) >= self.auth_failure_window {
+            record.failures = 0;
+        }
+        record.failures = record.failures.saturating_add(1);
+        record.last = now;
+        let doublings = record.failures.saturating_sub(1).min(31);
+        let delay = self
+            .auth_failure_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_auth_failure_delay);
+        (record.failures, delay)
+    }
+}
+
+/// A token bucket over bytes read (Prosody's mod_limits does the same): it fills at `rate`
+/// bytes per second up to `burst`; each read takes what it read, possibly going into debt, and
+/// the connection is not read from again until the debt is paid. Nothing is dropped: the
+/// kernel's receive buffer fills and TCP flow control slows the sender.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate_bytes_per_sec: f64,
+    burst_bytes: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate_bytes_per_sec: u64, burst_bytes: u64, now: Instant) -> Self {
+        Self {
+            rate_bytes_per_sec: rate_bytes_per_sec.max(1) as f64,
+            burst_bytes: burst_bytes as f64,
+            tokens: burst_bytes as f64,
+            updated: now,
+        }
+    }
+
+    /// Change the rate (after authentication); tokens and debt carry over.
+    pub fn set_rate(&mut self, rate_bytes_per_sec: u64, now: Instant) {
+        self.refill(now);
+        self.rate_bytes_per_sec = rate_bytes_per_sec.max(1) as f64;
+    }
+
+    /// `bytes` were read at `now`.
+    pub fn consume(&mut self, bytes: usize, now: Instant) {
+        self.refill(now);
+        self.tokens -= bytes as f64;
+    }
+
+    /// `None` when reading may go on; otherwise when the debt will have been paid.
+    pub fn resume_at(&mut self, now: Instant) -> Option<Instant> {
+        self.refill(now);
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        let wait = Duration::from_secs_f64(-self.tokens / self.rate_bytes_per_sec);
+        Some(now + wait.max(Duration::from_millis(1)))
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate_bytes_per_sec).min(self.burst_bytes);
+        self.updated = now;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The critical sections above cannot panic, so a poisoned lock still holds good data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_ip: usize, unauthenticated: usize) -> PeerLimits {
+        PeerLimits::new(&LimitsConfig {
+            max_connections_per_ip: per_ip,
+            max_unauthenticated_connections: unauthenticated,
+            auth_failure_delay_ms: 100,
+            max_auth_failure_delay_ms: 1000,
+            auth_failure_window_secs: 60,
+            ..LimitsConfig::default()
+        })
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn per_address_limit_counts_open_connections_only() {
+        let limits = limits(2, 100);
+        let first = limits.admit(A).unwrap();
+        let _second = limits.admit(A).unwrap();
+        assert_eq!(limits.admit(A).err(), Some(Refusal::TooManyFromAddress));
+        assert!(limits.admit(B).is_ok(), "other addresses are unaffected");
+        drop(first);
+        assert!(limits.admit(A).is_ok());
+    }
+
+    #[test]
+    fn authenticating_frees_the_unauthenticated_slot() {
+        let limits = limits(10, 1);
+        let mut first = limits.admit(A).unwrap();
+        assert_eq!(limits.admit(B).err(), Some(Refusal::TooManyUnauthenticated));
+        // The refused connection gave its per-address count back.
+        assert_eq!(lock(&limits.per_ip).get(&B), None);
+        first.authenticated();
+        assert!(limits.admit(B).is_ok());
+    }
+
+    #[test]
+    fn auth_failure_delay_doubles_up_to_the_maximum_and_expires() {
+        let limits = limits(10, 10);
+        let t0 = Instant::now();
+        let delays: Vec<u64> = (0..6)
+            .map(|_| limits.record_auth_failure(A, t0).1.as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            limits.record_auth_failure(B, t0),
+            (1, Duration::from_millis(100))
+        );
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(
+            limits.record_auth_failure(A, later),
+            (1, Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn token_bucket_pauses_until_the_debt_is_paid() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1000, 500, t0);
+        bucket.consume(400, t0);
+        assert_eq!(bucket.resume_at(t0), None);
+        bucket.consume(600, t0);
+        // 500 bytes of debt at 1000 bytes/s: half a second.
+        assert_eq!(bucket.resume_at(t0), Some(t0 + Duration::from_millis(500)));
+        assert_eq!(bucket.resume_at(t0 + Duration::from_millis(500)), None);
+        // Never more than the burst accumulates.
+        let idle = t0 + Duration::from_secs(100);
+        bucket.consume(501, idle);
+        assert!(bucket.resume_at(idle).is_some());
+    }
+
+    #[test]
+    fn token_bucket_rate_change_keeps_the_debt() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(100, 100, t0);
+        bucket.consume(1100, t0);
+        bucket.set_rate(1000, t0);
+        assert_eq!(bucket.resume_at(t0), Some(t0 + Duration::from_secs(1)));
+    }
+}
