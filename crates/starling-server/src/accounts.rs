@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use jid::BareJid;
 use rand::Rng as _;
 use starling_sasl::StoredCredentials;
-use starling_storage::{AccountStore as _, SqliteStore};
+use starling_storage::{AccountStore as _, AnyStore};
 
 use crate::config::Config;
 
@@ -26,7 +26,7 @@ pub async fn add_user(
     source: PasswordSource<'_>,
 ) -> anyhow::Result<String> {
     let jid = account_jid(config, jid)?;
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     let creds = credentials(config, &read_password(source)?)?;
     store
         .create_account(&jid, &creds)
@@ -42,7 +42,7 @@ pub async fn set_password(
     source: PasswordSource<'_>,
 ) -> anyhow::Result<String> {
     let jid = account_jid(config, jid)?;
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     let creds = credentials(config, &read_password(source)?)?;
     store
         .set_credentials(&jid, &creds)
@@ -54,7 +54,7 @@ pub async fn set_password(
 /// Delete an account.
 pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<String> {
     let jid = account_jid(config, jid)?;
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     store
         .delete_account(&jid)
         .await
@@ -64,7 +64,7 @@ pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<String> {
 
 /// List the accounts of one host, or of every configured host.
 pub async fn list_users(config: &Config, host: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     let hosts: Vec<String> = match host {
         Some(host) => vec![host.to_owned()],
         None => config.hosts.clone(),
@@ -97,11 +97,8 @@ fn account_jid(config: &Config, jid: &str) -> anyhow::Result<BareJid> {
     Ok(jid)
 }
 
-fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    SqliteStore::open(&config.sqlite_path())
-        .with_context(|| format!("cannot open database {}", config.sqlite_path().display()))
+async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
+    config.open_store().await
 }
 
 fn credentials(config: &Config, password: &str) -> anyhow::Result<StoredCredentials> {

@@ -148,12 +148,28 @@ pub struct LimitsConfig {
     pub max_offline_messages: usize,
 }
 
-/// `[storage]`: the embedded SQLite database (PostgreSQL arrives with the storage issue).
+/// `[storage]`: where accounts, rosters and offline messages live.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
+    /// `"sqlite"` (default: a file in the data directory, no external service) or `"postgres"`.
+    pub backend: StorageBackend,
     /// SQLite file; default `<data_dir>/starling.sqlite`.
     pub sqlite_path: Option<PathBuf>,
+    /// PostgreSQL connection string (`host=… port=… user=… dbname=…` or a `postgresql://`
+    /// URI); required when `backend = "postgres"`. Migrations run at start.
+    pub postgres_url: Option<String>,
+}
+
+/// `storage.backend` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    /// The embedded SQLite database.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
 }
 
 impl Default for Config {
@@ -300,6 +316,30 @@ impl Config {
             "c2s: timeouts must be at least 1 second"
         );
         Ok(())
+    }
+
+    /// Open the configured store (running its migrations).
+    pub async fn open_store(&self) -> anyhow::Result<starling_storage::AnyStore> {
+        match self.storage.backend {
+            StorageBackend::Sqlite => {
+                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                    format!("cannot create data directory {}", self.data_dir.display())
+                })?;
+                let path = self.sqlite_path();
+                let store = starling_storage::SqliteStore::open(&path)
+                    .with_context(|| format!("cannot open database {}", path.display()))?;
+                Ok(store.into())
+            }
+            StorageBackend::Postgres => {
+                let url = self.storage.postgres_url.as_deref().context(
+                    "storage.postgres_url is required when storage.backend = \"postgres\"",
+                )?;
+                let store = starling_storage::PostgresStore::connect(url)
+                    .await
+                    .context("cannot open the PostgreSQL database (storage.postgres_url)")?;
+                Ok(store.into())
+            }
+        }
     }
 
     /// The SQLite database file.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use starling_registry::Registry;
 use starling_router::Router;
-use starling_storage::SqliteStore;
+use starling_storage::AnyStore;
 use starling_stream::StreamConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -26,9 +26,9 @@ pub struct Shared {
     /// with [`Shared::tls`].
     pub tls: RwLock<Arc<TlsSetup>>,
     /// Accounts.
-    pub store: SqliteStore,
+    pub store: AnyStore,
     /// Routes stanzas between sessions over the session registry.
-    pub router: Router<SqliteStore>,
+    pub router: Router<AnyStore>,
     /// Seconds a TLS handshake may take.
     pub tls_handshake_timeout_secs: u64,
     /// Per-connection timers and read rates.
@@ -71,8 +71,7 @@ impl Shared {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = SqliteStore::open(&config.sqlite_path())
-        .with_context(|| format!("cannot open database {}", config.sqlite_path().display()))?;
+    let store = config.open_store().await?;
     let tls = TlsSetup::load(&config)?;
     let registry = Arc::new(Registry::new(
         config.hosts.clone(),

@@ -1,10 +1,10 @@
 //! Backend-independent tests of the [`AccountStore`] contract.
 //!
 //! Each test body is an `async fn` taking `&impl AccountStore`, so every backend runs the same
-//! bodies: SQLite now, PostgreSQL when it lands (as ripgrep's `rgtest!` runs each test under
-//! both regex engines). A backend module instantiates them all with
-//! `crate::account_tests::account_store_tests!(expression making a fresh, empty store);` and keeps only its
-//! backend-specific tests (migrations, pragmas, raw rows) to itself.
+//! bodies: SQLite in the unit tests, PostgreSQL in `tests/postgres.rs` (as ripgrep's `rgtest!`
+//! runs each test under both regex engines). A backend module instantiates them all with
+//! `crate::account_tests::account_store_tests!(expression making a fresh, empty store);` and
+//! keeps only its backend-specific tests (migrations, pragmas, raw rows) to itself.
 
 use jid::BareJid;
 use starling_sasl::{ScramHash, ScramKeys, StoredCredentials};

@@ -1,9 +1,12 @@
-//! Persistent storage for Starling: accounts and their SCRAM keys.
+//! Persistent storage for Starling: accounts and their SCRAM keys, rosters and offline
+//! messages.
 //!
-//! The server talks to storage only through traits such as [`AccountStore`], so a backend is
-//! chosen once at start-up and nothing else knows which one it is. [`SqliteStore`] is the
-//! embedded default; a PostgreSQL backend will implement the same traits, and rosters and other
-//! per-user data will get traits of their own beside [`AccountStore`].
+//! The server talks to storage only through traits — [`AccountStore`], [`RosterStore`] and
+//! [`OfflineStore`] — so a backend is chosen once at start-up and nothing else knows which one
+//! it is. [`SqliteStore`] is the embedded default and [`PostgresStore`] the networked one; both
+//! implement every trait with the same semantics, checked by one set of contract tests run
+//! against each. [`AnyStore`] holds either, for a server that picks the backend from its
+//! configuration.
 //!
 //! The one design choice a caller has to understand: **passwords are never stored**. An account
 //! is a bare JID plus, per SCRAM hash, the salt, iteration count, `StoredKey` and `ServerKey` of
@@ -12,7 +15,8 @@
 //! the bytes exactly as given.
 //!
 //! Trait methods are `async` because a real database is remote, but they never block the async
-//! runtime: [`SqliteStore`] runs every SQLite call on tokio's blocking pool.
+//! runtime: [`SqliteStore`] runs every SQLite call on tokio's blocking pool, and
+//! [`PostgresStore`] uses `tokio-postgres` over a small pool of connections.
 //!
 //! ```
 //! use jid::BareJid;
@@ -44,6 +48,17 @@
 //! })
 //! # }
 //! ```
+//!
+//! # Why `AnyStore` is an enum and not a trait object
+//!
+//! The traits return `impl Future` (they are `async fn`s in traits), which makes them not
+//! dyn-compatible: a `dyn AccountStore` would need every method to return a boxed future
+//! (`Pin<Box<dyn Future + Send + '_>>`), paying an allocation and a virtual call per storage
+//! operation and spreading `Box::pin` through both backends or a shadow trait. The set of
+//! backends is closed and known to this crate, so an enum does the job with static dispatch:
+//! one `match` per call, no allocation, `Clone` for free, and generic code written against
+//! `impl AccountStore` keeps working with either a concrete backend or `AnyStore`. Adding a
+//! backend means adding a variant here, which the exhaustive matches then demand everywhere.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::future::Future;
@@ -51,6 +66,7 @@ use std::future::Future;
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
+mod any;
 mod postgres;
 mod roster;
 mod sqlite;
@@ -58,7 +74,10 @@ mod sqlite_roster;
 
 #[cfg(test)]
 mod account_tests;
+#[cfg(test)]
+mod roster_tests;
 
+pub use any::AnyStore;
 pub use postgres::PostgresStore;
 pub use roster::{
     OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,

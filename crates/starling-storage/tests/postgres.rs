@@ -13,7 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
-use starling_storage::{AccountStore, PostgresStore, StorageError};
+use starling_storage::{
+    AccountStore, AnyStore, OfflineMessage, OfflineStore, PostgresStore, RosterChange, RosterItem,
+    RosterStore, StorageError, Subscription,
+};
 use tokio_postgres::NoTls;
 
 // The backend-independent bodies, shared with the SQLite unit tests. They name the crate's
@@ -22,11 +25,24 @@ use tokio_postgres::NoTls;
 #[path = "../src/account_tests.rs"]
 mod account_tests;
 
-use account_tests::{alice, credentials, dump};
+#[allow(dead_code)]
+#[path = "../src/roster_tests.rs"]
+mod roster_tests;
+
+use account_tests::{alice, credentials, dump, jid};
 
 const URL_VARIABLE: &str = "STARLING_TEST_POSTGRES_URL";
 
 account_tests::account_store_tests!(TestDb::new().await);
+roster_tests::roster_store_tests!(TestDb::new().await);
+
+/// The contract through [`AnyStore`], so its forwarding is checked on this variant too.
+mod through_any_store {
+    use super::*;
+
+    account_tests::account_store_tests!(TestDb::new_with(AnyStore::from).await);
+    roster_tests::roster_store_tests!(TestDb::new_with(AnyStore::from).await);
+}
 
 /// The admin connection string from the environment.
 fn server_url() -> String {
@@ -55,16 +71,22 @@ async fn admin_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// A fresh, empty database and a [`PostgresStore`] connected to it. The database is dropped
-/// when this is.
-struct TestDb {
-    store: PostgresStore,
+/// A fresh, empty database and a store connected to it: a [`PostgresStore`], or the same in
+/// an [`AnyStore`]. The database is dropped when this is.
+struct TestDb<S = PostgresStore> {
+    store: S,
     name: String,
     server_url: String,
 }
 
 impl TestDb {
     async fn new() -> Self {
+        Self::new_with(|store| store).await
+    }
+}
+
+impl<S> TestDb<S> {
+    async fn new_with(wrap: impl FnOnce(PostgresStore) -> S) -> Self {
         let server_url = server_url();
         let name = unique_name();
         admin_client(&server_url)
@@ -72,29 +94,30 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
-        let store = PostgresStore::connect(&Self::url_of(&server_url, &name))
+        let store = PostgresStore::connect(&url_of(&server_url, &name))
             .await
             .expect("a fresh database connects and migrates");
         Self {
-            store,
+            store: wrap(store),
             name,
             server_url,
         }
     }
 
     fn url(&self) -> String {
-        Self::url_of(&self.server_url, &self.name)
-    }
-
-    /// In a libpq `key=value` string a later key overrides an earlier one.
-    fn url_of(server_url: &str, name: &str) -> String {
-        format!("{server_url} dbname={name}")
+        url_of(&self.server_url, &self.name)
     }
 
     /// A plain client on the test database, for inspecting and corrupting rows.
     async fn raw(&self) -> tokio_postgres::Client {
         admin_client(&self.url()).await
     }
+}
+
+/// The connection string of database `name` on the server: in a libpq `key=value` string a
+/// later key overrides an earlier one.
+fn url_of(server_url: &str, name: &str) -> String {
+    format!("{server_url} dbname={name}")
 }
 
 /// Unique across the parallel test processes and threads of one run, and across runs against
@@ -111,7 +134,7 @@ fn unique_name() -> String {
     )
 }
 
-impl Drop for TestDb {
+impl<S> Drop for TestDb<S> {
     fn drop(&mut self) {
         // Dropping needs async work and Drop cannot await, so it runs on a runtime of its own
         // on a separate thread (the test's runtime thread is the one being blocked). FORCE
@@ -140,7 +163,7 @@ impl Drop for TestDb {
     }
 }
 
-impl AccountStore for TestDb {
+impl<S: AccountStore> AccountStore for TestDb<S> {
     async fn create_account(
         &self,
         jid: &BareJid,
@@ -170,6 +193,47 @@ impl AccountStore for TestDb {
     }
 }
 
+impl<S: RosterStore> RosterStore for TestDb<S> {
+    async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
+        self.store.roster(owner).await
+    }
+
+    async fn roster_item(
+        &self,
+        owner: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        self.store.roster_item(owner, contact).await
+    }
+
+    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+        self.store.apply(changes).await
+    }
+
+    async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
+        self.store.has_request(owner, contact).await
+    }
+
+    async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
+        self.store.requests(owner).await
+    }
+}
+
+impl<S: OfflineStore> OfflineStore for TestDb<S> {
+    async fn push_offline(
+        &self,
+        owner: &BareJid,
+        message: &OfflineMessage,
+        limit: usize,
+    ) -> Result<bool, StorageError> {
+        self.store.push_offline(owner, message, limit).await
+    }
+
+    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
+        self.store.take_offline(owner).await
+    }
+}
+
 async fn applied_versions(client: &tokio_postgres::Client) -> Vec<i32> {
     client
         .query(
@@ -187,14 +251,14 @@ async fn applied_versions(client: &tokio_postgres::Client) -> Vec<i32> {
 async fn connect_records_migrations_once() {
     let db = TestDb::new().await;
     let raw = db.raw().await;
-    assert_eq!(applied_versions(&raw).await, vec![1]);
+    assert_eq!(applied_versions(&raw).await, vec![1, 2]);
     // Connecting again finds everything applied and changes nothing.
     db.store
         .create_account(&alice(), &credentials(1))
         .await
         .expect("create");
     PostgresStore::connect(&db.url()).await.expect("reconnect");
-    assert_eq!(applied_versions(&raw).await, vec![1]);
+    assert_eq!(applied_versions(&raw).await, vec![1, 2]);
     assert_eq!(
         db.store
             .credentials(&alice())
@@ -215,7 +279,7 @@ async fn concurrent_connects_migrate_once() {
     raw.batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create second database");
-    let url = TestDb::url_of(&db.server_url, &name);
+    let url = url_of(&db.server_url, &name);
     let connects: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -225,7 +289,10 @@ async fn concurrent_connects_migrate_once() {
     for connect in connects {
         assert_eq!(connect.await.expect("task completes"), Ok(()));
     }
-    assert_eq!(applied_versions(&admin_client(&url).await).await, vec![1]);
+    assert_eq!(
+        applied_versions(&admin_client(&url).await).await,
+        vec![1, 2]
+    );
     raw.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await
         .expect("drop second database");
@@ -236,14 +303,14 @@ async fn newer_database_is_refused() {
     let db = TestDb::new().await;
     db.raw()
         .await
-        .batch_execute("INSERT INTO schema_migrations (version) VALUES (2)")
+        .batch_execute("INSERT INTO schema_migrations (version) VALUES (3)")
         .await
         .expect("pretend a newer build migrated");
     assert_eq!(
         PostgresStore::connect(&db.url()).await.err(),
         Some(StorageError::Migration {
-            version: 2,
-            reason: "database schema is newer than this build, which knows versions up to 1"
+            version: 3,
+            reason: "database schema is newer than this build, which knows versions up to 2"
                 .to_owned(),
         })
     );
@@ -403,5 +470,120 @@ async fn pool_replaces_connections_the_server_ended() {
             .as_ref()
             .map(dump),
         Some(dump(&credentials(1)))
+    );
+}
+
+#[tokio::test]
+async fn version_1_database_gains_rosters_and_keeps_accounts() {
+    let db = TestDb::new().await;
+    db.create_account(&alice(), &credentials(1))
+        .await
+        .expect("create");
+    // Take the database back to what a version-1 build left behind.
+    db.raw()
+        .await
+        .batch_execute(
+            "DROP TABLE roster_versions, roster_groups, roster_items, subscription_requests,
+                        offline_messages;
+             DELETE FROM schema_migrations WHERE version = 2;",
+        )
+        .await
+        .expect("undo version 2");
+    let upgraded = PostgresStore::connect(&db.url()).await.expect("upgrade");
+    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2]);
+    assert_eq!(
+        upgraded
+            .credentials(&alice())
+            .await
+            .expect("lookup")
+            .as_ref()
+            .map(dump),
+        Some(dump(&credentials(1)))
+    );
+    let item = RosterItem::new(jid("bob@example.org"));
+    assert_eq!(
+        upgraded
+            .apply(&[RosterChange::Put {
+                owner: alice(),
+                item: item.clone(),
+            }])
+            .await,
+        Ok(vec![1])
+    );
+    assert_eq!(upgraded.roster(&alice()).await, Ok((1, vec![item])));
+}
+
+#[tokio::test]
+async fn delete_cascades_to_roster_tables() {
+    let db = TestDb::new().await;
+    let bob = jid("bob@example.org");
+    for user in [alice(), bob.clone()] {
+        db.create_account(&user, &credentials(1))
+            .await
+            .expect("create");
+    }
+    let mut item = RosterItem::new(bob.clone());
+    item.groups = vec!["Friends".into(), "Work".into()];
+    item.subscription = Subscription::Both;
+    db.apply(&[
+        RosterChange::Put {
+            owner: alice(),
+            item,
+        },
+        RosterChange::AddRequest {
+            owner: alice(),
+            contact: bob.clone(),
+            stanza: "<presence/>".into(),
+        },
+        RosterChange::Put {
+            owner: bob.clone(),
+            item: RosterItem::new(alice()),
+        },
+    ])
+    .await
+    .expect("apply");
+    let message = OfflineMessage {
+        stored_at_unix_ms: 1,
+        stanza: "<message/>".into(),
+    };
+    db.push_offline(&alice(), &message, 10).await.expect("push");
+    db.delete_account(&alice()).await.expect("delete");
+    let raw = db.raw().await;
+    // Only Bob's version and item are left.
+    for (table, left) in [
+        ("roster_versions", 1),
+        ("roster_items", 1),
+        ("roster_groups", 0),
+        ("subscription_requests", 0),
+        ("offline_messages", 0),
+    ] {
+        let count: i64 = raw
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(count, left, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_subscription_state_is_corrupt() {
+    let db = TestDb::new().await;
+    db.create_account(&alice(), &credentials(1))
+        .await
+        .expect("create");
+    db.raw()
+        .await
+        .batch_execute(
+            "INSERT INTO roster_items (account_id, contact, subscription, pending_out, approved)
+             SELECT id, 'bob@example.org', 'sideways', false, false FROM accounts",
+        )
+        .await
+        .expect("insert");
+    assert_eq!(
+        db.roster(&alice()).await,
+        Err(StorageError::Corrupt(
+            "unknown subscription state \"sideways\"".to_owned()
+        ))
     );
 }

@@ -66,6 +66,9 @@ pub struct ServerOptions {
     pub idle_ping_timeout_secs: u64,
     /// `STARLING_LOG` for the server process (a tracing filter); `None` keeps its default.
     pub log_filter: Option<String>,
+    /// `storage.postgres_url` with `storage.backend = "postgres"`; `None` keeps the embedded
+    /// SQLite database in the data directory.
+    pub postgres_url: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -93,6 +96,7 @@ impl Default for ServerOptions {
             idle_timeout_secs: 300,
             idle_ping_timeout_secs: 30,
             log_filter: None,
+            postgres_url: None,
         }
     }
 }
@@ -200,7 +204,15 @@ max_auth_failure_delay_ms = {}
             self.auth_failure_delay_ms,
             self.max_auth_failure_delay_ms,
             data_dir = data_dir.display().to_string(),
-        )
+        ) + &self.storage_toml()
+    }
+
+    /// The `[storage]` section: SQLite unless a PostgreSQL URL is set.
+    fn storage_toml(&self) -> String {
+        match &self.postgres_url {
+            None => String::new(),
+            Some(url) => format!("\n[storage]\nbackend = \"postgres\"\npostgres_url = {url:?}\n"),
+        }
     }
 }
 

@@ -1,0 +1,130 @@
+//! [`AnyStore`]: one type for whichever backend the configuration names.
+
+use jid::BareJid;
+use starling_sasl::StoredCredentials;
+
+use crate::roster::{OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore};
+use crate::{AccountStore, PostgresStore, SqliteStore, StorageError};
+
+/// A store whose backend is chosen at run time, from configuration.
+///
+/// Every trait method forwards to the variant's own implementation, so behaviour is exactly
+/// that backend's. Cloning is cheap: both backends share their connection (SQLite) or pool
+/// (PostgreSQL) between clones. See the crate documentation for why this is an enum and not a
+/// trait object.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// The embedded SQLite backend.
+    Sqlite(SqliteStore),
+    /// The PostgreSQL backend.
+    Postgres(PostgresStore),
+}
+
+impl From<SqliteStore> for AnyStore {
+    fn from(store: SqliteStore) -> Self {
+        Self::Sqlite(store)
+    }
+}
+
+impl From<PostgresStore> for AnyStore {
+    fn from(store: PostgresStore) -> Self {
+        Self::Postgres(store)
+    }
+}
+
+/// `$store.$call` on whichever backend `$self` holds, awaited.
+macro_rules! forward {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl AccountStore for AnyStore {
+    async fn create_account(
+        &self,
+        jid: &BareJid,
+        creds: &StoredCredentials,
+    ) -> Result<(), StorageError> {
+        forward!(self, store => store.create_account(jid, creds))
+    }
+
+    async fn set_credentials(
+        &self,
+        jid: &BareJid,
+        creds: &StoredCredentials,
+    ) -> Result<(), StorageError> {
+        forward!(self, store => store.set_credentials(jid, creds))
+    }
+
+    async fn delete_account(&self, jid: &BareJid) -> Result<(), StorageError> {
+        forward!(self, store => store.delete_account(jid))
+    }
+
+    async fn credentials(&self, jid: &BareJid) -> Result<Option<StoredCredentials>, StorageError> {
+        forward!(self, store => store.credentials(jid))
+    }
+
+    async fn list_accounts(&self, host: &str) -> Result<Vec<BareJid>, StorageError> {
+        forward!(self, store => store.list_accounts(host))
+    }
+}
+
+impl RosterStore for AnyStore {
+    async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
+        forward!(self, store => store.roster(owner))
+    }
+
+    async fn roster_item(
+        &self,
+        owner: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        forward!(self, store => store.roster_item(owner, contact))
+    }
+
+    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+        forward!(self, store => store.apply(changes))
+    }
+
+    async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
+        forward!(self, store => store.has_request(owner, contact))
+    }
+
+    async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
+        forward!(self, store => store.requests(owner))
+    }
+}
+
+impl OfflineStore for AnyStore {
+    async fn push_offline(
+        &self,
+        owner: &BareJid,
+        message: &OfflineMessage,
+        limit: usize,
+    ) -> Result<bool, StorageError> {
+        forward!(self, store => store.push_offline(owner, message, limit))
+    }
+
+    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
+        forward!(self, store => store.take_offline(owner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole contract, through the enum, on SQLite; tests/postgres.rs does the same for
+    /// the PostgreSQL variant.
+    fn fresh() -> AnyStore {
+        SqliteStore::open_in_memory()
+            .expect("in-memory database opens")
+            .into()
+    }
+
+    crate::account_tests::account_store_tests!(fresh());
+    crate::roster_tests::roster_store_tests!(fresh());
+}

@@ -1,0 +1,428 @@
+//! Backend-independent tests of the [`RosterStore`] and [`OfflineStore`] contracts.
+//!
+//! Like `account_tests`, each body is an `async fn` over a fresh, empty store, so every
+//! backend runs the same bodies. A backend instantiates them all with
+//! `crate::roster_tests::roster_store_tests!(expression making a fresh, empty store);`.
+//! Concurrent calls are made by polling futures side by side (`join_all`), not by spawning
+//! tasks, so the bodies need no `Clone + 'static` store; the backends still run them
+//! concurrently (SQLite on the blocking pool, PostgreSQL on separate pooled connections).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use jid::BareJid;
+
+use crate::account_tests::{credentials, jid};
+use crate::{
+    AccountStore, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
+    StorageError, Subscription,
+};
+
+/// Generates one `#[tokio::test]` per body in this module, each on a fresh store.
+macro_rules! roster_store_tests {
+    ($fresh_store:expr) => {
+        $crate::roster_tests::roster_store_tests!(@each $fresh_store;
+            put_replace_remove_and_versions,
+            roster_is_sorted_by_contact_jid,
+            one_apply_changes_two_rosters,
+            a_failing_change_leaves_nothing_applied,
+            requests_are_kept_until_removed,
+            unknown_owner_has_nothing_and_cannot_be_written,
+            offline_messages_in_order_with_a_limit_and_taken_once,
+            offline_messages_are_per_account,
+            deleting_the_account_deletes_its_roster,
+            concurrent_pushes_never_exceed_the_limit,
+            concurrent_opposite_changes_all_land,
+        );
+    };
+    (@each $fresh_store:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                $crate::roster_tests::$name(&$fresh_store).await;
+            }
+        )*
+    };
+}
+pub(crate) use roster_store_tests;
+
+/// What every body needs of a store.
+pub(crate) trait Store: AccountStore + RosterStore + OfflineStore {}
+impl<T: AccountStore + RosterStore + OfflineStore> Store for T {}
+
+fn alice() -> BareJid {
+    jid("alice@localhost")
+}
+
+fn bob() -> BareJid {
+    jid("bob@localhost")
+}
+
+async fn with_accounts(store: &impl Store, users: &[&BareJid]) {
+    for user in users {
+        store
+            .create_account(user, &credentials(1))
+            .await
+            .expect("account is created");
+    }
+}
+
+async fn apply(store: &impl Store, changes: &[RosterChange]) -> Vec<u64> {
+    store.apply(changes).await.expect("changes apply")
+}
+
+fn put(owner: &BareJid, item: &RosterItem) -> RosterChange {
+    RosterChange::Put {
+        owner: owner.clone(),
+        item: item.clone(),
+    }
+}
+
+fn message(n: u64) -> OfflineMessage {
+    OfflineMessage {
+        stored_at_unix_ms: 1000 + n,
+        stanza: format!("<message id='{n}'/>"),
+    }
+}
+
+fn stanzas(messages: &[OfflineMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.stanza.as_str()).collect()
+}
+
+/// Polls all `futures` side by side until every one is done; outputs in input order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(&mut outputs) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|output| output.expect("every future completed"))
+        .collect()
+}
+
+pub(crate) async fn put_replace_remove_and_versions(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    assert_eq!(store.roster(&alice()).await, Ok((0, vec![])));
+    let mut item = RosterItem::new(bob());
+    item.name = Some("Bob".into());
+    item.groups = vec!["Friends".into(), "Work".into()];
+    item.pending_out = true;
+    assert_eq!(apply(store, &[put(&alice(), &item)]).await, [1]);
+    assert_eq!(store.roster(&alice()).await, Ok((1, vec![item.clone()])));
+
+    item.name = None;
+    item.groups = vec!["Work".into()];
+    item.subscription = Subscription::To;
+    item.pending_out = false;
+    item.approved = true;
+    assert_eq!(apply(store, &[put(&alice(), &item)]).await, [2]);
+    assert_eq!(store.roster_item(&alice(), &bob()).await, Ok(Some(item)));
+    assert_eq!(
+        store.roster_item(&alice(), &jid("carol@localhost")).await,
+        Ok(None)
+    );
+
+    let remove = RosterChange::Remove {
+        owner: alice(),
+        contact: bob(),
+    };
+    assert_eq!(apply(store, std::slice::from_ref(&remove)).await, [3]);
+    assert_eq!(store.roster(&alice()).await, Ok((3, vec![])));
+    assert_eq!(store.roster_item(&alice(), &bob()).await, Ok(None));
+    // Removing what is not there still counts as a change.
+    assert_eq!(apply(store, &[remove]).await, [4]);
+}
+
+pub(crate) async fn roster_is_sorted_by_contact_jid(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    // Byte order of the normalised JID, which puts "a-c" before "ab" ('-' < 'b'); a
+    // natural-language collation ignoring punctuation would not. Groups keep their order.
+    let contacts = [
+        "zed@b.example",
+        "ab@a.example",
+        "a-c@a.example",
+        "a@z.example",
+    ];
+    let changes: Vec<_> = contacts
+        .iter()
+        .map(|contact| {
+            let mut item = RosterItem::new(jid(contact));
+            item.groups = vec!["Z".into(), "A".into(), "m".into()];
+            put(&alice(), &item)
+        })
+        .collect();
+    assert_eq!(apply(store, &changes).await, [1, 2, 3, 4]);
+    let (version, items) = store.roster(&alice()).await.expect("roster");
+    assert_eq!(version, 4);
+    let mut expected: Vec<BareJid> = contacts.iter().map(|c| jid(c)).collect();
+    expected.sort();
+    assert_eq!(
+        items
+            .iter()
+            .map(|item| item.jid.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(expected[0], jid("a-c@a.example"));
+    assert!(items.iter().all(|item| item.groups == ["Z", "A", "m"]));
+}
+
+pub(crate) async fn one_apply_changes_two_rosters(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    apply(store, &[put(&bob(), &RosterItem::new(jid("x@localhost")))]).await;
+    // Alice subscribes to Bob: her item goes pending out, Bob gets the request.
+    let mut item = RosterItem::new(bob());
+    item.pending_out = true;
+    let versions = apply(
+        store,
+        &[
+            put(&alice(), &item),
+            RosterChange::AddRequest {
+                owner: bob(),
+                contact: alice(),
+                stanza: "<presence type='subscribe'/>".into(),
+            },
+            put(&bob(), &RosterItem::new(alice())),
+        ],
+    )
+    .await;
+    // The request reports Bob's version before his Put, which then bumps it.
+    assert_eq!(versions, [1, 1, 2]);
+    assert_eq!(store.roster(&alice()).await, Ok((1, vec![item])));
+    assert_eq!(store.roster(&bob()).await.expect("roster").0, 2);
+    assert_eq!(store.has_request(&bob(), &alice()).await, Ok(true));
+    assert_eq!(store.has_request(&alice(), &bob()).await, Ok(false));
+}
+
+pub(crate) async fn a_failing_change_leaves_nothing_applied(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    let nobody = jid("nobody@localhost");
+    let err = store
+        .apply(&[
+            put(&alice(), &RosterItem::new(bob())),
+            RosterChange::AddRequest {
+                owner: bob(),
+                contact: alice(),
+                stanza: "<presence type='subscribe'/>".into(),
+            },
+            put(&nobody, &RosterItem::new(alice())),
+            put(&jid("localhost"), &RosterItem::new(alice())),
+        ])
+        .await;
+    // The first change whose owner is missing is the one reported.
+    assert_eq!(err, Err(StorageError::AccountNotFound(nobody)));
+    assert_eq!(store.roster(&alice()).await, Ok((0, vec![])));
+    assert_eq!(store.has_request(&bob(), &alice()).await, Ok(false));
+    // And the store is usable afterwards.
+    assert_eq!(
+        apply(store, &[put(&alice(), &RosterItem::new(bob()))]).await,
+        [1]
+    );
+}
+
+pub(crate) async fn requests_are_kept_until_removed(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    apply(store, &[put(&alice(), &RosterItem::new(bob()))]).await;
+    let add = |who: &str, stanza: &str| RosterChange::AddRequest {
+        owner: alice(),
+        contact: jid(who),
+        stanza: stanza.to_owned(),
+    };
+    // Requests do not bump the version; they report the current one.
+    let versions = apply(
+        store,
+        &[
+            add("bob@localhost", "<bob first/>"),
+            add("carol@localhost", "<carol/>"),
+            add("bob@localhost", "<bob again/>"),
+        ],
+    )
+    .await;
+    assert_eq!(versions, [1, 1, 1]);
+    assert_eq!(store.has_request(&alice(), &bob()).await, Ok(true));
+    // A repeated request replaces the stanza and keeps its place.
+    assert_eq!(
+        store.requests(&alice()).await,
+        Ok(vec![
+            (bob(), "<bob again/>".to_owned()),
+            (jid("carol@localhost"), "<carol/>".to_owned()),
+        ])
+    );
+    let versions = apply(
+        store,
+        &[RosterChange::RemoveRequest {
+            owner: alice(),
+            contact: bob(),
+        }],
+    )
+    .await;
+    assert_eq!(versions, [1]);
+    assert_eq!(store.has_request(&alice(), &bob()).await, Ok(false));
+    apply(store, &[add("bob@localhost", "<bob third/>")]).await;
+    // Removed and asked again: now the newest.
+    assert_eq!(
+        store.requests(&alice()).await,
+        Ok(vec![
+            (jid("carol@localhost"), "<carol/>".to_owned()),
+            (bob(), "<bob third/>".to_owned()),
+        ])
+    );
+    assert_eq!(store.roster(&alice()).await.expect("roster").0, 1);
+}
+
+pub(crate) async fn unknown_owner_has_nothing_and_cannot_be_written(store: &impl Store) {
+    for owner in [alice(), jid("localhost")] {
+        assert_eq!(store.roster(&owner).await, Ok((0, vec![])));
+        assert_eq!(store.roster_item(&owner, &bob()).await, Ok(None));
+        assert_eq!(store.has_request(&owner, &bob()).await, Ok(false));
+        assert_eq!(store.requests(&owner).await, Ok(vec![]));
+        assert_eq!(store.take_offline(&owner).await, Ok(vec![]));
+        assert_eq!(
+            store.push_offline(&owner, &message(0), 10).await,
+            Err(StorageError::AccountNotFound(owner.clone()))
+        );
+        assert_eq!(
+            store
+                .apply(&[RosterChange::RemoveRequest {
+                    owner: owner.clone(),
+                    contact: bob(),
+                }])
+                .await,
+            Err(StorageError::AccountNotFound(owner.clone()))
+        );
+    }
+    assert_eq!(store.apply(&[]).await, Ok(vec![]));
+}
+
+pub(crate) async fn offline_messages_in_order_with_a_limit_and_taken_once(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    for n in 0..3 {
+        assert_eq!(
+            store.push_offline(&alice(), &message(n), 2).await,
+            Ok(n < 2),
+            "message {n}"
+        );
+    }
+    let taken = store.take_offline(&alice()).await.expect("take");
+    assert_eq!(stanzas(&taken), ["<message id='0'/>", "<message id='1'/>"]);
+    assert_eq!(taken[0], message(0));
+    assert_eq!(store.take_offline(&alice()).await, Ok(vec![]));
+    // Taking freed the space; a limit of 0 stores nothing.
+    assert_eq!(store.push_offline(&alice(), &message(3), 2).await, Ok(true));
+    assert_eq!(
+        store.push_offline(&alice(), &message(4), 0).await,
+        Ok(false)
+    );
+    assert_eq!(store.take_offline(&alice()).await, Ok(vec![message(3)]));
+}
+
+pub(crate) async fn offline_messages_are_per_account(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    assert_eq!(store.push_offline(&alice(), &message(0), 1).await, Ok(true));
+    // Alice's message does not count against Bob's limit.
+    assert_eq!(store.push_offline(&bob(), &message(1), 1).await, Ok(true));
+    assert_eq!(store.take_offline(&bob()).await, Ok(vec![message(1)]));
+    assert_eq!(store.take_offline(&alice()).await, Ok(vec![message(0)]));
+}
+
+pub(crate) async fn deleting_the_account_deletes_its_roster(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    let mut item = RosterItem::new(bob());
+    item.groups = vec!["Friends".into()];
+    apply(
+        store,
+        &[
+            put(&alice(), &item),
+            RosterChange::AddRequest {
+                owner: alice(),
+                contact: bob(),
+                stanza: "<presence type='subscribe'/>".into(),
+            },
+            put(&bob(), &RosterItem::new(alice())),
+        ],
+    )
+    .await;
+    store
+        .push_offline(&alice(), &message(0), 10)
+        .await
+        .expect("push");
+    store.delete_account(&alice()).await.expect("delete");
+    with_accounts(store, &[&alice()]).await;
+    assert_eq!(store.roster(&alice()).await, Ok((0, vec![])));
+    assert_eq!(store.requests(&alice()).await, Ok(vec![]));
+    assert_eq!(store.take_offline(&alice()).await, Ok(vec![]));
+    // Bob's roster, which names Alice, is his own and stays.
+    assert_eq!(
+        store.roster(&bob()).await,
+        Ok((1, vec![RosterItem::new(alice())]))
+    );
+}
+
+pub(crate) async fn concurrent_pushes_never_exceed_the_limit(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    let messages: Vec<OfflineMessage> = (0..20).map(message).collect();
+    let alice = alice();
+    let results = join_all(
+        messages
+            .iter()
+            .map(|m| store.push_offline(&alice, m, 10))
+            .collect(),
+    )
+    .await;
+    let stored = results
+        .into_iter()
+        .map(|result| result.expect("push succeeds"))
+        .filter(|&stored| stored)
+        .count();
+    assert_eq!(stored, 10);
+    let taken = store.take_offline(&alice).await.expect("take");
+    assert_eq!(taken.len(), 10);
+    assert!(taken.iter().all(|m| messages.contains(m)));
+}
+
+pub(crate) async fn concurrent_opposite_changes_all_land(store: &impl Store) {
+    // Mutual subscriptions in both directions at once, each touching both rosters in the
+    // opposite order: a backend that locks in change order could deadlock here.
+    with_accounts(store, &[&alice(), &bob()]).await;
+    const ROUNDS: usize = 10;
+    let forward = [
+        put(&alice(), &RosterItem::new(bob())),
+        put(&bob(), &RosterItem::new(alice())),
+    ];
+    let backward = [forward[1].clone(), forward[0].clone()];
+    let results = join_all(
+        (0..2 * ROUNDS)
+            .map(|n| store.apply(if n % 2 == 0 { &forward } else { &backward }))
+            .collect(),
+    )
+    .await;
+    let mut alice_versions = Vec::new();
+    for (n, result) in results.into_iter().enumerate() {
+        let versions = result.expect("every change lands");
+        alice_versions.push(versions[n % 2]);
+    }
+    // Each apply bumped Alice's version exactly once, and no two saw the same version.
+    alice_versions.sort_unstable();
+    let expected: Vec<u64> = (1..=2 * ROUNDS as u64).collect();
+    assert_eq!(alice_versions, expected);
+    let total = 2 * ROUNDS as u64;
+    assert_eq!(store.roster(&alice()).await.expect("roster").0, total);
+    assert_eq!(store.roster(&bob()).await.expect("roster").0, total);
+}
