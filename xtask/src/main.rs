@@ -8,6 +8,7 @@
 //! and the first failing step stops the run with a non-zero exit.
 
 mod compliance;
+mod fuzz;
 mod postgres;
 mod steps;
 mod tidy;
@@ -54,6 +55,16 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Build the cargo-fuzz targets in `fuzz/` and run each for a bounded time; crashing
+    /// inputs are copied into `fuzz/regressions/<target>/`, which the tests replay.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Run only this target (default: all of them).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +85,7 @@ fn main() -> ExitCode {
         Command::Lint => add_lints(&mut plan, &root, true),
         Command::Compliance => add_compliance(&mut plan, &root),
         Command::WithPostgres { command } => add_with_postgres(&mut plan, &root, command),
+        Command::Fuzz { seconds, target } => fuzz::add(&mut plan, &root, seconds, target),
     }
     plan.run()
 }

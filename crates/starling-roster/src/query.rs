@@ -94,7 +94,10 @@ fn parse_set(
         return Err(StanzaErrorCondition::BadRequest);
     };
     let jid = item.attr("jid").ok_or(StanzaErrorCondition::BadRequest)?;
-    let jid = BareJid::new(jid).map_err(|_| StanzaErrorCondition::BadRequest)?;
+    // The address must survive normalisation, or it could be stored but never read back.
+    let jid = starling_stanza::parse_jid(jid)
+        .map_err(|_| StanzaErrorCondition::BadRequest)?
+        .into_bare();
     // RFC 6121 §2.1.2.5: only `remove` means anything in a set; other values are ignored.
     if item.attr("subscription") == Some("remove") {
         return Ok(RosterRequest::Remove { jid });

@@ -99,7 +99,7 @@ impl<S: Store> Router<S> {
     pub async fn route(&self, sender: &SessionHandle, stanza: Stanza) {
         let destination = match stanza.to() {
             None => Destination::None,
-            Some(to) => match Jid::new(to) {
+            Some(to) => match starling_stanza::parse_jid(to) {
                 Ok(jid) => self.classify(jid),
                 Err(_) => {
                     // RFC 6120 §8.3.3.8: the address is not a valid JID.

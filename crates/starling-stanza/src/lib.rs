@@ -44,3 +44,43 @@ pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_PING: &str = "urn:xmpp:ping";
 /// SASL channel-binding type capability (XEP-0440).
 pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+
+/// Parse a JID from the wire, accepting only JIDs whose normalised form parses back to the same
+/// JID.
+///
+/// The `jid` crate normalises before validating some rules, so a few inputs are accepted but
+/// print as text it then refuses: `ß--ß` maps to `ss--ss`, which IDNA forbids. Such a JID could
+/// be stored but never read back, so every address a client hands the server for routing or
+/// storage goes through this check.
+pub fn parse_jid(text: &str) -> Result<jid::Jid, jid::Error> {
+    let parsed = jid::Jid::new(text)?;
+    match jid::Jid::new(parsed.as_str()) {
+        Ok(again) if again == parsed => Ok(parsed),
+        Ok(_) => Err(jid::Error::Idna),
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod jid_tests {
+    use super::parse_jid;
+
+    #[test]
+    fn ordinary_jids_parse_normalised() {
+        assert_eq!(
+            parse_jid("Alice@LocalHost/Phone").unwrap().as_str(),
+            "alice@localhost/Phone"
+        );
+    }
+
+    #[test]
+    fn jids_that_do_not_survive_normalisation_are_refused() {
+        // Found by the `jid` fuzz target: `ß--ß` becomes `ss--ss`, which is not a valid label.
+        assert!(
+            jid::Jid::new("ß--ß").is_ok(),
+            "the jid crate quirk this guards against"
+        );
+        assert_eq!(parse_jid("ß--ß").unwrap_err(), jid::Error::Idna);
+        assert!(parse_jid("a@ß--ß/r").is_err());
+    }
+}

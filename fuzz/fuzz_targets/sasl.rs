@@ -1,0 +1,4 @@
+//! Fuzz target `sasl`: see `starling_fuzz_checks::sasl` for the input layout and the properties.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| starling_fuzz_checks::sasl(data));
