@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 /// The whole configuration file. Every field has a default, so an empty file is valid.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Domains served by this server, e.g. `["example.org"]`.
@@ -31,8 +31,19 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
 }
 
+/// The outcome of [`Config::reload`].
+#[derive(Debug)]
+pub struct Reload {
+    /// The configuration to run with from now on.
+    pub config: Config,
+    /// Keys whose new value was ignored because it needs a restart.
+    pub needs_restart: Vec<&'static str>,
+    /// Keys whose new value applies from now on.
+    pub changed: Vec<&'static str>,
+}
+
 /// `[listen]`: addresses for client connections. Port 0 picks a free port.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
     /// Plain TCP with STARTTLS (RFC 6120 §5), conventionally port 5222.
@@ -43,7 +54,7 @@ pub struct Listen {
 
 /// `[tls]`: PEM files. When both are unset, a self-signed certificate for all `hosts` is
 /// generated in `<data_dir>/tls/` on first start (fine for local use, not for the internet).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     /// Certificate chain, leaf first.
@@ -53,7 +64,7 @@ pub struct Tls {
 }
 
 /// `[c2s]`: how client streams are negotiated.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct C2s {
     /// Require STARTTLS before SASL (RFC 6120 §5.3.1). Default true.
@@ -96,7 +107,7 @@ pub enum ConflictPolicyConfig {
 }
 
 /// `[limits]`: applied while parsing, before memory is spent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest stanza once authenticated, in bytes. Default 262144 (256 KiB).
@@ -149,7 +160,7 @@ pub struct LimitsConfig {
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// `"sqlite"` (default: a file in the data directory, no external service) or `"postgres"`.
@@ -318,6 +329,78 @@ impl Config {
         Ok(())
     }
 
+    /// SIGHUP: combine the running configuration with `new`, freshly loaded from the file.
+    /// Keys that only take effect at start (what is served, where it is stored, where the
+    /// server listens, and what the registry and router were built with) keep their running
+    /// values and are named in [`Reload::needs_restart`]; every other key is taken from `new`
+    /// and applies to connections accepted from now on.
+    pub fn reload(&self, mut new: Config) -> Reload {
+        let mut needs_restart = Vec::new();
+        macro_rules! restart_only {
+            ($($name:literal => $($field:ident).+;)*) => {$(
+                if self.$($field).+ != new.$($field).+ {
+                    needs_restart.push($name);
+                    new.$($field).+ = self.$($field).+.clone();
+                }
+            )*};
+        }
+        restart_only! {
+            "hosts" => hosts;
+            "data_dir" => data_dir;
+            "listen.starttls" => listen.starttls;
+            "listen.direct_tls" => listen.direct_tls;
+            "storage.backend" => storage.backend;
+            "storage.sqlite_path" => storage.sqlite_path;
+            "storage.postgres_url" => storage.postgres_url;
+            "c2s.conflict_policy" => c2s.conflict_policy;
+            "c2s.max_resources_per_account" => c2s.max_resources_per_account;
+            "limits.outbound_queue_stanzas" => limits.outbound_queue_stanzas;
+            "limits.outbound_queue_grace_secs" => limits.outbound_queue_grace_secs;
+            "limits.max_roster_items" => limits.max_roster_items;
+            "limits.max_roster_text_bytes" => limits.max_roster_text_bytes;
+            "limits.max_offline_messages" => limits.max_offline_messages;
+        }
+        let mut changed = Vec::new();
+        macro_rules! live {
+            ($($name:literal => $($field:ident).+;)*) => {$(
+                if self.$($field).+ != new.$($field).+ {
+                    changed.push($name);
+                }
+            )*};
+        }
+        live! {
+            "shutdown_grace_secs" => shutdown_grace_secs;
+            "tls.certificate" => tls.certificate;
+            "tls.private_key" => tls.private_key;
+            "c2s.require_encryption" => c2s.require_encryption;
+            "c2s.allow_plain_without_tls" => c2s.allow_plain_without_tls;
+            "c2s.max_auth_failures" => c2s.max_auth_failures;
+            "c2s.tls_handshake_timeout_secs" => c2s.tls_handshake_timeout_secs;
+            "c2s.scram_iterations" => c2s.scram_iterations;
+            "c2s.auth_timeout_secs" => c2s.auth_timeout_secs;
+            "c2s.idle_timeout_secs" => c2s.idle_timeout_secs;
+            "c2s.idle_ping_timeout_secs" => c2s.idle_ping_timeout_secs;
+            "limits.max_stanza_bytes" => limits.max_stanza_bytes;
+            "limits.max_stanza_bytes_unauthenticated" => limits.max_stanza_bytes_unauthenticated;
+            "limits.max_depth" => limits.max_depth;
+            "limits.max_attributes_per_element" => limits.max_attributes_per_element;
+            "limits.max_connections" => limits.max_connections;
+            "limits.max_connections_per_ip" => limits.max_connections_per_ip;
+            "limits.max_unauthenticated_connections" => limits.max_unauthenticated_connections;
+            "limits.read_bytes_per_sec_unauthenticated" => limits.read_bytes_per_sec_unauthenticated;
+            "limits.read_bytes_per_sec" => limits.read_bytes_per_sec;
+            "limits.read_burst_bytes" => limits.read_burst_bytes;
+            "limits.auth_failure_delay_ms" => limits.auth_failure_delay_ms;
+            "limits.max_auth_failure_delay_ms" => limits.max_auth_failure_delay_ms;
+            "limits.auth_failure_window_secs" => limits.auth_failure_window_secs;
+        }
+        Reload {
+            config: new,
+            needs_restart,
+            changed,
+        }
+    }
+
     /// Open the configured store (running its migrations).
     pub async fn open_store(&self) -> anyhow::Result<starling_storage::AnyStore> {
         match self.storage.backend {
@@ -423,6 +506,30 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../starling.example.toml");
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(config.hosts, vec!["localhost".to_owned()]);
+    }
+
+    #[test]
+    fn reload_keeps_restart_only_keys_and_takes_the_rest() {
+        let running = Config::default();
+        let mut new = Config {
+            hosts: vec!["other.test".to_owned()],
+            ..Config::default()
+        };
+        new.storage.backend = StorageBackend::Postgres;
+        new.limits.max_stanza_bytes = 4096;
+        new.c2s.auth_timeout_secs = 5;
+        let reload = running.reload(new);
+        assert_eq!(reload.needs_restart, ["hosts", "storage.backend"]);
+        assert_eq!(
+            reload.changed,
+            ["c2s.auth_timeout_secs", "limits.max_stanza_bytes"]
+        );
+        assert_eq!(reload.config.hosts, ["localhost"]);
+        assert_eq!(reload.config.storage.backend, StorageBackend::Sqlite);
+        assert_eq!(reload.config.limits.max_stanza_bytes, 4096);
+        assert_eq!(reload.config.c2s.auth_timeout_secs, 5);
+        let unchanged = running.reload(Config::default());
+        assert!(unchanged.needs_restart.is_empty() && unchanged.changed.is_empty());
     }
 
     #[test]

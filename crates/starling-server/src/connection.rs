@@ -23,8 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::ids::SystemIds;
 use crate::limits::{Admission, Refusal, TokenBucket};
-use crate::server::Shared;
-use crate::tls::TlsSetup;
+use crate::server::{Live, Shared};
 
 /// Timers and read rates of one connection, from `[c2s]` and `[limits]`.
 #[derive(Debug, Clone)]
@@ -41,6 +40,23 @@ pub struct ConnectionLimits {
     pub read_bytes_per_sec: u64,
     /// Token bucket size in bytes.
     pub read_burst_bytes: u64,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The values from `config`.
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            auth_timeout: Duration::from_secs(config.c2s.auth_timeout_secs),
+            idle_timeout: Duration::from_secs(config.c2s.idle_timeout_secs),
+            idle_ping_timeout: Duration::from_secs(config.c2s.idle_ping_timeout_secs),
+            read_bytes_per_sec_unauthenticated: config.limits.read_bytes_per_sec_unauthenticated,
+            read_bytes_per_sec: config.limits.read_bytes_per_sec,
+            read_burst_bytes: config.limits.read_burst_bytes,
+            tls_handshake_timeout: Duration::from_secs(config.c2s.tls_handshake_timeout_secs),
+        }
+    }
 }
 
 /// How long the last writes of a session that was asked to close may block on a peer that
@@ -63,6 +79,9 @@ pub enum ListenerKind {
 /// per-address and unauthenticated-connection limits: a refused connection on the STARTTLS
 /// port is sent our stream header and the stream error at once (RFC 6120 §4.9.1.1); on the
 /// direct TLS port it is closed without a handshake, so refusals cost no TLS work.
+///
+/// The connection runs with the settings in force when it was accepted ([`Shared::live`]);
+/// a SIGHUP reload later does not change them.
 pub async fn serve(
     shared: Arc<Shared>,
     socket: TcpStream,
@@ -77,13 +96,15 @@ pub async fn serve(
     // however it ends.
     let mut session: Option<(SessionHandle, SessionReceiver)> = None;
     let now = Instant::now();
-    let limits = &shared.connection_limits;
+    let live = shared.live();
+    let limits = &live.connection_limits;
     let (admission, refusal) = match admission {
         Ok(admission) => (Some(admission), None),
         Err(refusal) => (None, Some(refusal)),
     };
     let cx = Context {
         shared: &shared,
+        live: Arc::clone(&live),
         shutdown,
         session_id,
         session: &mut session,
@@ -116,6 +137,8 @@ enum Next {
 /// Per-connection context the drive loop needs besides the socket and the engine.
 struct Context<'a> {
     shared: &'a Shared,
+    /// This connection's settings, fixed at accept.
+    live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
     session_id: uuid::Uuid,
     session: &'a mut Option<(SessionHandle, SessionReceiver)>,
@@ -138,8 +161,8 @@ async fn run(
     kind: ListenerKind,
     refusal: Option<Refusal>,
 ) -> std::io::Result<()> {
-    let shared = cx.shared;
-    let config = Arc::clone(&shared.stream_config);
+    let live = Arc::clone(&cx.live);
+    let config = Arc::clone(&live.stream_config);
     match kind {
         ListenerKind::StartTls => {
             let mut engine = C2sStream::new(config, Transport::Plain, Box::new(SystemIds));
@@ -150,8 +173,8 @@ async fn run(
             match drive(&mut cx, &mut engine, PlainSocket(socket)).await? {
                 Next::Closed => Ok(()),
                 Next::StartTls(socket) => {
-                    let tls_setup = shared.tls();
-                    let Some(tls) = handshake(shared, &tls_setup, socket).await else {
+                    let tls_setup = &live.tls;
+                    let Some(tls) = handshake(&live, socket).await else {
                         engine.handle(Input::TlsFailed);
                         return Ok(());
                     };
@@ -167,8 +190,8 @@ async fn run(
             if refusal.is_some() {
                 return Ok(());
             }
-            let tls_setup = shared.tls();
-            let Some(tls) = handshake(shared, &tls_setup, socket).await else {
+            let tls_setup = &live.tls;
+            let Some(tls) = handshake(&live, socket).await else {
                 return Ok(());
             };
             let info = tls_setup.session_info(tls.get_ref().1);
@@ -181,15 +204,15 @@ async fn run(
     }
 }
 
-/// The TLS handshake with the certificate current when it starts (SIGHUP may replace it for
-/// later connections; the same `TlsSetup` then gives this session's channel bindings).
+/// The TLS handshake with the certificate current when the connection was accepted (SIGHUP
+/// may replace it for later connections; the same `TlsSetup` then gives this session's channel
+/// bindings).
 async fn handshake(
-    shared: &Shared,
-    tls_setup: &TlsSetup,
+    live: &Live,
     socket: TcpStream,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls_setup.server_config));
-    let timeout = Duration::from_secs(shared.tls_handshake_timeout_secs);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&live.tls.server_config));
+    let timeout = live.connection_limits.tls_handshake_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(err)) => {
@@ -197,10 +220,7 @@ async fn handshake(
             None
         }
         Err(_) => {
-            warn!(
-                timeout_secs = shared.tls_handshake_timeout_secs,
-                "TLS handshake timed out"
-            );
+            warn!(timeout_secs = timeout.as_secs(), "TLS handshake timed out");
             None
         }
     }
@@ -301,7 +321,7 @@ async fn drive<S: Socket>(
                     if let Some(admission) = cx.admission.as_mut() {
                         admission.authenticated();
                     }
-                    let rate = cx.shared.connection_limits.read_bytes_per_sec;
+                    let rate = cx.live.connection_limits.read_bytes_per_sec;
                     cx.bucket.set_rate(rate, Instant::now().into_std());
                 }
                 Action::Bind(full_jid) => {
@@ -355,7 +375,7 @@ async fn drive<S: Socket>(
                 Timer::Auth => {
                     warn!(
                         peer = %cx.peer,
-                        timeout_secs = cx.shared.connection_limits.auth_timeout.as_secs(),
+                        timeout_secs = cx.live.connection_limits.auth_timeout.as_secs(),
                         "authentication not finished in time"
                     );
                     engine.handle(Input::TimedOut);
@@ -397,7 +417,7 @@ enum Timer {
 }
 
 fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
-    let limits = &cx.shared.connection_limits;
+    let limits = &cx.live.connection_limits;
     if !matches!(engine.session_state(), SessionState::Bound { .. }) {
         return (cx.auth_deadline, Timer::Auth);
     }

@@ -8,31 +8,55 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use starling_stanza::StreamErrorCondition;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::LimitsConfig;
 
-/// Limits shared by all connections of one server.
+/// Limits shared by all connections of one server. The caps and delays come from `[limits]`
+/// and may be replaced on SIGHUP ([`PeerLimits::reconfigure`]); the counts they are checked
+/// against carry over, so lowering a cap refuses new connections until enough old ones end.
 pub struct PeerLimits {
-    /// `limits.max_connections_per_ip`.
-    max_per_ip: usize,
+    /// The current caps and delays.
+    settings: RwLock<PeerSettings>,
     /// Open connections per address; an address is removed when its count reaches zero, so
     /// the map holds at most one entry per open connection.
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    /// One permit per connection that has not authenticated yet.
-    unauthenticated: Arc<Semaphore>,
+    /// Connections that have not authenticated yet.
+    unauthenticated: Arc<AtomicUsize>,
     /// Failed SASL attempts per address.
     auth_failures: Mutex<HashMap<IpAddr, FailureRecord>>,
+}
+
+/// The `[limits]` values [`PeerLimits`] applies.
+#[derive(Debug, Clone, Copy)]
+struct PeerSettings {
+    /// `limits.max_connections_per_ip`.
+    max_per_ip: usize,
+    /// `limits.max_unauthenticated_connections`.
+    max_unauthenticated: usize,
     /// `limits.auth_failure_delay_ms`.
     auth_failure_delay: Duration,
     /// `limits.max_auth_failure_delay_ms`.
     max_auth_failure_delay: Duration,
     /// `limits.auth_failure_window_secs`.
     auth_failure_window: Duration,
+}
+
+impl PeerSettings {
+    fn new(config: &LimitsConfig) -> Self {
+        Self {
+            max_per_ip: config.max_connections_per_ip,
+            max_unauthenticated: config.max_unauthenticated_connections,
+            auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+            max_auth_failure_delay: Duration::from_millis(config.max_auth_failure_delay_ms),
+            auth_failure_window: Duration::from_secs(config.auth_failure_window_secs),
+        }
+    }
 }
 
 /// Why a new connection was refused.
@@ -65,7 +89,7 @@ pub struct Admission {
     /// This connection's count in the per-address map.
     _address: AddressSlot,
     /// Held until the connection authenticates.
-    unauthenticated: Option<OwnedSemaphorePermit>,
+    unauthenticated: Option<UnauthenticatedSlot>,
 }
 
 impl Admission {
@@ -92,6 +116,17 @@ impl Drop for AddressSlot {
     }
 }
 
+/// One count in [`PeerLimits::unauthenticated`], given back on drop.
+struct UnauthenticatedSlot {
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for UnauthenticatedSlot {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 struct FailureRecord {
     failures: u32,
     last: Instant,
@@ -104,22 +139,37 @@ const MAX_TRACKED_FAILURE_ADDRESSES: usize = 100_000;
 impl PeerLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
-            max_per_ip: config.max_connections_per_ip,
+            settings: RwLock::new(PeerSettings::new(config)),
             per_ip: Arc::new(Mutex::new(HashMap::new())),
-            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated_connections)),
+            unauthenticated: Arc::new(AtomicUsize::new(0)),
             auth_failures: Mutex::new(HashMap::new()),
-            auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
-            max_auth_failure_delay: Duration::from_millis(config.max_auth_failure_delay_ms),
-            auth_failure_window: Duration::from_secs(config.auth_failure_window_secs),
+        }
+    }
+
+    /// SIGHUP: apply new caps and delays to connections admitted and failures recorded from
+    /// now on.
+    pub fn reconfigure(&self, config: &LimitsConfig) {
+        let settings = PeerSettings::new(config);
+        match self.settings.write() {
+            Ok(mut current) => *current = settings,
+            Err(poisoned) => *poisoned.into_inner() = settings,
+        }
+    }
+
+    fn settings(&self) -> PeerSettings {
+        match self.settings.read() {
+            Ok(settings) => *settings,
+            Err(poisoned) => *poisoned.into_inner(),
         }
     }
 
     /// Admit a new connection from `ip`, or say which limit refuses it.
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        let settings = self.settings();
         let address = {
             let mut map = lock(&self.per_ip);
             let count = map.entry(ip).or_insert(0);
-            if *count >= self.max_per_ip {
+            if *count >= settings.max_per_ip {
                 return Err(Refusal::TooManyFromAddress);
             }
             *count += 1;
@@ -129,12 +179,16 @@ impl PeerLimits {
             }
         };
         // On refusal `address` drops here and gives its count back.
-        let permit = Arc::clone(&self.unauthenticated)
-            .try_acquire_owned()
+        self.unauthenticated
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+                (count < settings.max_unauthenticated).then_some(count + 1)
+            })
             .map_err(|_| Refusal::TooManyUnauthenticated)?;
         Ok(Admission {
             _address: address,
-            unauthenticated: Some(permit),
+            unauthenticated: Some(UnauthenticatedSlot {
+                count: Arc::clone(&self.unauthenticated),
+            }),
         })
     }
 
@@ -142,9 +196,10 @@ impl PeerLimits {
     /// has in the window and how long to wait before sending the `<failure/>`:
     /// `auth_failure_delay × 2^(failures − 1)`, at most `max_auth_failure_delay`.
     pub fn record_auth_failure(&self, ip: IpAddr, now: Instant) -> (u32, Duration) {
+        let settings = self.settings();
         let mut map = lock(&self.auth_failures);
         if map.len() >= MAX_TRACKED_FAILURE_ADDRESSES {
-            let window = self.auth_failure_window;
+            let window = settings.auth_failure_window;
             map.retain(|_, record| now.saturating_duration_since(record.last) < window);
             if map.len() >= MAX_TRACKED_FAILURE_ADDRESSES {
                 map.clear();
@@ -154,17 +209,61 @@ impl PeerLimits {
             failures: 0,
             last: now,
         });
-        if now.saturating_duration_since(record.last) >= self.auth_failure_window {
+        if now.saturating_duration_since(record.last) >= settings.auth_failure_window {
             record.failures = 0;
         }
         record.failures = record.failures.saturating_add(1);
         record.last = now;
         let doublings = record.failures.saturating_sub(1).min(31);
-        let delay = self
+        let delay = settings
             .auth_failure_delay
             .saturating_mul(1u32 << doublings)
-            .min(self.max_auth_failure_delay);
+            .min(settings.max_auth_failure_delay);
         (record.failures, delay)
+    }
+}
+
+/// `limits.max_connections`: one semaphore permit per open connection, taken before `accept`.
+/// SIGHUP may resize it: a larger cap adds permits at once; a smaller one takes the free
+/// permits away now and the rest as connections end (a background task waits for them, and
+/// the semaphore being fair, the accept loops wait behind it).
+pub struct ConnectionCap {
+    semaphore: Arc<Semaphore>,
+    max: Mutex<usize>,
+}
+
+impl ConnectionCap {
+    pub fn new(max: usize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(max)),
+            max: Mutex::new(max),
+        }
+    }
+
+    /// The semaphore the accept loops take permits from.
+    pub fn semaphore(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.semaphore)
+    }
+
+    /// Change the cap to `new_max`; must run inside the tokio runtime.
+    pub fn resize(&self, new_max: usize) {
+        let mut max = lock(&self.max);
+        if new_max > *max {
+            self.semaphore.add_permits(new_max - *max);
+        } else if new_max < *max {
+            let shrink = *max - new_max;
+            let rest = shrink - self.semaphore.forget_permits(shrink);
+            if rest > 0 {
+                let semaphore = Arc::clone(&self.semaphore);
+                let rest = u32::try_from(rest).unwrap_or(u32::MAX);
+                tokio::spawn(async move {
+                    if let Ok(permits) = semaphore.acquire_many_owned(rest).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+        *max = new_max;
     }
 }
 
@@ -265,6 +364,47 @@ mod tests {
         assert_eq!(lock(&limits.per_ip).get(&B), None);
         first.authenticated();
         assert!(limits.admit(B).is_ok());
+    }
+
+    #[test]
+    fn reconfigure_applies_to_new_admissions_and_failures() {
+        let limits = limits(1, 100);
+        let _first = limits.admit(A).unwrap();
+        assert_eq!(limits.admit(A).err(), Some(Refusal::TooManyFromAddress));
+        limits.reconfigure(&LimitsConfig {
+            max_connections_per_ip: 2,
+            max_unauthenticated_connections: 2,
+            auth_failure_delay_ms: 10,
+            ..LimitsConfig::default()
+        });
+        let _second = limits.admit(A).unwrap();
+        // Two connections are unauthenticated now, the new total cap.
+        assert_eq!(limits.admit(B).err(), Some(Refusal::TooManyUnauthenticated));
+        assert_eq!(
+            limits.record_auth_failure(A, Instant::now()).1,
+            Duration::from_millis(10)
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_cap_grows_and_shrinks() {
+        let cap = ConnectionCap::new(3);
+        let semaphore = cap.semaphore();
+        let held = Arc::clone(&semaphore).acquire_many_owned(2).await.unwrap();
+        cap.resize(5);
+        assert_eq!(semaphore.available_permits(), 3);
+        // Down to 1 with 2 held: the 3 free permits go now, one more once a connection ends.
+        cap.resize(1);
+        assert_eq!(semaphore.available_permits(), 0);
+        drop(held);
+        tokio::task::yield_now().await;
+        for _ in 0..100 {
+            if semaphore.available_permits() == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(semaphore.available_permits(), 1);
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 first_start_hint(&config).await;
-                server::run(config).await
+                server::run(config, config_path).await
             }
             Command::Adduser { jid, password_file } => {
                 let source = password_source(password_file.as_deref());

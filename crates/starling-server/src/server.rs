@@ -1,6 +1,7 @@
 //! Start-up and shutdown: storage, TLS, listeners, the accept loops and the connection cap;
-//! SIGHUP reloads the certificate.
+//! SIGHUP reloads the config file and the certificate for new connections.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,89 +16,130 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::connection::{self, ConnectionLimits, ListenerKind};
-use crate::limits::PeerLimits;
+use crate::limits::{ConnectionCap, PeerLimits};
 use crate::tls::TlsSetup;
+
+/// The settings a connection runs with, fixed when it is accepted. SIGHUP builds a new one
+/// and later connections take that; a connection keeps its snapshot until it ends.
+pub struct Live {
+    /// The configuration in force (restart-only keys keep their values from the start).
+    pub config: Config,
+    /// Engine settings derived from it.
+    pub stream_config: Arc<StreamConfig>,
+    /// Certificates and the rustls config.
+    pub tls: Arc<TlsSetup>,
+    /// Per-connection timers and read rates.
+    pub connection_limits: ConnectionLimits,
+}
+
+impl Live {
+    /// Derive everything from `config`, loading (or generating) the certificate.
+    fn new(config: Config) -> anyhow::Result<Self> {
+        let tls = TlsSetup::load(&config)?;
+        Ok(Self {
+            stream_config: Arc::new(config.stream_config()),
+            tls: Arc::new(tls),
+            connection_limits: ConnectionLimits::new(&config),
+            config,
+        })
+    }
+}
 
 /// What every connection task shares.
 pub struct Shared {
-    /// Engine settings derived from the config.
-    pub stream_config: Arc<StreamConfig>,
-    /// Certificates and the rustls config; replaced on SIGHUP, so connections take a snapshot
-    /// with [`Shared::tls`].
-    pub tls: RwLock<Arc<TlsSetup>>,
+    /// The settings for connections starting now; replaced on SIGHUP, so connections take a
+    /// snapshot with [`Shared::live`]. The lock is only held to clone or replace the `Arc`.
+    live: RwLock<Arc<Live>>,
+    /// The config file the server was started with, re-read on SIGHUP; `None` for defaults.
+    config_path: Option<PathBuf>,
     /// Accounts.
     pub store: AnyStore,
     /// Routes stanzas between sessions over the session registry.
     pub router: Router<AnyStore>,
-    /// Seconds a TLS handshake may take.
-    pub tls_handshake_timeout_secs: u64,
-    /// Per-connection timers and read rates.
-    pub connection_limits: ConnectionLimits,
     /// Limits across connections: per address, unauthenticated, SASL failures per address.
     pub peer_limits: PeerLimits,
+    /// `limits.max_connections`.
+    connection_cap: ConnectionCap,
 }
 
 impl Shared {
-    /// The TLS setup for a connection starting now.
-    pub fn tls(&self) -> Arc<TlsSetup> {
-        match self.tls.read() {
-            Ok(tls) => Arc::clone(&tls),
+    /// The settings for a connection starting now.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(live) => Arc::clone(&live),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    /// SIGHUP: load the certificate and key again and use them for new connections. Sessions
-    /// already open keep the TLS session they have; a load failure keeps the old certificate.
-    fn reload_tls(&self, config: &Config) {
-        match TlsSetup::load(config) {
-            Ok(tls) => {
-                match self.tls.write() {
-                    Ok(mut current) => *current = Arc::new(tls),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(tls),
-                }
-                info!(
-                    certificate = %config.tls.certificate.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "self-signed".to_owned()),
-                    "SIGHUP: reloaded the TLS certificate and key for new connections"
-                );
-            }
+    /// SIGHUP: read the config file again and apply what can change while running to new
+    /// connections and new checks; reload the certificate. Open sessions keep their settings.
+    /// Keys that need a restart keep their running values (each is named in a warning); an
+    /// invalid file or certificate leaves the running configuration in force.
+    fn reload(&self) {
+        let path = self
+            .config_path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(defaults)".to_owned());
+        let new = match Config::load(self.config_path.as_deref()) {
+            Ok(new) => new,
             Err(err) => {
-                error!(error = %format!("{err:#}"), "SIGHUP: cannot reload the TLS certificate; keeping the old one")
+                error!(config = %path, error = %format!("{err:#}"), "SIGHUP: the config file is invalid; keeping the running configuration");
+                return;
             }
+        };
+        let running = self.live();
+        let reload = running.config.reload(new);
+        for key in &reload.needs_restart {
+            warn!(config = %path, key, "SIGHUP: `{key}` changed but needs a restart; keeping the running value");
+        }
+        let live = match Live::new(reload.config) {
+            Ok(live) => live,
+            Err(err) => {
+                error!(error = %format!("{err:#}"), "SIGHUP: cannot reload the TLS certificate; keeping the running configuration and certificate");
+                return;
+            }
+        };
+        self.peer_limits.reconfigure(&live.config.limits);
+        self.connection_cap
+            .resize(live.config.limits.max_connections);
+        info!(
+            certificate = %live.config.tls.certificate.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "self-signed".to_owned()),
+            "SIGHUP: reloaded the TLS certificate and key for new connections"
+        );
+        info!(config = %path, changed = ?reload.changed, "SIGHUP: configuration reloaded for new connections");
+        let live = Arc::new(live);
+        match self.live.write() {
+            Ok(mut current) => *current = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
         }
     }
 }
 
 /// Run the server until SIGINT or SIGTERM, then shut down gracefully.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `config_path` is the file `config` came from, read again on SIGHUP.
+pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = config.open_store().await?;
-    let tls = TlsSetup::load(&config)?;
     let registry = Arc::new(Registry::new(
         config.hosts.clone(),
         config.registry_config(),
     ));
+    let router = Router::new(registry, store.clone(), config.router_limits());
     let shared = Arc::new(Shared {
-        stream_config: Arc::new(config.stream_config()),
-        tls: RwLock::new(Arc::new(tls)),
-        router: Router::new(registry, store.clone(), config.router_limits()),
-        store,
-        tls_handshake_timeout_secs: config.c2s.tls_handshake_timeout_secs,
-        connection_limits: ConnectionLimits {
-            auth_timeout: Duration::from_secs(config.c2s.auth_timeout_secs),
-            idle_timeout: Duration::from_secs(config.c2s.idle_timeout_secs),
-            idle_ping_timeout: Duration::from_secs(config.c2s.idle_ping_timeout_secs),
-            read_bytes_per_sec_unauthenticated: config.limits.read_bytes_per_sec_unauthenticated,
-            read_bytes_per_sec: config.limits.read_bytes_per_sec,
-            read_burst_bytes: config.limits.read_burst_bytes,
-        },
         peer_limits: PeerLimits::new(&config.limits),
+        connection_cap: ConnectionCap::new(config.limits.max_connections),
+        live: RwLock::new(Arc::new(Live::new(config.clone())?)),
+        config_path,
+        router,
+        store,
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Each connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+    let permits = shared.connection_cap.semaphore();
 
     let mut listeners = Vec::new();
     for (addrs, kind, label) in [
@@ -134,7 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(done_tx);
     announce("ready");
 
-    wait_for_signal(&shared, &config).await?;
+    wait_for_signal(&shared).await?;
     info!("shutting down");
     // Listeners stop accepting and every session is sent <system-shutdown/>.
     let _ = shutdown_tx.send(true);
@@ -142,10 +184,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     drop(accept_tasks);
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let grace_secs = shared.live().config.shutdown_grace_secs;
+    let grace = Duration::from_secs(grace_secs);
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
         error!(
-            grace_secs = config.shutdown_grace_secs,
+            grace_secs,
             "sessions still open after the grace period; exiting anyway"
         );
     }
@@ -197,8 +240,8 @@ async fn accept_loop(
     }
 }
 
-/// Wait for SIGINT or SIGTERM; meanwhile each SIGHUP reloads the certificate.
-async fn wait_for_signal(shared: &Shared, config: &Config) -> anyhow::Result<()> {
+/// Wait for SIGINT or SIGTERM; meanwhile each SIGHUP reloads the config and certificate.
+async fn wait_for_signal(shared: &Shared) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -211,13 +254,13 @@ async fn wait_for_signal(shared: &Shared, config: &Config) -> anyhow::Result<()>
                     return Ok(());
                 }
                 _ = term.recv() => return Ok(()),
-                _ = hup.recv() => shared.reload_tls(config),
+                _ = hup.recv() => shared.reload(),
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (shared, config);
+        let _ = shared;
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")

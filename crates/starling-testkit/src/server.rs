@@ -22,6 +22,8 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Server settings a test may change; [`Default`] gives the values of a normal deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerOptions {
+    /// `hosts`: the domains served; the first is [`TestServer::domain`].
+    pub hosts: Vec<String>,
     /// `c2s.require_encryption`: STARTTLS is required before SASL.
     pub require_encryption: bool,
     /// `c2s.allow_plain_without_tls`: PLAIN is offered on unencrypted streams.
@@ -74,6 +76,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
+            hosts: vec!["localhost".to_owned()],
             require_encryption: true,
             allow_plain_without_tls: false,
             max_auth_failures: 3,
@@ -110,6 +113,12 @@ impl ServerOptions {
                 .map_err(|_| anyhow!("option {key}: cannot parse {value:?}"))
         }
         match key {
+            "hosts" => {
+                self.hosts = value
+                    .split(',')
+                    .map(|host| host.trim().to_owned())
+                    .collect()
+            }
             "require_encryption" => self.require_encryption = parse(key, value)?,
             "allow_plain_without_tls" => self.allow_plain_without_tls = parse(key, value)?,
             "max_auth_failures" => self.max_auth_failures = parse(key, value)?,
@@ -150,7 +159,7 @@ impl ServerOptions {
     /// The TOML config for a server keeping its data in `data_dir`.
     pub fn to_toml(&self, data_dir: &Path) -> String {
         format!(
-            r#"hosts = ["localhost"]
+            r#"hosts = [{}]
 data_dir = {data_dir:?}
 
 [listen]
@@ -182,6 +191,11 @@ read_burst_bytes = {}
 auth_failure_delay_ms = {}
 max_auth_failure_delay_ms = {}
 "#,
+            self.hosts
+                .iter()
+                .map(|host| format!("{host:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.require_encryption,
             self.allow_plain_without_tls,
             self.max_auth_failures,
@@ -222,8 +236,10 @@ pub struct TestServer {
     pub starttls_addr: SocketAddr,
     /// Where the server accepts direct TLS connections (XEP-0368).
     pub direct_tls_addr: SocketAddr,
-    /// The served domain.
+    /// The served domain: the first of the options' `hosts`.
     pub domain: String,
+    /// The options the config file was last written from.
+    options: ServerOptions,
     /// The binary that was started, for account commands.
     binary: PathBuf,
     /// The config file.
@@ -269,7 +285,8 @@ impl TestServer {
             log_filter: options.log_filter.clone(),
             starttls_addr: running.starttls_addr,
             direct_tls_addr: running.direct_tls_addr,
-            domain: "localhost".to_owned(),
+            domain: first_host(&options),
+            options,
             binary,
             config_path,
             child: Mutex::new(running.child),
@@ -336,6 +353,40 @@ impl TestServer {
         Ok(())
     }
 
+    /// Rewrites the server's config file from `options` (same data directory, port 0). The
+    /// running server sees it on SIGHUP ([`Self::signal`]) or [`Self::restart`]; `domain`
+    /// follows the new first host only at the restart, since a running server keeps its hosts.
+    /// `log_filter` is an environment variable, not part of the file, and stays as started.
+    pub fn rewrite_config(&mut self, options: ServerOptions) -> anyhow::Result<()> {
+        std::fs::write(&self.config_path, options.to_toml(self.data_dir.path()))
+            .with_context(|| format!("writing {}", self.config_path.display()))?;
+        self.options = options;
+        Ok(())
+    }
+
+    /// The config file, to overwrite with arbitrary text (e.g. a broken file for a reload test).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// `starling list-users [host]` against this server's config: the accounts' JIDs.
+    pub async fn list_users(&self, host: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let args: Vec<&str> = std::iter::once("list-users").chain(host).collect();
+        let (status, output) = self.run_command(&args, None).await?;
+        if !status.success() {
+            bail!(
+                "`starling {}` failed with {status}:\n{output}",
+                args.join(" ")
+            );
+        }
+        Ok(output
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.contains('@') && !line.contains(' '))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Starts the server again, after it exited, on the same data directory and config (new
     /// ports).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
@@ -353,6 +404,7 @@ impl TestServer {
         self.starttls_addr = running.starttls_addr;
         self.direct_tls_addr = running.direct_tls_addr;
         self.stdout_lines = running.stdout_lines;
+        self.domain = first_host(&self.options);
         *self
             .child
             .lock()
@@ -616,6 +668,14 @@ fn binary_name() -> &'static str {
     } else {
         "starling"
     }
+}
+
+fn first_host(options: &ServerOptions) -> String {
+    options
+        .hosts
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn read_log(path: &Path) -> String {
