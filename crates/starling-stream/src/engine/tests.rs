@@ -117,12 +117,18 @@ fn plain_auth(user: &str, password: &str) -> String {
 const STARTTLS: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
 const BIND: &str = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone</resource></bind></iq>";
 
-/// Log in over STARTTLS with PLAIN and bind `phone`; returns the harness, ready for stanzas.
-fn bound_session() -> Harness {
+/// A stream after STARTTLS and the restart, ready for SASL.
+fn tls_session() -> Harness {
     let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
     h.send(HEADER.as_bytes());
     h.send(STARTTLS.as_bytes());
     h.send(HEADER.as_bytes());
+    h
+}
+
+/// Log in over STARTTLS with PLAIN and bind `phone`; returns the harness, ready for stanzas.
+fn bound_session() -> Harness {
+    let mut h = tls_session();
     h.send(plain_auth("alice", "secret").as_bytes());
     h.send(HEADER.as_bytes());
     let out = h.send(BIND.as_bytes());
@@ -209,10 +215,7 @@ fn bytes_after_starttls_in_the_same_read_close_the_connection_unparsed() {
 
 #[test]
 fn stanza_before_authentication_is_not_authorized() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     let out = h.send(b"<message to='bob@localhost'><body>hi</body></message>");
     assert!(
         out.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
@@ -256,10 +259,7 @@ fn after_tls_mechanisms_and_channel_binding_types_are_offered() {
 
 #[test]
 fn plain_login_restarts_and_offers_bind_then_binds() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     let out = h.send(plain_auth("alice", "secret").as_bytes());
     assert_eq!(out, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
     let out = h.send(HEADER.as_bytes());
@@ -291,10 +291,7 @@ fn plain_login_restarts_and_offers_bind_then_binds() {
 
 #[test]
 fn wrong_password_fails_and_keeps_the_stream_until_the_limit() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     for attempt in 1..=3 {
         let out = h.send(plain_auth("alice", "wrong").as_bytes());
         assert!(
@@ -314,10 +311,7 @@ fn wrong_password_fails_and_keeps_the_stream_until_the_limit() {
 
 #[test]
 fn unknown_user_and_unknown_mechanism_fail_with_their_conditions() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     let out = h.send(plain_auth("mallory", "secret").as_bytes());
     assert_eq!(
         out,
@@ -332,10 +326,7 @@ fn unknown_user_and_unknown_mechanism_fail_with_their_conditions() {
 
 #[test]
 fn bad_base64_is_incorrect_encoding() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     let out =
         h.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>");
     assert_eq!(
@@ -346,10 +337,7 @@ fn bad_base64_is_incorrect_encoding() {
 
 #[test]
 fn storage_failure_is_temporary_auth_failure() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     h.stream
         .handle(Input::Bytes(plain_auth("alice", "secret").as_bytes()));
     let mut saw_lookup = false;
@@ -414,10 +402,7 @@ fn legacy_session_and_second_bind_are_answered_by_the_engine() {
 
 #[test]
 fn refused_bind_is_a_stanza_error_and_the_session_stays_unbound() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     h.send(plain_auth("alice", "secret").as_bytes());
     h.send(HEADER.as_bytes());
     let out = h.send(BIND.replace("phone", "taken").as_bytes());
@@ -563,10 +548,7 @@ fn timeout_is_connection_timeout() {
 // The shell delays <failure/> per peer address, so AuthFailed must come before the write.
 #[test]
 fn auth_failed_comes_before_the_failure_is_written() {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
-    h.send(HEADER.as_bytes());
-    h.send(STARTTLS.as_bytes());
-    h.send(HEADER.as_bytes());
+    let mut h = tls_session();
     h.stream
         .handle(Input::Bytes(plain_auth("alice", "wrong").as_bytes()));
     let mut order = Vec::new();
