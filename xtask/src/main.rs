@@ -7,6 +7,7 @@
 //! Each step runs a command with inherited stdio, prints a banner and its elapsed time,
 //! and the first failing step stops the run with a non-zero exit.
 
+mod bench;
 mod compliance;
 mod fuzz;
 mod postgres;
@@ -55,6 +56,19 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Build release binaries and run `starling-loadgen` (logins, messages, idle memory)
+    /// against Starling and optional peers; writes `bench/results/<date>.{json,md}`.
+    Bench {
+        /// A small bounded run (under 2 minutes); results go to the target directory.
+        #[arg(long)]
+        quick: bool,
+        /// Also run the suite against this server (Debian package; repeatable).
+        #[arg(long, value_enum)]
+        peer: Vec<bench::Peer>,
+        /// Record a `perf` profile of Starling during a messages run.
+        #[arg(long)]
+        profile: bool,
+    },
     /// Build the cargo-fuzz targets in `fuzz/` and run each for a bounded time; crashing
     /// inputs are copied into `fuzz/regressions/<target>/`, which the tests replay.
     Fuzz {
@@ -86,6 +100,21 @@ fn main() -> ExitCode {
         Command::Compliance => add_compliance(&mut plan, &root),
         Command::WithPostgres { command } => add_with_postgres(&mut plan, &root, command),
         Command::Fuzz { seconds, target } => fuzz::add(&mut plan, &root, seconds, target),
+        Command::Bench {
+            quick,
+            mut peer,
+            profile,
+        } => {
+            peer.sort();
+            peer.dedup();
+            let options = bench::Options {
+                quick,
+                peers: peer,
+                profile,
+                debug: false,
+            };
+            plan.step("bench", move |_| bench::run(&root, &options));
+        }
     }
     plan.run()
 }
@@ -142,6 +171,15 @@ fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
             .run()
     });
     add_stop_postgres(plan);
+    plan.step("bench --quick (smoke: no errors, no lost messages)", |_| {
+        let options = bench::Options {
+            quick: true,
+            peers: Vec::new(),
+            profile: false,
+            debug: true,
+        };
+        bench::run(root, &options)
+    });
     plan.step("doctests", |_| {
         cargo(root).args(["test", "--workspace", "--doc"]).run()
     });
