@@ -64,7 +64,7 @@ impl ConnectionLimits {
 const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of one socket read. The parser enforces stanza limits on each chunk as it arrives.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
+const READ_CHUNK_BYTES: usize = 4 * 1024;
 
 /// How a connection arrived.
 #[derive(Debug, Clone, Copy)]

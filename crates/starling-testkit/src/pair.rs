@@ -45,7 +45,7 @@ impl ChatPair {
         Ok(Self { stop, task })
     }
 
-    /// Stops the exchange after the round trip in flight and reports it; fails if any message
+    /// Stops the exchange after one more round trip and reports it; fails if any message
     /// was lost, reordered or later than the client deadline, or if fewer than
     /// `min_round_trips` round trips happened.
     pub async fn finish(self, min_round_trips: u64) -> anyhow::Result<PairReport> {
@@ -77,7 +77,11 @@ async fn exchange(
         slowest: Duration::ZERO,
     };
     let mut seq = 0u64;
-    while !*stopped.borrow() {
+    loop {
+        // The round trip that starts after `finish` asked to stop is still made: it shows the
+        // server works after the attack, and the pair never reports zero round trips merely
+        // because the attack was over before the first one began.
+        let stopping = *stopped.borrow();
         let started = tokio::time::Instant::now();
         seq += 1;
         send(&mut a, &b_jid, seq).await?;
@@ -91,6 +95,9 @@ async fn exchange(
             .with_context(|| format!("pair-a waiting for message {seq}"))?;
         report.round_trips += 1;
         report.slowest = report.slowest.max(started.elapsed());
+        if stopping {
+            break;
+        }
         tokio::time::sleep(PACE).await;
     }
     Ok(report)
