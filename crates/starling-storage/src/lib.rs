@@ -69,6 +69,7 @@ use starling_sasl::StoredCredentials;
 mod any;
 mod postgres;
 mod roster;
+mod scram_names;
 mod sqlite;
 mod sqlite_roster;
 

@@ -10,10 +10,11 @@ mod pool;
 mod roster;
 
 use jid::{BareJid, DomainPart, NodePart};
-use starling_sasl::{ScramHash, ScramKeys, StoredCredentials};
+use starling_sasl::{ScramKeys, StoredCredentials};
 use tokio_postgres::{Client, Config, GenericClient};
 
 use self::pool::{Connection, Pool};
+use crate::scram_names::{hash_name, hash_rank, parse_hash_name};
 use crate::{AccountStore, StorageError};
 
 /// Schema migrations, applied in order. Each runs in its own transaction together with its
@@ -387,28 +388,6 @@ async fn insert_keys(
     Ok(())
 }
 
-/// The SASL mechanism name stored for a hash (RFC 5802 §4, RFC 7677 §3).
-fn hash_name(hash: ScramHash) -> &'static str {
-    match hash {
-        ScramHash::Sha1 => "SCRAM-SHA-1",
-        ScramHash::Sha256 => "SCRAM-SHA-256",
-    }
-}
-
-fn parse_hash_name(name: &str) -> Option<ScramHash> {
-    [ScramHash::Sha1, ScramHash::Sha256]
-        .into_iter()
-        .find(|&hash| hash_name(hash) == name)
-}
-
-/// Position of a hash in the order `credentials` returns keys in.
-fn hash_rank(hash: ScramHash) -> u8 {
-    match hash {
-        ScramHash::Sha1 => 0,
-        ScramHash::Sha256 => 1,
-    }
-}
-
 /// The server's own message for a database error (without its severity prefix), or the
 /// client's description of anything else (I/O, protocol, closed connection).
 fn message(err: &tokio_postgres::Error) -> String {
@@ -434,14 +413,6 @@ mod tests {
         let expected: Vec<u32> =
             (1..=u32::try_from(MIGRATIONS.len()).expect("few migrations")).collect();
         assert_eq!(versions, expected);
-    }
-
-    #[test]
-    fn hash_names_round_trip() {
-        for hash in [ScramHash::Sha1, ScramHash::Sha256] {
-            assert_eq!(parse_hash_name(hash_name(hash)), Some(hash));
-        }
-        assert_eq!(parse_hash_name("scram-sha-1"), None);
     }
 
     /// A port nothing listens on: bound, then released.
