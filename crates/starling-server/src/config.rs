@@ -29,6 +29,72 @@ pub struct Config {
     pub storage: Storage,
     /// Seconds to wait for sessions to close on shutdown before exiting anyway.
     pub shutdown_grace_secs: u64,
+    /// The local admin socket used by `starling list-sessions`, `kick`, `announce`, ….
+    pub admin: Admin,
+    /// Log output.
+    pub log: Log,
+    /// The optional Prometheus endpoint.
+    pub metrics: Metrics,
+}
+
+/// `[admin]`: the Unix socket that admin commands use to reach the running server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Open the admin socket. Default true.
+    pub enabled: bool,
+    /// Socket path; default `<data_dir>/admin.sock`. It is created with mode 0600, so only the
+    /// user the server runs as (and root) can use it.
+    pub socket: Option<PathBuf>,
+}
+
+/// `[log]`: what is logged and how. `STARLING_LOG` in the environment overrides `level`, and
+/// `--log-format` on the command line overrides `format`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter: a default level and per-module levels, e.g.
+    /// `"info,starling_router=debug"`. Default `"info"`.
+    pub level: String,
+    /// `"human"` (default) or `"json"` (one JSON object per line).
+    pub format: LogFormat,
+}
+
+/// `log.format` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[metrics]`: a Prometheus text endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Loopback address to serve `/metrics` on, e.g. `"127.0.0.1:9700"`. Unset: no endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: None,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Human,
+        }
+    }
 }
 
 /// The outcome of [`Config::reload`].
@@ -194,6 +260,9 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: Storage::default(),
             shutdown_grace_secs: 5,
+            admin: Admin::default(),
+            log: Log::default(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -320,6 +389,12 @@ impl Config {
                 && self.limits.read_burst_bytes >= 1024,
             "limits: read rates and read_burst_bytes must be at least 1024"
         );
+        if let Some(addr) = self.metrics.listen {
+            anyhow::ensure!(
+                addr.ip().is_loopback(),
+                "metrics.listen: {addr} is not a loopback address; the endpoint is unauthenticated"
+            );
+        }
         anyhow::ensure!(
             self.c2s.auth_timeout_secs >= 1
                 && self.c2s.idle_timeout_secs >= 1
@@ -352,6 +427,10 @@ impl Config {
             "storage.backend" => storage.backend;
             "storage.sqlite_path" => storage.sqlite_path;
             "storage.postgres_url" => storage.postgres_url;
+            "admin.enabled" => admin.enabled;
+            "admin.socket" => admin.socket;
+            "log.format" => log.format;
+            "metrics.listen" => metrics.listen;
             "c2s.conflict_policy" => c2s.conflict_policy;
             "c2s.max_resources_per_account" => c2s.max_resources_per_account;
             "limits.outbound_queue_stanzas" => limits.outbound_queue_stanzas;
@@ -370,6 +449,7 @@ impl Config {
         }
         live! {
             "shutdown_grace_secs" => shutdown_grace_secs;
+            "log.level" => log.level;
             "tls.certificate" => tls.certificate;
             "tls.private_key" => tls.private_key;
             "c2s.require_encryption" => c2s.require_encryption;
@@ -423,6 +503,14 @@ impl Config {
                 Ok(store.into())
             }
         }
+    }
+
+    /// The admin socket's path.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
     }
 
     /// The SQLite database file.

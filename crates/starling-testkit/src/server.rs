@@ -71,6 +71,10 @@ pub struct ServerOptions {
     /// `storage.postgres_url` with `storage.backend = "postgres"`; `None` keeps the embedded
     /// SQLite database in the data directory.
     pub postgres_url: Option<String>,
+    /// Raw TOML appended to the generated file: whole sections the fields above do not cover
+    /// (`[metrics]`, `[admin]`, `[tls]`, `[log]`, …). Must not repeat a section written above
+    /// (`[listen]`, `[c2s]`, `[limits]`, and `[storage]` when `postgres_url` is set).
+    pub extra_toml: String,
 }
 
 impl Default for ServerOptions {
@@ -100,6 +104,7 @@ impl Default for ServerOptions {
             idle_ping_timeout_secs: 30,
             log_filter: None,
             postgres_url: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -219,6 +224,8 @@ max_auth_failure_delay_ms = {}
             self.max_auth_failure_delay_ms,
             data_dir = data_dir.display().to_string(),
         ) + &self.storage_toml()
+            + "\n"
+            + &self.extra_toml
     }
 
     /// The `[storage]` section: SQLite unless a PostgreSQL URL is set.
