@@ -210,7 +210,16 @@ impl StreamParser {
                         self.element_evented_bytes += len;
                     }
                     self.check_size()?;
-                    match self.handle(event)? {
+                    let out = self.handle(event)?;
+                    if matches!(out, Some(StreamEvent::Header(_) | StreamEvent::Element(_))) {
+                        // A header or top-level element ends at its `>`, which rxml reports
+                        // without reading ahead, so every byte handed over so far belongs to
+                        // it. rxml's event lengths can fall short of the bytes when text
+                        // arrives in pieces; re-synchronising here keeps such a shortfall
+                        // from being counted against the next element.
+                        self.head = self.cursor;
+                    }
+                    match out {
                         // The budget may have cut a run of whitespace into
                         // several text events; while the run visibly goes
                         // on in the buffer, keep reading so it is one event.
@@ -463,6 +472,64 @@ mod tests {
             }
         }
         (events, None)
+    }
+
+    /// Found by the chunking property test: text with multi-byte characters arriving a byte at
+    /// a time made rxml report shorter events than the bytes read, and the shortfall was
+    /// counted against the next element, so a 297-byte element failed a 300-byte limit.
+    #[test]
+    fn element_size_does_not_depend_on_where_reads_split() {
+        let input = include_bytes!("../testdata/limit-across-chunks.xml");
+        let limits = Limits {
+            max_stanza_bytes: 300,
+            max_depth: 4,
+            max_attributes_per_element: 3,
+            max_name_bytes: 12,
+            max_attribute_value_bytes: 40,
+            max_header_bytes: 200,
+        };
+        // How keepalive whitespace is grouped into events may differ; nothing else may.
+        let run = |chunks: &[&[u8]]| {
+            let (mut events, error) = run(limits, chunks);
+            events.retain(|event| *event != StreamEvent::Whitespace);
+            (events, error)
+        };
+        let whole = run(&[input]);
+        assert_eq!(whole.1, None, "fed whole");
+        let elements = whole
+            .0
+            .iter()
+            .filter(|event| matches!(event, StreamEvent::Element(_)))
+            .count();
+        assert_eq!(elements, 3);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(&bytes), whole, "fed a byte at a time");
+        for split in 1..input.len() {
+            let (left, right) = input.split_at(split);
+            assert_eq!(run(&[left, right]), whole, "split at {split}");
+        }
+    }
+
+    /// The limit still bites at the same byte for an element after multi-byte text.
+    #[test]
+    fn multibyte_text_in_pieces_is_counted_once() {
+        let first = "<message><body>\u{1F600}\u{1F600}\u{1F600}\u{1F600}</body></message>";
+        let second = format!("<iq>{}</iq>", "x".repeat(1024 - 9));
+        assert_eq!(second.len(), 1024);
+        let input = format!("{BARE_HEADER}{first}{second}");
+        let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+        let limits = Limits {
+            max_stanza_bytes: 1024,
+            ..Limits::authenticated()
+        };
+        let (events, error) = run(limits, &bytes);
+        assert_eq!(error, None);
+        assert_eq!(events.len(), 3);
+        let mut over = input.clone();
+        over.insert(over.len() - 5, 'x');
+        let bytes: Vec<&[u8]> = over.as_bytes().chunks(1).collect();
+        let (_, error) = run(limits, &bytes);
+        assert_eq!(error, Some(XmlError::TooLarge { limit_bytes: 1024 }));
     }
 
     /// The error `input` (one feed, default limits) ends with.
