@@ -46,8 +46,13 @@ enum Command {
     },
     /// fmt check, clippy with warnings denied, and the tidy checks.
     Lint,
-    /// Build, run the conformance scenarios, then print and write `docs/compliance.md`.
-    Compliance,
+    /// Build, run the conformance scenarios, then print and write `docs/compliance.md` and
+    /// the feature table in `README.md`.
+    Compliance {
+        /// Run nothing: re-render both from the results recorded in `docs/compliance.md`.
+        #[arg(long)]
+        no_run: bool,
+    },
     /// Start a throwaway PostgreSQL, run COMMAND with STARLING_TEST_POSTGRES_URL set, stop it.
     ///
     /// For example: `cargo xtask with-postgres cargo test -p starling-storage --test postgres`.
@@ -97,7 +102,13 @@ fn main() -> ExitCode {
         }
         Command::Test { quick: false } => add_full_test(&mut plan, &root),
         Command::Lint => add_lints(&mut plan, &root, true),
-        Command::Compliance => add_compliance(&mut plan, &root),
+        Command::Compliance { no_run: false } => add_compliance(&mut plan, &root),
+        Command::Compliance { no_run: true } => {
+            plan.step(
+                "docs/compliance.md and README.md (recorded results)",
+                |_| compliance::write_from_docs(&root).map(drop),
+            );
+        }
         Command::WithPostgres { command } => add_with_postgres(&mut plan, &root, command),
         Command::Fuzz { seconds, target } => fuzz::add(&mut plan, &root, seconds, target),
         Command::Bench {
@@ -251,7 +262,7 @@ fn add_compliance<'a>(plan: &mut Plan<'a>, root: &'a Path) {
         state.scenario_results = Some(results);
         Ok(())
     });
-    plan.step("docs/compliance.md", |state| {
+    plan.step("docs/compliance.md and README.md", |state| {
         let results = state.require_scenario_results()?;
         let markdown = compliance::write(root, results)?;
         let mut stdout = std::io::stdout().lock();

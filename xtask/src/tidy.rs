@@ -2,6 +2,8 @@
 //!
 //! * Every `.rs` file under `crates/`, `xtask/` and `tests/` opens with a `//!` line.
 //! * Every folder under `crates/` is named in `ARCHITECTURE.md`'s code map.
+//! * `docs/compliance.md` and the feature table in `README.md` match the recorded scenario
+//!   results (see `compliance::stale_problems`).
 //!
 //! All violations are collected and reported together.
 
@@ -33,9 +35,13 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
     }
 
     problems.extend(architecture_problems(root)?);
+    problems.extend(crate::compliance::stale_problems(root)?);
 
     if problems.is_empty() {
-        eprintln!("    {} Rust files and the code map checked", sources.len());
+        eprintln!(
+            "    {} Rust files, the code map and the compliance tables checked",
+            sources.len()
+        );
         return Ok(());
     }
     for problem in &problems {

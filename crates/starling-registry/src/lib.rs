@@ -37,4 +37,7 @@ mod registry;
 mod session;
 
 pub use registry::{BindRefusal, ConflictPolicy, Registry, RegistryConfig};
-pub use session::{CloseReason, ConnectedResource, SendError, SessionHandle, SessionReceiver};
+pub use session::{
+    CloseReason, ConnectedResource, SendError, SessionHandle, SessionOrigin, SessionReceiver,
+    StreamTransport,
+};

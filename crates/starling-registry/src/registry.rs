@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use jid::{BareJid, FullJid};
 use starling_stanza::StreamErrorCondition;
 
-use crate::session::{CloseReason, SessionHandle, SessionReceiver};
+use crate::session::{CloseReason, SessionHandle, SessionOrigin, SessionReceiver};
 
 /// What happens when a client binds a full JID that is already in use (RFC 6120 §7.7.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +100,24 @@ impl Registry {
         SessionHandle::new(
             full_jid,
             id,
+            None,
+            self.config.queue_depth,
+            self.config.overflow_grace,
+        )
+    }
+
+    /// Like [`Registry::new_session`], recording where the connection came from for
+    /// operators ([`SessionHandle::origin`]).
+    pub fn new_session_from(
+        &self,
+        full_jid: FullJid,
+        id: uuid::Uuid,
+        origin: SessionOrigin,
+    ) -> (SessionHandle, SessionReceiver) {
+        SessionHandle::new(
+            full_jid,
+            id,
+            Some(origin),
             self.config.queue_depth,
             self.config.overflow_grace,
         )
@@ -219,6 +237,25 @@ impl Registry {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Every bound session of one host (for `list-sessions` and announcements); `None` when
+    /// the host is not served here.
+    pub fn host_sessions(&self, host: &str) -> Option<Vec<SessionHandle>> {
+        let users = self.hosts.get(host)?;
+        Some(
+            users
+                .iter()
+                .flat_map(|entry| entry.value().clone())
+                .collect(),
+        )
+    }
+
+    /// The served hosts, sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.hosts.keys().cloned().collect();
+        hosts.sort();
+        hosts
     }
 
     /// How many sessions are bound.

@@ -1,7 +1,8 @@
 //! One connected resource and the handle through which everything else reaches it.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use jid::{BareJid, FullJid};
 use minidom::Element;
@@ -54,6 +55,29 @@ pub struct ConnectedResource {
     pub is_interested: bool,
 }
 
+/// Where a session's connection came from, for operators (`starling list-sessions`). Fixed
+/// when the session is created; routing never looks at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOrigin {
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// When the connection was accepted.
+    pub connected_at: SystemTime,
+    /// How the stream is protected.
+    pub transport: StreamTransport,
+}
+
+/// How a client stream is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamTransport {
+    /// Plain TCP (only where the configuration allows it).
+    Plain,
+    /// TCP upgraded with STARTTLS (RFC 6120 §5).
+    StartTls,
+    /// TLS from the first byte (XEP-0368).
+    DirectTls,
+}
+
 /// A cheap, cloneable reference to one session. Equality is session identity.
 #[derive(Clone)]
 pub struct SessionHandle {
@@ -65,6 +89,8 @@ struct Session {
     /// reused the same full JID.
     id: uuid::Uuid,
     full_jid: FullJid,
+    /// Peer, start time and transport; `None` for sessions made without them (tests).
+    origin: Option<SessionOrigin>,
     stanzas: mpsc::Sender<Element>,
     close: watch::Sender<Option<CloseReason>>,
     state: Mutex<ResourceState>,
@@ -105,6 +131,7 @@ impl SessionHandle {
     pub(crate) fn new(
         full_jid: FullJid,
         id: uuid::Uuid,
+        origin: Option<SessionOrigin>,
         queue_depth: usize,
         overflow_grace: Duration,
     ) -> (Self, SessionReceiver) {
@@ -114,6 +141,7 @@ impl SessionHandle {
             inner: Arc::new(Session {
                 id,
                 full_jid,
+                origin,
                 stanzas: stanza_tx,
                 close: close_tx,
                 state: Mutex::new(ResourceState::default()),
@@ -140,6 +168,11 @@ impl SessionHandle {
     /// The bound full JID.
     pub fn full_jid(&self) -> &FullJid {
         &self.inner.full_jid
+    }
+
+    /// Where the connection came from, if the shell said.
+    pub fn origin(&self) -> Option<&SessionOrigin> {
+        self.inner.origin.as_ref()
     }
 
     /// The account's bare JID.
@@ -189,6 +222,12 @@ impl SessionHandle {
     /// Whether someone asked this session to close.
     pub fn is_closing(&self) -> bool {
         self.inner.close.borrow().is_some()
+    }
+
+    /// Stanzas waiting in the outbound queue (for the metrics endpoint; it takes no lock).
+    pub fn queued_stanzas(&self) -> usize {
+        let sender = &self.inner.stanzas;
+        sender.max_capacity().saturating_sub(sender.capacity())
     }
 
     /// Record a presence broadcast (RFC 6121 §4.2, §4.4, §4.5): `Some` with its priority makes

@@ -2,11 +2,16 @@
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 
+mod document;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Deserialize;
+
+pub use document::{KeyLines, Problem, key_path, sort_by_line};
 
 /// The whole configuration file. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -118,8 +123,11 @@ pub struct Listen {
     pub direct_tls: Vec<SocketAddr>,
 }
 
-/// `[tls]`: PEM files. When both are unset, a self-signed certificate for all `hosts` is
-/// generated in `<data_dir>/tls/` on first start (fine for local use, not for the internet).
+/// `[tls]`: PEM files, per host and as a fallback. A host is served the certificate of its
+/// `[tls.hosts."<host>"]` table, else the top-level pair, else a self-signed certificate
+/// generated for it in the data directory (fine for local use, not for the internet; see
+/// [`Config::certificate_for`]). Clients that send no SNI, or a name we do not serve, get the
+/// first host's certificate.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
@@ -127,6 +135,81 @@ pub struct Tls {
     pub certificate: Option<PathBuf>,
     /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
     pub private_key: Option<PathBuf>,
+    /// Per-host certificates, by host name (each must be one of `hosts`).
+    pub hosts: BTreeMap<String, HostTls>,
+}
+
+/// `[tls.hosts."<host>"]`: the certificate for one host.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostTls {
+    /// Certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// The leaf's private key.
+    pub private_key: PathBuf,
+}
+
+/// Where a host's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// Files named in the configuration.
+    Configured {
+        /// The config key that names them: `tls` or `tls.hosts."<host>"`.
+        key: String,
+        /// The PEM certificate chain.
+        certificate: PathBuf,
+        /// The PEM private key.
+        private_key: PathBuf,
+    },
+    /// A self-signed certificate the server generates (and generates again when it no
+    /// longer covers the host or has expired).
+    Generated {
+        /// The PEM certificate.
+        certificate: PathBuf,
+        /// The PEM private key, mode 0600.
+        private_key: PathBuf,
+    },
+}
+
+impl CertificateSource {
+    /// The certificate file.
+    pub fn certificate(&self) -> &Path {
+        match self {
+            Self::Configured { certificate, .. } | Self::Generated { certificate, .. } => {
+                certificate
+            }
+        }
+    }
+
+    /// The private key file.
+    pub fn private_key(&self) -> &Path {
+        match self {
+            Self::Configured { private_key, .. } | Self::Generated { private_key, .. } => {
+                private_key
+            }
+        }
+    }
+}
+
+/// The outcome of [`Config::parse`].
+#[derive(Debug)]
+pub struct Checked {
+    /// The configuration; `None` when the TOML syntax is broken.
+    pub config: Option<Config>,
+    /// Everything wrong, in the order found.
+    pub problems: Vec<Problem>,
+    /// Where each key is, to locate further problems (certificates, listeners).
+    pub lines: KeyLines,
+    /// Keys whose values were wrong and are replaced by defaults in `config`.
+    pub dropped: Vec<String>,
+}
+
+fn join_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `[c2s]`: how client streams are negotiated.
@@ -324,84 +407,220 @@ impl Default for LimitsConfig {
 }
 
 impl Config {
-    /// Read `path`, or the defaults when `path` is `None`.
+    /// Read `path`, or the defaults when `path` is `None`. Every problem in the file is in the
+    /// error, each with its key and line, on one line (it is also logged on SIGHUP).
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut config: Config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))?
+        let Some(path) = path else {
+            let mut config = Config::default();
+            let problems = config.normalize_and_check(&KeyLines::default());
+            if problems.is_empty() {
+                return Ok(config);
             }
-            None => Config::default(),
+            anyhow::bail!("invalid defaults: {}", join_problems(&problems));
         };
-        config.validate()?;
-        config.hosts = config
-            .hosts
-            .iter()
-            .map(|host| {
-                jid::DomainPart::new(host)
-                    .map(|d| d.as_str().to_owned())
-                    .map_err(|err| anyhow::anyhow!("hosts: {host:?} is not a valid domain: {err}"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(config)
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let checked = Config::parse(&text);
+        match checked.config {
+            Some(config) if checked.problems.is_empty() => Ok(config),
+            _ => anyhow::bail!(
+                "invalid config file {}: {}",
+                path.display(),
+                join_problems(&checked.problems)
+            ),
+        }
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
+    /// Parse and check a config file's text, finding as many problems as possible: syntax
+    /// errors; then unknown keys and values of the wrong type (each dropped in turn, so all are
+    /// found); then values out of range. `config` is `None` only when the syntax is broken;
+    /// with problems it holds defaults for the keys that were dropped.
+    pub fn parse(text: &str) -> Checked {
+        let parsed = document::parse::<Config>(text);
+        let mut problems = parsed.problems;
+        let dropped = parsed.dropped;
+        let config = parsed.value.map(|mut config| {
+            problems.extend(
+                config
+                    .normalize_and_check(&parsed.lines)
+                    .into_iter()
+                    .filter(|problem| !dropped.iter().any(|d| problem.key.starts_with(d.as_str()))),
+            );
+            config
+        });
+        sort_by_line(&mut problems);
+        Checked {
+            config,
+            problems,
+            lines: parsed.lines,
+            dropped,
+        }
+    }
+
+    /// Normalise host names (nameprep, lower case) in `hosts` and `tls.hosts`, then check
+    /// every value; problems are located with `lines`.
+    fn normalize_and_check(&mut self, lines: &KeyLines) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut hosts: Vec<String> = Vec::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            match jid::DomainPart::new(host) {
+                Ok(domain) if hosts.iter().any(|h| h == domain.as_str()) => problems.push(
+                    lines.problem(format!("hosts[{i}]"), format!("{host:?} is listed twice")),
+                ),
+                Ok(domain) => hosts.push(domain.as_str().to_owned()),
+                Err(err) => problems.push(lines.problem(
+                    format!("hosts[{i}]"),
+                    format!("{host:?} is not a valid domain: {err}"),
+                )),
+            }
+        }
+        self.hosts = hosts;
+        let mut tls_hosts = BTreeMap::new();
+        for (name, host_tls) in std::mem::take(&mut self.tls.hosts) {
+            let key = key_path(&["tls", "hosts", name.as_str()]);
+            match jid::DomainPart::new(&name) {
+                Ok(domain) if self.hosts.iter().any(|h| h == domain.as_str()) => {
+                    tls_hosts.insert(domain.as_str().to_owned(), host_tls);
+                }
+                Ok(_) => problems.push(lines.problem(
+                    key,
+                    format!("{name:?} is not one of `hosts` ({})", self.hosts.join(", ")),
+                )),
+                Err(err) => problems
+                    .push(lines.problem(key, format!("{name:?} is not a valid domain: {err}"))),
+            }
+        }
+        self.tls.hosts = tls_hosts;
+        for (key, message) in self.problems() {
+            problems.push(lines.problem(key, message));
+        }
+        problems
+    }
+
+    /// Values out of range or inconsistent with each other, as (key, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push((key.to_owned(), message.to_owned()));
+            }
+        };
+        check(
             !self.hosts.is_empty(),
-            "hosts: at least one host is required"
+            "hosts",
+            "at least one host is required",
         );
-        anyhow::ensure!(
+        check(
             self.tls.certificate.is_some() == self.tls.private_key.is_some(),
-            "tls: set both certificate and private_key, or neither"
+            "tls",
+            "set both certificate and private_key, or neither",
         );
-        anyhow::ensure!(
+        check(
             self.c2s.max_auth_failures >= 1,
-            "c2s.max_auth_failures must be at least 1"
+            "c2s.max_auth_failures",
+            "must be at least 1",
         );
-        anyhow::ensure!(
+        check(
             self.c2s.scram_iterations >= 4096,
-            "c2s.scram_iterations must be at least 4096 (RFC 7677)"
+            "c2s.scram_iterations",
+            "must be at least 4096 (RFC 7677)",
         );
-        anyhow::ensure!(
+        check(
             self.limits.max_depth >= 2,
-            "limits.max_depth must be at least 2"
+            "limits.max_depth",
+            "must be at least 2",
         );
-        anyhow::ensure!(
-            self.limits.max_stanza_bytes_unauthenticated >= 1024
-                && self.limits.max_stanza_bytes >= 1024,
-            "limits: stanza size limits must be at least 1024 bytes"
+        check(
+            self.limits.max_stanza_bytes >= 1024,
+            "limits.max_stanza_bytes",
+            "stanza size limits must be at least 1024 bytes",
         );
-        anyhow::ensure!(
-            self.limits.max_connections >= 1,
-            "limits.max_connections must be at least 1"
+        check(
+            self.limits.max_stanza_bytes_unauthenticated >= 1024,
+            "limits.max_stanza_bytes_unauthenticated",
+            "stanza size limits must be at least 1024 bytes",
         );
-        anyhow::ensure!(
-            self.limits.max_connections_per_ip >= 1
-                && self.limits.max_unauthenticated_connections >= 1,
-            "limits.max_connections_per_ip and limits.max_unauthenticated_connections must be at least 1"
-        );
-        anyhow::ensure!(
-            self.limits.read_bytes_per_sec_unauthenticated >= 1024
-                && self.limits.read_bytes_per_sec >= 1024
-                && self.limits.read_burst_bytes >= 1024,
-            "limits: read rates and read_burst_bytes must be at least 1024"
-        );
-        if let Some(addr) = self.metrics.listen {
-            anyhow::ensure!(
-                addr.ip().is_loopback(),
-                "metrics.listen: {addr} is not a loopback address; the endpoint is unauthenticated"
+        for (value, key) in [
+            (self.limits.max_connections, "limits.max_connections"),
+            (
+                self.limits.max_connections_per_ip,
+                "limits.max_connections_per_ip",
+            ),
+            (
+                self.limits.max_unauthenticated_connections,
+                "limits.max_unauthenticated_connections",
+            ),
+        ] {
+            check(value >= 1, key, "must be at least 1");
+        }
+        for (value, key) in [
+            (
+                self.limits.read_bytes_per_sec_unauthenticated,
+                "limits.read_bytes_per_sec_unauthenticated",
+            ),
+            (self.limits.read_bytes_per_sec, "limits.read_bytes_per_sec"),
+            (self.limits.read_burst_bytes, "limits.read_burst_bytes"),
+        ] {
+            check(
+                value >= 1024,
+                key,
+                "read rates and read_burst_bytes must be at least 1024",
             );
         }
-        anyhow::ensure!(
-            self.c2s.auth_timeout_secs >= 1
-                && self.c2s.idle_timeout_secs >= 1
-                && self.c2s.idle_ping_timeout_secs >= 1,
-            "c2s: timeouts must be at least 1 second"
+        if let Some(addr) = self.metrics.listen {
+            check(
+                addr.ip().is_loopback(),
+                "metrics.listen",
+                &format!("{addr} is not a loopback address; the endpoint is unauthenticated"),
+            );
+        }
+        for (value, key) in [
+            (self.c2s.auth_timeout_secs, "c2s.auth_timeout_secs"),
+            (self.c2s.idle_timeout_secs, "c2s.idle_timeout_secs"),
+            (
+                self.c2s.idle_ping_timeout_secs,
+                "c2s.idle_ping_timeout_secs",
+            ),
+        ] {
+            check(value >= 1, key, "timeouts must be at least 1 second");
+        }
+        check(
+            self.storage.backend != StorageBackend::Postgres || self.storage.postgres_url.is_some(),
+            "storage.postgres_url",
+            "required when storage.backend = \"postgres\"",
         );
-        Ok(())
+        problems
+    }
+
+    /// Where `host`'s certificate comes from: its `[tls.hosts]` entry, else the top-level
+    /// pair, else a generated one — the first host's in `<data_dir>/tls/cert.pem` (where the
+    /// single generated certificate of earlier versions lives, so clients that accepted it
+    /// keep seeing it), every other host's in `<data_dir>/tls/<host>/cert.pem`.
+    pub fn certificate_for(&self, host: &str) -> CertificateSource {
+        if let Some(host_tls) = self.tls.hosts.get(host) {
+            return CertificateSource::Configured {
+                key: key_path(&["tls", "hosts", host]),
+                certificate: host_tls.certificate.clone(),
+                private_key: host_tls.private_key.clone(),
+            };
+        }
+        if let (Some(certificate), Some(private_key)) =
+            (&self.tls.certificate, &self.tls.private_key)
+        {
+            return CertificateSource::Configured {
+                key: "tls".to_owned(),
+                certificate: certificate.clone(),
+                private_key: private_key.clone(),
+            };
+        }
+        let mut dir = self.data_dir.join("tls");
+        if self.hosts.first().map(String::as_str) != Some(host) {
+            dir.push(host);
+        }
+        CertificateSource::Generated {
+            certificate: dir.join("cert.pem"),
+            private_key: dir.join("key.pem"),
+        }
     }
 
     /// SIGHUP: combine the running configuration with `new`, freshly loaded from the file.
@@ -452,6 +671,7 @@ impl Config {
             "log.level" => log.level;
             "tls.certificate" => tls.certificate;
             "tls.private_key" => tls.private_key;
+            "tls.hosts" => tls.hosts;
             "c2s.require_encryption" => c2s.require_encryption;
             "c2s.allow_plain_without_tls" => c2s.allow_plain_without_tls;
             "c2s.max_auth_failures" => c2s.max_auth_failures;
@@ -597,6 +817,28 @@ mod tests {
     }
 
     #[test]
+    fn every_key_of_the_example_is_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let example = std::fs::read_to_string(root.join("starling.example.toml")).unwrap();
+        let docs = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+        let mut keys = 0;
+        for line in example.lines() {
+            let line = line.trim_start_matches(['#', ' ']);
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                keys += 1;
+                assert!(
+                    docs.contains(&format!("`{key}`")),
+                    "{key} is not in docs/configuration.md"
+                );
+            }
+        }
+        assert!(keys > 40, "only {keys} keys found");
+    }
+
+    #[test]
     fn reload_keeps_restart_only_keys_and_takes_the_rest() {
         let running = Config::default();
         let mut new = Config {
@@ -606,12 +848,24 @@ mod tests {
         new.storage.backend = StorageBackend::Postgres;
         new.limits.max_stanza_bytes = 4096;
         new.c2s.auth_timeout_secs = 5;
+        new.tls.hosts.insert(
+            "localhost".to_owned(),
+            HostTls {
+                certificate: PathBuf::from("l.pem"),
+                private_key: PathBuf::from("l.key"),
+            },
+        );
         let reload = running.reload(new);
         assert_eq!(reload.needs_restart, ["hosts", "storage.backend"]);
         assert_eq!(
             reload.changed,
-            ["c2s.auth_timeout_secs", "limits.max_stanza_bytes"]
+            [
+                "tls.hosts",
+                "c2s.auth_timeout_secs",
+                "limits.max_stanza_bytes"
+            ]
         );
+        assert_eq!(reload.config.tls.hosts.len(), 1);
         assert_eq!(reload.config.hosts, ["localhost"]);
         assert_eq!(reload.config.storage.backend, StorageBackend::Sqlite);
         assert_eq!(reload.config.limits.max_stanza_bytes, 4096);
@@ -620,12 +874,95 @@ mod tests {
         assert!(unchanged.needs_restart.is_empty() && unchanged.changed.is_empty());
     }
 
+    fn problems_of(text: &str) -> Vec<String> {
+        Config::parse(text)
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     #[test]
     fn half_a_tls_pair_is_rejected() {
-        let config: Config = toml::from_str("[tls]\ncertificate = 'a.pem'\n").unwrap();
         assert_eq!(
-            config.validate().unwrap_err().to_string(),
-            "tls: set both certificate and private_key, or neither"
+            problems_of("hosts = ['a.test']\n[tls]\ncertificate = 'a.pem'\n"),
+            ["line 2: tls: set both certificate and private_key, or neither"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_and_line() {
+        let problems = problems_of(
+            "hosts = ['a.test', 'b.test']\n\n[c2s]\nmax_auth_failures = 0\nrequire_encrption = true\n\n[limits]\nmax_depth = 1\n\n[tls.hosts.'c.test']\ncertificate = 'c.pem'\nprivate_key = 'c.key'\n",
+        );
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(
+            problems[0],
+            "line 4: c2s.max_auth_failures: must be at least 1"
+        );
+        assert!(
+            problems[1]
+                .starts_with("line 5: c2s.require_encrption: unknown field `require_encrption`"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            problems[2..],
+            [
+                "line 8: limits.max_depth: must be at least 2",
+                "line 10: tls.hosts.\"c.test\": \"c.test\" is not one of `hosts` (a.test, b.test)",
+            ]
+        );
+    }
+
+    #[test]
+    fn load_names_the_file_and_every_problem_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("starling.toml");
+        std::fs::write(&path, "hosts = []\n[limits]\nmax_stanza_bytes = 10\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid config file {}: line 1: hosts: at least one host is required; \
+                 line 3: limits.max_stanza_bytes: stanza size limits must be at least 1024 bytes",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn per_host_certificates_fall_back_to_the_pair_then_to_generated_ones() {
+        let config = Config::parse(
+            "hosts = ['A.test', 'b.test', 'c.test']\ndata_dir = '/d'\n[tls.hosts.'B.TEST']\ncertificate = 'b.pem'\nprivate_key = 'b.key'\n",
+        )
+        .config
+        .unwrap();
+        assert_eq!(config.hosts, ["a.test", "b.test", "c.test"]);
+        assert_eq!(
+            config.certificate_for("b.test").certificate(),
+            Path::new("b.pem")
+        );
+        assert_eq!(
+            config.certificate_for("a.test"),
+            CertificateSource::Generated {
+                certificate: PathBuf::from("/d/tls/cert.pem"),
+                private_key: PathBuf::from("/d/tls/key.pem"),
+            }
+        );
+        assert_eq!(
+            config.certificate_for("c.test").certificate(),
+            Path::new("/d/tls/c.test/cert.pem")
+        );
+        let mut with_pair = config.clone();
+        with_pair.tls.certificate = Some(PathBuf::from("all.pem"));
+        with_pair.tls.private_key = Some(PathBuf::from("all.key"));
+        assert_eq!(
+            with_pair.certificate_for("c.test").certificate(),
+            Path::new("all.pem")
+        );
+        assert_eq!(
+            with_pair.certificate_for("b.test").certificate(),
+            Path::new("b.pem")
         );
     }
 }

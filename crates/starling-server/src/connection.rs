@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use starling_registry::{BindRefusal, CloseReason, SessionHandle, SessionReceiver};
+use starling_registry::{
+    BindRefusal, CloseReason, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
+};
 use starling_storage::AccountStore as _;
 use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -23,6 +25,8 @@ use tracing::{debug, info, warn};
 
 use crate::ids::SystemIds;
 use crate::limits::{Admission, Refusal, TokenBucket};
+use crate::logging::{EndReason, SessionRecord};
+use crate::metrics::SessionGauge;
 use crate::server::{Live, Shared};
 
 /// Timers and read rates of one connection, from `[c2s]` and `[limits]`.
@@ -75,6 +79,16 @@ pub enum ListenerKind {
     DirectTls,
 }
 
+impl ListenerKind {
+    /// The listener's name in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::StartTls => "starttls",
+            ListenerKind::DirectTls => "direct_tls",
+        }
+    }
+}
+
 /// Serve one accepted connection until it closes. `admission` is the outcome of the
 /// per-address and unauthenticated-connection limits: a refused connection on the STARTTLS
 /// port is sent our stream header and the stream error at once (RFC 6120 §4.9.1.1); on the
@@ -92,6 +106,10 @@ pub async fn serve(
 ) {
     let session_id = uuid::Uuid::now_v7();
     let span = tracing::info_span!("c2s", session = %session_id, %peer);
+    let mut record = span.in_scope(|| SessionRecord::start(peer, kind.name()));
+    if admission.is_err() {
+        record.ending(EndReason::Refused);
+    }
     // The bound session, once there is one; kept across STARTTLS and removed when the task ends,
     // however it ends.
     let mut session: Option<(SessionHandle, SessionReceiver)> = None;
@@ -108,7 +126,17 @@ pub async fn serve(
         shutdown,
         session_id,
         session: &mut session,
+        record: &mut record,
+        gauge: SessionGauge::new(),
         peer,
+        origin: SessionOrigin {
+            peer,
+            connected_at: std::time::SystemTime::now(),
+            transport: match kind {
+                ListenerKind::StartTls => StreamTransport::Plain,
+                ListenerKind::DirectTls => StreamTransport::DirectTls,
+            },
+        },
         admission,
         auth_deadline: now + limits.auth_timeout,
         last_read: now,
@@ -119,14 +147,13 @@ pub async fn serve(
             now.into_std(),
         ),
     };
-    let result = tracing::Instrument::instrument(run(cx, socket, kind, refusal), span).await;
+    let result =
+        tracing::Instrument::instrument(run(cx, socket, kind, refusal), span.clone()).await;
     if let Some((handle, _receiver)) = session {
         shared.router.session_ended(&handle).await;
         debug!(session = %session_id, jid = %handle.full_jid(), "session removed");
     }
-    if let Err(err) = result {
-        debug!(session = %session_id, %peer, error = %err, "connection ended with an I/O error");
-    }
+    span.in_scope(|| record.finish(result.as_ref().err()));
 }
 
 enum Next {
@@ -142,7 +169,13 @@ struct Context<'a> {
     shutdown: watch::Receiver<bool>,
     session_id: uuid::Uuid,
     session: &'a mut Option<(SessionHandle, SessionReceiver)>,
+    /// What the session's end record will say.
+    record: &'a mut SessionRecord,
+    /// This connection's place in `starling_sessions`.
+    gauge: SessionGauge,
     peer: SocketAddr,
+    /// Peer, accept time and transport, recorded with the session for `list-sessions`.
+    origin: SessionOrigin,
     /// The connection's per-address and unauthenticated slots; `None` when refused.
     admission: Option<Admission>,
     /// `c2s.auth_timeout_secs` after the accept; applies until a resource is bound.
@@ -175,11 +208,13 @@ async fn run(
                 Next::StartTls(socket) => {
                     let tls_setup = &live.tls;
                     let Some(tls) = handshake(&live, socket).await else {
+                        cx.record.ending(EndReason::TlsFailed);
                         engine.handle(Input::TlsFailed);
                         return Ok(());
                     };
                     let info = tls_setup.session_info(tls.get_ref().1);
                     engine.handle(Input::TlsEstablished(info));
+                    cx.origin.transport = StreamTransport::StartTls;
                     drive(&mut cx, &mut engine, TlsSocket(tls))
                         .await
                         .map(|_| ())
@@ -192,6 +227,7 @@ async fn run(
             }
             let tls_setup = &live.tls;
             let Some(tls) = handshake(&live, socket).await else {
+                cx.record.ending(EndReason::TlsFailed);
                 return Ok(());
             };
             let info = tls_setup.session_info(tls.get_ref().1);
@@ -292,6 +328,7 @@ async fn drive<S: Socket>(
 ) -> std::io::Result<Next> {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     if *cx.shutdown.borrow() {
+        cx.record.ending(EndReason::Shutdown);
         engine.handle(Input::Shutdown);
     }
     loop {
@@ -318,6 +355,9 @@ async fn drive<S: Socket>(
                 }
                 Action::Authenticated(jid) => {
                     info!(%jid, "authenticated");
+                    cx.record.set_jid(&jid);
+                    cx.gauge.authenticated();
+                    crate::metrics::auth_succeeded(engine.mechanism());
                     if let Some(admission) = cx.admission.as_mut() {
                         admission.authenticated();
                     }
@@ -329,18 +369,21 @@ async fn drive<S: Socket>(
                     engine.handle(Input::Bound(answer));
                 }
                 Action::Route(stanza) => {
+                    crate::metrics::stanza_received(stanza.kind());
                     if let Some((handle, receiver)) = cx.session.as_mut() {
                         cx.shared.router.route(handle, stanza).await;
                         // Take what is queued for us now (often the answer to this very
                         // stanza): one read can carry more stanzas than the queue holds, and
                         // answers to a client's own burst must not overflow its own queue.
                         while let Ok(stanza) = receiver.stanzas.try_recv() {
+                            crate::metrics::stanza_sent(&stanza);
                             engine.handle(Input::Deliver(stanza));
                         }
                     }
                 }
                 Action::AuthFailed(failure) => auth_failed(cx, failure).await,
                 Action::StreamError(condition) => {
+                    cx.record.ending(EndReason::StreamError(condition.name()));
                     warn!(peer = %cx.peer, condition = condition.name(), "stream error")
                 }
                 Action::Close => {
@@ -359,7 +402,14 @@ async fn drive<S: Socket>(
         let (deadline, timer) = next_timer(cx, engine);
         tokio::select! {
             read = socket.read(&mut buf), if read_resumes_at.is_none() => match read {
-                Ok(0) | Err(_) => engine.handle(Input::PeerClosed),
+                Ok(0) => {
+                    cx.record.ending(EndReason::Disconnected);
+                    engine.handle(Input::PeerClosed);
+                }
+                Err(err) => {
+                    cx.record.ending(EndReason::of_read_error(&err));
+                    engine.handle(Input::PeerClosed);
+                }
                 Ok(n) => {
                     let now = Instant::now();
                     cx.last_read = now;
@@ -378,6 +428,7 @@ async fn drive<S: Socket>(
                         timeout_secs = cx.live.connection_limits.auth_timeout.as_secs(),
                         "authentication not finished in time"
                     );
+                    cx.record.ending(EndReason::Timeout);
                     engine.handle(Input::TimedOut);
                 }
                 Timer::Idle => {
@@ -387,18 +438,27 @@ async fn drive<S: Socket>(
                 }
                 Timer::PingAnswer => {
                     warn!(peer = %cx.peer, "no answer to the idle ping");
+                    cx.record.ending(EndReason::Timeout);
                     engine.handle(Input::TimedOut);
                 }
             },
             event = next_session_event(cx.session) => match event {
-                SessionEvent::Stanza(stanza) => engine.handle(Input::Deliver(stanza)),
+                SessionEvent::Stanza(stanza) => {
+                    crate::metrics::stanza_sent(&stanza);
+                    engine.handle(Input::Deliver(stanza));
+                }
                 SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
+                    cx.record.ending(EndReason::Kicked(Some(condition.name())));
                     engine.handle(Input::Close(Some((condition, text))));
                 }
-                SessionEvent::Close(CloseReason::Graceful) => engine.handle(Input::Close(None)),
+                SessionEvent::Close(CloseReason::Graceful) => {
+                    cx.record.ending(EndReason::Kicked(None));
+                    engine.handle(Input::Close(None));
+                }
             },
             changed = cx.shutdown.changed() => {
                 if changed.is_err() || *cx.shutdown.borrow() {
+                    cx.record.ending(EndReason::Shutdown);
                     engine.handle(Input::Shutdown);
                 }
             }
@@ -479,6 +539,7 @@ async fn close_requested(session: &mut Option<(SessionHandle, SessionReceiver)>)
 /// engine's next action) back for the growing delay, so guessing passwords from one address
 /// gets slower with every try (issue 7; the per-connection limit is the engine's).
 async fn auth_failed(cx: &mut Context<'_>, failure: starling_sasl::SaslFailure) {
+    crate::metrics::auth_failed(failure);
     if failure == starling_sasl::SaslFailure::TemporaryAuthFailure {
         // Our storage failed; the peer did nothing wrong.
         warn!(peer = %cx.peer, condition = failure.element_name(), "SASL failure");
@@ -504,13 +565,16 @@ async fn auth_failed(cx: &mut Context<'_>, failure: starling_sasl::SaslFailure) 
 /// Register the bound resource; the registry applies the conflict policy and resource limit.
 fn bind(cx: &mut Context<'_>, full_jid: jid::FullJid) -> Result<(), starling_bind::BindError> {
     let registry = cx.shared.router.registry();
-    let (handle, receiver) = registry.new_session(full_jid.clone(), cx.session_id);
+    let (handle, receiver) =
+        registry.new_session_from(full_jid.clone(), cx.session_id, cx.origin.clone());
     match registry.bind(&handle) {
         Ok(replaced) => {
             if let Some(old) = replaced {
                 info!(jid = %full_jid, replaced = %old.id(), "resource conflict: the old session is closed");
             }
             info!(jid = %full_jid, "resource bound");
+            cx.record.set_jid(&full_jid);
+            cx.gauge.bound();
             *cx.session = Some((handle, receiver));
             Ok(())
         }

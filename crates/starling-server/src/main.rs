@@ -3,10 +3,16 @@
 #![allow(clippy::print_stdout)]
 
 mod accounts;
+mod admin;
+mod cert;
+mod check;
 mod config;
 mod connection;
+mod data;
 mod ids;
 mod limits;
+mod logging;
+mod metrics;
 mod server;
 mod tls;
 
@@ -26,6 +32,9 @@ struct Cli {
     /// (serve localhost on 127.0.0.1:5222 and :5223, data in ./starling-data).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// Log output format; overrides `log.format` in the config file.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<config::LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -61,11 +70,108 @@ enum Command {
         /// Only this host.
         host: Option<String>,
     },
+    /// List the sessions of the running server, one line each: full JID, peer address,
+    /// connected since (UTC), TLS (direct or STARTTLS), state (connected, available,
+    /// interested) and priority. Talks to the server over its admin socket.
+    ListSessions {
+        /// Only this host.
+        host: Option<String>,
+        /// Print a JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disconnect sessions of the running server: a bare JID ends all its resources, a full
+    /// JID one. The client gets a `<policy-violation/>` stream error with the reason as text.
+    /// Fails when no such session is connected.
+    Kick {
+        /// A bare JID (every resource) or a full JID (one session).
+        jid: String,
+        /// Text sent to the client with the stream error.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Send a headline message from HOST to every available session of HOST on the running
+    /// server, e.g. `starling announce localhost --message "restart at 18:00"`.
+    Announce {
+        /// The host whose online users get the message.
+        host: String,
+        /// The message text; without it, the text is read from standard input.
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Check the config file and the certificates it names; each problem with its key and line.
+    ///
+    /// Reports unknown keys, values of the wrong type or out of range, colliding listen
+    /// addresses, and for each host a certificate that is missing, does not match its private
+    /// key, does not name the host or is not valid today. Writes nothing. Exit status 0 with a
+    /// summary (hosts, listeners, storage, which certificate serves which host) when the file
+    /// is fine, 1 with one line per problem otherwise.
+    CheckConfig,
+    /// Show or create the TLS certificates of the configured hosts.
+    ///
+    /// Each host is served its `[tls.hosts."<host>"]` certificate, else the `[tls]` one, else
+    /// a self-signed one generated in the data directory.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Back up accounts (their SCRAM keys, never passwords), rosters, pending subscription
+    /// requests and offline messages as a XEP-0227 portable file. Safe while the server runs.
+    Backup {
+        /// Only this host (default: every configured host).
+        host: Option<String>,
+        /// Write to this file, readable by its owner only (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Restore a XEP-0227 file written by `backup` (or by another server) in one transaction.
+    /// Its hosts must be configured; existing accounts are an error unless --replace.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace accounts that already exist (with everything they own).
+        #[arg(long)]
+        replace: bool,
+        /// Write even though a server answers on the admin socket.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Import accounts and rosters from a Prosody data directory (its default `internal`
+    /// storage: DIR/<host>/accounts/*.dat and roster/*.dat) in one transaction.
+    ImportProsody {
+        /// Prosody's data directory.
+        dir: PathBuf,
+        /// Only this host (default: every host directory with accounts).
+        #[arg(long)]
+        host: Option<String>,
+        /// Replace accounts that already exist (with everything they own).
+        #[arg(long)]
+        replace: bool,
+        /// Write even though a server answers on the admin socket.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// For each host (or only HOST): the certificate file serving it, its subject, names,
+    /// issuer, validity and SHA-256 fingerprint.
+    Show {
+        /// Only this host.
+        host: Option<String>,
+    },
+    /// Generate self-signed certificates in the data directory for hosts that have no
+    /// configured certificate (default: all hosts). A running server picks them up on SIGHUP.
+    Create {
+        /// Only these hosts.
+        hosts: Vec<String>,
+        /// Replace certificates that were generated before.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -80,7 +186,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let default = PathBuf::from("starling.toml");
         default.exists().then_some(default)
     });
+    if let Some(Command::CheckConfig) = cli.command {
+        let report = check::check(config_path.as_deref());
+        print!("{}", report.text);
+        anyhow::ensure!(
+            report.is_ok,
+            "{} problem(s) in the configuration",
+            report.problem_count
+        );
+        return Ok(());
+    }
     let config = Config::load(config_path.as_deref())?;
+    logging::init(
+        cli.log_format.unwrap_or(config.log.format),
+        &config.log.level,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -104,8 +224,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", accounts::delete_user(&config, &jid).await?);
                 Ok(())
             }
+            Command::CheckConfig => Ok(()),
+            Command::Cert(CertCommand::Show { host }) => {
+                print!("{}", cert::show(&config, host.as_deref())?);
+                Ok(())
+            }
+            Command::Cert(CertCommand::Create { hosts, force }) => {
+                print!("{}", cert::create(&config, hosts, force)?);
+                Ok(())
+            }
             Command::ListUsers { host } => {
                 for line in accounts::list_users(&config, host.as_deref()).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            Command::ListSessions { host, json } => {
+                for line in admin::list_sessions(&config, host, json).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            Command::Kick { jid, reason } => {
+                println!("{}", admin::kick(&config, jid, reason).await?);
+                Ok(())
+            }
+            Command::Announce { host, message } => {
+                println!("{}", admin::announce(&config, host, message).await?);
+                Ok(())
+            }
+            Command::Backup { host, output } => {
+                for line in data::backup(&config, host.as_deref(), output.as_deref()).await? {
+                    eprintln!("{line}");
+                }
+                Ok(())
+            }
+            Command::Restore {
+                file,
+                replace,
+                force,
+            } => {
+                for line in data::restore(&config, &file, replace, force).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            Command::ImportProsody {
+                dir,
+                host,
+                replace,
+                force,
+            } => {
+                let lines =
+                    data::import_prosody(&config, &dir, host.as_deref(), replace, force).await?;
+                for line in lines {
                     println!("{line}");
                 }
                 Ok(())
@@ -137,13 +309,17 @@ async fn first_start_hint(config: &Config) {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STARLING_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_is_a_global_flag() {
+        let cli = Cli::try_parse_from(["starling", "--log-format", "json", "list-users"]).unwrap();
+        assert_eq!(cli.log_format, Some(config::LogFormat::Json));
+        let cli = Cli::try_parse_from(["starling", "serve", "--log-format", "human"]).unwrap();
+        assert_eq!(cli.log_format, Some(config::LogFormat::Human));
+        assert_eq!(Cli::try_parse_from(["starling"]).unwrap().log_format, None);
+        assert!(Cli::try_parse_from(["starling", "--log-format", "xml"]).is_err());
+    }
 }

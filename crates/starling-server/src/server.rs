@@ -100,11 +100,14 @@ impl Shared {
                 return;
             }
         };
+        if reload.changed.contains(&"log.level") {
+            crate::logging::reload_level(&live.config.log.level);
+        }
         self.peer_limits.reconfigure(&live.config.limits);
         self.connection_cap
             .resize(live.config.limits.max_connections);
         info!(
-            certificate = %live.config.tls.certificate.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "self-signed".to_owned()),
+            certificates = %live.tls.describe(),
             "SIGHUP: reloaded the TLS certificate and key for new connections"
         );
         info!(config = %path, changed = ?reload.changed, "SIGHUP: configuration reloaded for new connections");
@@ -121,11 +124,19 @@ impl Shared {
 pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Before the store opens, so its first operations are timed too.
+    let metrics = crate::metrics::Endpoint::install(config.metrics.listen).await?;
     let store = config.open_store().await?;
     let registry = Arc::new(Registry::new(
         config.hosts.clone(),
         config.registry_config(),
     ));
+    if let Some(metrics) = metrics {
+        let local = metrics.local_addr()?;
+        crate::metrics::announce(local);
+        announce(&format!("listening metrics {local}"));
+        metrics.spawn(Arc::clone(&registry));
+    }
     let router = Router::new(registry, store.clone(), config.router_limits());
     let shared = Arc::new(Shared {
         peer_limits: PeerLimits::new(&config.limits),
@@ -140,6 +151,13 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     // Each connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let permits = shared.connection_cap.semaphore();
+    // Before the listeners, so a second server on the same data directory stops here.
+    let admin = crate::admin::start(
+        &config,
+        Arc::clone(shared.router.registry()),
+        shutdown_rx.clone(),
+    )
+    .await?;
 
     let mut listeners = Vec::new();
     for (addrs, kind, label) in [
@@ -180,6 +198,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     info!("shutting down");
     // Listeners stop accepting and every session is sent <system-shutdown/>.
     let _ = shutdown_tx.send(true);
+    if let Some(admin) = admin {
+        // The admin listener stops at once and removes its socket file.
+        let _ = admin.await;
+    }
     for task in &accept_tasks {
         task.abort();
     }
@@ -225,6 +247,7 @@ async fn accept_loop(
             }
         };
         let _ = socket.set_nodelay(true);
+        crate::metrics::connection_accepted(kind);
         let admission = shared.peer_limits.admit(peer.ip());
         if let Err(refusal) = &admission {
             warn!(%peer, reason = ?refusal, "connection refused");

@@ -1,51 +1,110 @@
-//! rustls set-up: the certificate (loaded or generated with rcgen), the server config, and the
-//! channel-binding data SASL -PLUS needs from each TLS session.
+//! rustls set-up: a certificate per host (configured, or generated with rcgen), chosen by SNI;
+//! the server config; and the channel-binding data SASL -PLUS needs from each TLS session.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use sha2::Digest as _;
 use starling_sasl::{ChannelBinding, ChannelBindingType};
 use starling_stream::TlsInfo;
 
-use crate::config::Config;
+use crate::config::{CertificateSource, Config};
 
 /// Everything a connection task needs to run TLS.
 pub struct TlsSetup {
     /// The rustls server configuration, shared by all connections.
     pub server_config: Arc<rustls::ServerConfig>,
-    /// RFC 5929 `tls-server-end-point` data of our certificate, if its signature algorithm
-    /// defines one.
+    /// The certificates by host; also the server config's certificate resolver.
+    certificates: Arc<HostCertificates>,
+}
+
+/// The certificate each host is served with, chosen by the client's SNI.
+#[derive(Debug)]
+struct HostCertificates {
+    /// Host name (normalised, lower case) → its certificate. Hosts sharing a file pair share
+    /// one entry.
+    by_host: HashMap<String, Arc<ServedCertificate>>,
+    /// For clients that send no SNI or a name we do not serve: the first host's.
+    default: Arc<ServedCertificate>,
+}
+
+/// One loaded certificate chain with its key.
+#[derive(Debug)]
+struct ServedCertificate {
+    /// What rustls presents.
+    certified: Arc<CertifiedKey>,
+    /// RFC 5929 `tls-server-end-point` data of the leaf, if its signature algorithm defines one.
     server_end_point: Option<Vec<u8>>,
+    /// The certificate file, for log lines.
+    path: PathBuf,
 }
 
 impl TlsSetup {
-    /// Load the configured certificate, or create a self-signed one in the data directory.
+    /// Load every host's certificate, generating self-signed ones where none is configured.
     pub fn load(config: &Config) -> anyhow::Result<Self> {
-        let (cert_path, key_path) = match (&config.tls.certificate, &config.tls.private_key) {
-            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-            _ => ensure_self_signed(config)?,
-        };
-        let certs = read_certs(&cert_path)?;
-        let key = read_key(&key_path)?;
-        let leaf = certs
-            .first()
-            .with_context(|| format!("no certificate found in {}", cert_path.display()))?;
-        let server_end_point = server_end_point_hash(leaf.as_ref());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut loaded: HashMap<(PathBuf, PathBuf), Arc<ServedCertificate>> = HashMap::new();
+        let mut by_host = HashMap::new();
+        for host in &config.hosts {
+            let source = config.certificate_for(host);
+            if let CertificateSource::Generated {
+                certificate,
+                private_key,
+            } = &source
+                && !(private_key.exists() && crate::cert::is_usable_for(certificate, host))
+            {
+                generate_self_signed(host, certificate, private_key)?;
+            }
+            let files = (
+                source.certificate().to_path_buf(),
+                source.private_key().to_path_buf(),
+            );
+            let served = match loaded.get(&files) {
+                Some(served) => Arc::clone(served),
+                None => {
+                    let served = Arc::new(
+                        load_served(&source, &provider)
+                            .with_context(|| format!("loading the certificate for {host}"))?,
+                    );
+                    loaded.insert(files, Arc::clone(&served));
+                    served
+                }
+            };
+            by_host.insert(host.clone(), served);
+        }
+        let first = config.hosts.first().context("no hosts configured")?;
+        let default = by_host
+            .get(first)
+            .map(Arc::clone)
+            .context("no certificate for the first host")?;
+        let certificates = Arc::new(HostCertificates { by_host, default });
         // TLS 1.2 and 1.3 only; rustls has never implemented 1.0 or 1.1.
         let server_config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .context("building TLS configuration")?
             .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .context("certificate and private key do not match")?;
+            .with_cert_resolver(Arc::clone(&certificates) as Arc<dyn ResolvesServerCert>);
         Ok(Self {
             server_config: Arc::new(server_config),
-            server_end_point,
+            certificates,
         })
+    }
+
+    /// `host=file` for each host, for log lines.
+    pub fn describe(&self) -> String {
+        let mut hosts: Vec<_> = self.certificates.by_host.iter().collect();
+        hosts.sort_by(|a, b| a.0.cmp(b.0));
+        hosts
+            .iter()
+            .map(|(host, served)| format!("{host}={}", served.path.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Channel bindings this established session can offer SASL (RFC 5929, RFC 9266).
@@ -62,7 +121,13 @@ impl TlsSetup {
                 data: data.to_vec(),
             });
         }
-        if let Some(data) = &self.server_end_point {
+        // RFC 5929 §4.1 binds the certificate this session was served, which the resolver
+        // chose from the same SNI.
+        if let Some(data) = &self
+            .certificates
+            .for_name(conn.server_name())
+            .server_end_point
+        {
             channel_bindings.push(ChannelBinding {
                 kind: ChannelBindingType::TlsServerEndPoint,
                 data: data.clone(),
@@ -72,21 +137,98 @@ impl TlsSetup {
     }
 }
 
-fn ensure_self_signed(config: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let dir = config.data_dir.join("tls");
-    let cert_path = dir.join("cert.pem");
-    let key_path = dir.join("key.pem");
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
+impl HostCertificates {
+    /// The certificate for an SNI name (or none).
+    fn for_name(&self, name: Option<&str>) -> &Arc<ServedCertificate> {
+        name.map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+            .and_then(|name| self.by_host.get(&name))
+            .unwrap_or(&self.default)
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let certified = rcgen::generate_simple_self_signed(config.hosts.clone())
-        .context("generating a self-signed certificate")?;
-    std::fs::write(&cert_path, certified.cert.pem())
+}
+
+impl ResolvesServerCert for HostCertificates {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.for_name(client_hello.server_name()).certified,
+        ))
+    }
+}
+
+fn load_served(
+    source: &CertificateSource,
+    provider: &CryptoProvider,
+) -> anyhow::Result<ServedCertificate> {
+    let certs = read_certs(source.certificate())?;
+    let key = read_key(source.private_key())?;
+    let certified = certified_key(certs, key, provider).with_context(|| {
+        format!(
+            "{} and {}",
+            source.certificate().display(),
+            source.private_key().display()
+        )
+    })?;
+    let server_end_point = certified
+        .cert
+        .first()
+        .and_then(|leaf| server_end_point_hash(leaf.as_ref()));
+    Ok(ServedCertificate {
+        certified: Arc::new(certified),
+        server_end_point,
+        path: source.certificate().to_path_buf(),
+    })
+}
+
+/// Pair a chain with its key, checking that the key belongs to the leaf.
+pub fn certified_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> anyhow::Result<CertifiedKey> {
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "the certificate file holds no certificate"
+    );
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|err| anyhow::anyhow!("unusable private key: {err}"))?;
+    let certified = CertifiedKey::new(certs, signing_key);
+    match certified.keys_match() {
+        // ring can compare every key type it loads; an unknown answer is not a mismatch.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            anyhow::bail!("the private key does not match the certificate")
+        }
+        Err(err) => anyhow::bail!("cannot check the key against the certificate: {err}"),
+    }
+}
+
+/// Generate a self-signed certificate for `host` (rcgen, ECDSA P-256), replacing the files.
+pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = cert_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if let Some(dir) = key_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let generate = || -> Result<(String, String), rcgen::Error> {
+        let mut params = rcgen::CertificateParams::new(vec![host.to_owned()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, host);
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (cert_pem, key_pem) = generate().context("generating a self-signed certificate")?;
+    write_private(key_path, key_pem.as_bytes())?;
+    std::fs::write(cert_path, cert_pem)
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
-    write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    tracing::info!(path = %cert_path.display(), hosts = ?config.hosts, "generated a self-signed certificate");
-    Ok((cert_path, key_path))
+    tracing::info!(path = %cert_path.display(), host, "generated a self-signed certificate");
+    Ok(())
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -106,7 +248,8 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// The PEM certificates in `path`, leaf first.
+pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read certificate {}", path.display()))?;
     rustls_pemfile::certs(&mut pem.as_slice())
@@ -114,7 +257,8 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .with_context(|| format!("invalid PEM in {}", path.display()))
 }
 
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+/// The first PEM private key in `path`.
+pub fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read private key {}", path.display()))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
@@ -209,6 +353,143 @@ mod tests {
         assert_eq!(
             server_end_point_hash(&der),
             Some(sha2::Sha256::digest(&der).to_vec())
+        );
+    }
+
+    /// A client that accepts any certificate; the test compares certificates itself.
+    #[derive(Debug)]
+    struct AnyCertificate(rustls::crypto::WebPkiSupportedAlgorithms);
+
+    impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+
+    /// Handshake in memory with `sni`; returns the leaf the client saw and the
+    /// tls-server-end-point data the server would give SASL.
+    fn handshake(setup: &TlsSetup, sni: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::clone(&setup.server_config)).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).unwrap();
+            server.read_tls(&mut buf.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            server.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        let leaf = client.peer_certificates().unwrap()[0].to_vec();
+        let end_point = setup
+            .session_info(&server)
+            .channel_bindings
+            .into_iter()
+            .find(|binding| binding.kind == ChannelBindingType::TlsServerEndPoint)
+            .map(|binding| binding.data);
+        (leaf, end_point)
+    }
+
+    #[test]
+    fn each_host_gets_its_own_certificate_and_end_point_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            hosts: vec!["a.test".to_owned(), "b.test".to_owned()],
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let setup = TlsSetup::load(&config).unwrap();
+        assert!(dir.path().join("tls/cert.pem").exists());
+        assert!(dir.path().join("tls/b.test/cert.pem").exists());
+        let (a, a_end_point) = handshake(&setup, "a.test");
+        let (b, b_end_point) = handshake(&setup, "B.TEST");
+        let (other, _) = handshake(&setup, "unknown.test");
+        assert_ne!(a, b);
+        assert_eq!(other, a, "unknown names get the first host's certificate");
+        assert!(
+            crate::cert::CertificateInfo::parse(&b)
+                .unwrap()
+                .covers("b.test")
+        );
+        assert_eq!(a_end_point, Some(sha2::Sha256::digest(&a).to_vec()));
+        assert_eq!(b_end_point, Some(sha2::Sha256::digest(&b).to_vec()));
+
+        // A generated certificate that no longer names its host is made again; one that
+        // does is kept.
+        config.hosts = vec!["c.test".to_owned(), "b.test".to_owned()];
+        let setup = TlsSetup::load(&config).unwrap();
+        let (c, _) = handshake(&setup, "c.test");
+        assert!(
+            crate::cert::CertificateInfo::parse(&c)
+                .unwrap()
+                .covers("c.test")
+        );
+        assert_eq!(handshake(&setup, "b.test").0, b);
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_a, key_a) = (dir.path().join("a.pem"), dir.path().join("a.key"));
+        let (cert_b, key_b) = (dir.path().join("b.pem"), dir.path().join("b.key"));
+        generate_self_signed("a.test", &cert_a, &key_a).unwrap();
+        generate_self_signed("b.test", &cert_b, &key_b).unwrap();
+        let provider = rustls::crypto::ring::default_provider();
+        let matching = certified_key(
+            read_certs(&cert_a).unwrap(),
+            read_key(&key_a).unwrap(),
+            &provider,
+        );
+        assert!(matching.is_ok());
+        let err = certified_key(
+            read_certs(&cert_a).unwrap(),
+            read_key(&key_b).unwrap(),
+            &provider,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the private key does not match the certificate"
         );
     }
 

@@ -3,6 +3,7 @@
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
+use crate::portable::{AccountData, ExistingAccounts, PortableStore};
 use crate::roster::{OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore};
 use crate::{AccountStore, PostgresStore, SqliteStore, StorageError};
 
@@ -32,14 +33,29 @@ impl From<PostgresStore> for AnyStore {
     }
 }
 
-/// `$store.$call` on whichever backend `$self` holds, awaited.
+/// `$store.$call` on whichever backend `$self` holds, awaited and timed into the
+/// `starling_storage_operation_duration_seconds` histogram, labelled with the method's name
+/// (`other` for a call of another shape). Without a metrics recorder the timing is a no-op.
 macro_rules! forward {
+    ($self:ident, $store:ident => $receiver:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
+        forward!(@timed stringify!($method), $self, $store => $receiver.$method($($arg),*))
+    };
     ($self:ident, $store:ident => $call:expr) => {
-        match $self {
+        forward!(@timed "other", $self, $store => $call)
+    };
+    (@timed $operation:expr, $self:ident, $store:ident => $call:expr) => {{
+        let started = std::time::Instant::now();
+        let result = match $self {
             AnyStore::Sqlite($store) => $call.await,
             AnyStore::Postgres($store) => $call.await,
-        }
-    };
+        };
+        metrics::histogram!(
+            "starling_storage_operation_duration_seconds",
+            "operation" => $operation
+        )
+        .record(started.elapsed());
+        result
+    }};
 }
 
 impl AccountStore for AnyStore {
@@ -98,6 +114,20 @@ impl RosterStore for AnyStore {
     }
 }
 
+impl PortableStore for AnyStore {
+    async fn export_host(&self, host: &str) -> Result<Vec<AccountData>, StorageError> {
+        forward!(self, store => store.export_host(host))
+    }
+
+    async fn import_accounts(
+        &self,
+        accounts: &[AccountData],
+        existing: ExistingAccounts,
+    ) -> Result<(), StorageError> {
+        forward!(self, store => store.import_accounts(accounts, existing))
+    }
+}
+
 impl OfflineStore for AnyStore {
     async fn push_offline(
         &self,
@@ -127,4 +157,5 @@ mod tests {
 
     crate::account_tests::account_store_tests!(fresh());
     crate::roster_tests::roster_store_tests!(fresh());
+    crate::portable_tests::portable_store_tests!(fresh());
 }

@@ -2,8 +2,8 @@
 //! messages.
 //!
 //! The server talks to storage only through traits — [`AccountStore`], [`RosterStore`] and
-//! [`OfflineStore`] — so a backend is chosen once at start-up and nothing else knows which one
-//! it is. [`SqliteStore`] is the embedded default and [`PostgresStore`] the networked one; both
+//! [`OfflineStore`], plus [`PortableStore`] for whole-host backups — so a backend is chosen
+//! once at start-up and nothing else knows which one it is. [`SqliteStore`] is the embedded default and [`PostgresStore`] the networked one; both
 //! implement every trait with the same semantics, checked by one set of contract tests run
 //! against each. [`AnyStore`] holds either, for a server that picks the backend from its
 //! configuration.
@@ -67,18 +67,23 @@ use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
 mod any;
+mod portable;
 mod postgres;
 mod roster;
 mod scram_names;
 mod sqlite;
+mod sqlite_portable;
 mod sqlite_roster;
 
 #[cfg(test)]
 mod account_tests;
 #[cfg(test)]
+mod portable_tests;
+#[cfg(test)]
 mod roster_tests;
 
 pub use any::AnyStore;
+pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::PostgresStore;
 pub use roster::{
     OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,

@@ -7,6 +7,7 @@
 //! `roster`.
 
 mod pool;
+mod portable;
 mod roster;
 
 use jid::{BareJid, DomainPart, NodePart};

@@ -329,7 +329,7 @@ pub(crate) fn write_transaction(conn: &mut Connection) -> Result<Transaction<'_>
         .map_err(backend("begin write transaction"))
 }
 
-fn insert_keys(
+pub(crate) fn insert_keys(
     tx: &Transaction<'_>,
     account_id: i64,
     creds: &StoredCredentials,

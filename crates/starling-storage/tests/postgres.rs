@@ -14,8 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 use starling_storage::{
-    AccountStore, AnyStore, OfflineMessage, OfflineStore, PostgresStore, RosterChange, RosterItem,
-    RosterStore, StorageError, Subscription,
+    AccountData, AccountStore, AnyStore, ExistingAccounts, OfflineMessage, OfflineStore,
+    PortableStore, PostgresStore, RosterChange, RosterItem, RosterStore, StorageError,
+    Subscription,
 };
 use tokio_postgres::NoTls;
 
@@ -29,12 +30,17 @@ mod account_tests;
 #[path = "../src/roster_tests.rs"]
 mod roster_tests;
 
+#[allow(dead_code)]
+#[path = "../src/portable_tests.rs"]
+mod portable_tests;
+
 use account_tests::{alice, credentials, dump, jid};
 
 const URL_VARIABLE: &str = "STARLING_TEST_POSTGRES_URL";
 
 account_tests::account_store_tests!(TestDb::new().await);
 roster_tests::roster_store_tests!(TestDb::new().await);
+portable_tests::portable_store_tests!(TestDb::new().await);
 
 /// The contract through [`AnyStore`], so its forwarding is checked on this variant too.
 mod through_any_store {
@@ -42,6 +48,7 @@ mod through_any_store {
 
     account_tests::account_store_tests!(TestDb::new_with(AnyStore::from).await);
     roster_tests::roster_store_tests!(TestDb::new_with(AnyStore::from).await);
+    portable_tests::portable_store_tests!(TestDb::new_with(AnyStore::from).await);
 }
 
 /// The admin connection string from the environment.
@@ -190,6 +197,20 @@ impl<S: AccountStore> AccountStore for TestDb<S> {
 
     async fn list_accounts(&self, host: &str) -> Result<Vec<BareJid>, StorageError> {
         self.store.list_accounts(host).await
+    }
+}
+
+impl<S: PortableStore> PortableStore for TestDb<S> {
+    async fn export_host(&self, host: &str) -> Result<Vec<AccountData>, StorageError> {
+        self.store.export_host(host).await
+    }
+
+    async fn import_accounts(
+        &self,
+        accounts: &[AccountData],
+        existing: ExistingAccounts,
+    ) -> Result<(), StorageError> {
+        self.store.import_accounts(accounts, existing).await
     }
 }
 

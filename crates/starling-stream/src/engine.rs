@@ -147,6 +147,8 @@ pub struct C2sStream {
     /// The id of the XEP-0199 ping sent by [`Input::IdleProbe`] and not yet answered; its
     /// answer is consumed here rather than routed.
     pending_ping: Option<String>,
+    /// The SASL mechanism that authenticated the session, once one has.
+    mechanism: Option<starling_sasl::Mechanism>,
     actions: VecDeque<Action>,
 }
 
@@ -168,6 +170,7 @@ impl C2sStream {
             header_sent: false,
             auth_failures: 0,
             pending_ping: None,
+            mechanism: None,
             actions: VecDeque::new(),
         }
     }
@@ -175,6 +178,11 @@ impl C2sStream {
     /// Where the session is in the session model.
     pub fn session_state(&self) -> &SessionState {
         &self.state
+    }
+
+    /// The SASL mechanism the session authenticated with; `None` before SASL succeeds.
+    pub fn mechanism(&self) -> Option<starling_sasl::Mechanism> {
+        self.mechanism
     }
 
     /// True once the engine has asked for [`Action::Close`].
@@ -566,6 +574,9 @@ impl C2sStream {
                     self.sasl_failed(SaslFailure::NotAuthorized);
                     return;
                 };
+                if let Phase::Sasl { session, .. } = &self.phase {
+                    self.mechanism = Some(session.mechanism());
+                }
                 self.write(nonza::sasl_success(additional_data.as_deref()));
                 self.actions.push_back(Action::Authenticated(user.clone()));
                 self.state = SessionState::Authenticated { user };

@@ -224,8 +224,15 @@ max_auth_failure_delay_ms = {}
             self.max_auth_failure_delay_ms,
             data_dir = data_dir.display().to_string(),
         ) + &self.storage_toml()
-            + "\n"
-            + &self.extra_toml
+            + &self.extra_toml_section()
+    }
+
+    /// `extra_toml`, set apart by a blank line when there is any.
+    fn extra_toml_section(&self) -> String {
+        match self.extra_toml.as_str() {
+            "" => String::new(),
+            extra => format!("\n{extra}"),
+        }
     }
 
     /// The `[storage]` section: SQLite unless a PostgreSQL URL is set.

@@ -132,6 +132,54 @@ pub const SUITES: &[Suite] = &[
     },
 ];
 
+/// Short names of the specifications that scenarios tag or XEP-0479 lists, for the README's
+/// feature table. A spec missing here is shown by its number alone.
+pub fn spec_name(spec: &str) -> Option<&'static str> {
+    let name = match spec {
+        "rfc3921" => "XMPP IM (2004): session establishment",
+        "rfc4616" => "SASL PLAIN",
+        "rfc5802" => "SCRAM",
+        "rfc5929" => "Channel Bindings for TLS",
+        "rfc6120" => "XMPP Core",
+        "rfc6121" => "XMPP Instant Messaging and Presence",
+        "rfc7395" => "XMPP over WebSocket",
+        "rfc7590" => "Use of TLS in XMPP",
+        "rfc7622" => "XMPP Address Format",
+        "rfc7677" => "SCRAM-SHA-256",
+        "rfc9266" => "Channel Bindings for TLS 1.3",
+        "xep0012" => "Last Activity",
+        "xep0030" => "Service Discovery",
+        "xep0045" => "Multi-User Chat",
+        "xep0049" => "Private XML Storage",
+        "xep0054" => "vcard-temp",
+        "xep0092" => "Software Version",
+        "xep0114" => "Jabber Component Protocol",
+        "xep0115" => "Entity Capabilities",
+        "xep0133" => "Service Administration",
+        "xep0153" => "vCard-Based Avatars",
+        "xep0160" => "Best Practices for Handling Offline Messages",
+        "xep0163" => "Personal Eventing Protocol",
+        "xep0191" => "Blocking Command",
+        "xep0198" => "Stream Management",
+        "xep0199" => "XMPP Ping",
+        "xep0202" => "Entity Time",
+        "xep0203" => "Delayed Delivery",
+        "xep0206" => "XMPP Over BOSH",
+        "xep0223" => "Persistent Storage of Private Data via PubSub",
+        "xep0249" => "Direct MUC Invitations",
+        "xep0280" => "Message Carbons",
+        "xep0313" => "Message Archive Management",
+        "xep0352" => "Client State Indication",
+        "xep0357" => "Push Notifications",
+        "xep0363" => "HTTP File Upload",
+        "xep0368" => "SRV records for XMPP over TLS (direct TLS)",
+        "xep0398" => "User Avatar to vCard-Based Avatars Conversion",
+        "xep0440" => "SASL Channel-Binding Type Capability",
+        _ => return None,
+    };
+    Some(name)
+}
+
 /// Sections of RFC 6120 and RFC 6121 with rules a c2s server must follow, with their titles.
 /// Purely informative sections (overviews, examples, IANA) are left out.
 pub fn sections() -> &'static [(&'static str, &'static str)] {

@@ -205,6 +205,19 @@ fn full_queue_reports_queue_full_then_closes_after_the_grace() {
 }
 
 #[test]
+fn queued_stanzas_counts_what_the_reader_has_not_taken() {
+    let registry = registry(RegistryConfig::default());
+    let (handle, mut rx) = session(&registry, "alice@localhost/q");
+    let stanza: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+    assert_eq!(handle.queued_stanzas(), 0);
+    handle.send(stanza.clone()).unwrap();
+    handle.send(stanza).unwrap();
+    assert_eq!(handle.queued_stanzas(), 2);
+    rx.stanzas.try_recv().unwrap();
+    assert_eq!(handle.queued_stanzas(), 1);
+}
+
+#[test]
 fn full_queue_within_the_grace_does_not_close() {
     let registry = registry(RegistryConfig {
         queue_depth: 1,
@@ -280,4 +293,59 @@ async fn concurrent_binds_and_unbinds_leave_a_consistent_registry() {
         assert!(registry.unbind(handle));
     }
     assert_eq!(registry.session_count(), 0);
+}
+
+#[test]
+fn host_sessions_lists_one_host_only() {
+    let registry = Registry::new(
+        ["a.test".to_owned(), "b.test".to_owned()],
+        RegistryConfig::default(),
+    );
+    let (alice_phone, _rx1) = session(&registry, "alice@a.test/phone");
+    let (alice_desk, _rx2) = session(&registry, "alice@a.test/desk");
+    let (bob, _rx3) = session(&registry, "bob@b.test/laptop");
+    let (unbound, _rx4) = session(&registry, "carol@a.test/tablet");
+    for handle in [&alice_phone, &alice_desk, &bob] {
+        registry.bind(handle).unwrap();
+    }
+
+    let mut on_a: Vec<String> = registry
+        .host_sessions("a.test")
+        .unwrap()
+        .iter()
+        .map(|h| h.full_jid().to_string())
+        .collect();
+    on_a.sort();
+    assert_eq!(on_a, ["alice@a.test/desk", "alice@a.test/phone"]);
+    assert!(!registry.host_sessions("a.test").unwrap().contains(&unbound));
+    assert_eq!(registry.host_sessions("b.test").unwrap(), vec![bob.clone()]);
+    assert_eq!(registry.host_sessions("c.test"), None);
+    assert_eq!(registry.hosts(), ["a.test", "b.test"]);
+
+    registry.unbind(&alice_phone);
+    assert_eq!(
+        registry.host_sessions("a.test").unwrap(),
+        vec![alice_desk.clone()]
+    );
+}
+
+#[test]
+fn origin_is_kept_with_the_session() {
+    let registry = registry(RegistryConfig::default());
+    let origin = SessionOrigin {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        connected_at: std::time::SystemTime::UNIX_EPOCH,
+        transport: crate::StreamTransport::DirectTls,
+    };
+    let (handle, _rx) = registry.new_session_from(
+        full("alice@localhost/phone"),
+        uuid::Uuid::nil(),
+        origin.clone(),
+    );
+    registry.bind(&handle).unwrap();
+    let found = registry.resource(&full("alice@localhost/phone")).unwrap();
+    assert_eq!(found.origin(), Some(&origin));
+
+    let (plain, _rx) = session(&registry, "bob@localhost/x");
+    assert_eq!(plain.origin(), None);
 }

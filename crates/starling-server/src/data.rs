@@ -1,0 +1,261 @@
+//! The data commands of the `starling` binary: `backup`, `restore` and `import-prosody`.
+//!
+//! They work on the database directly, like the account commands. Reading is safe while the
+//! server runs (one snapshot per host). Writing is refused while the server's admin socket
+//! answers, unless `--force`: online sessions keep their rosters in memory and would not see
+//! the restored ones until they reconnect.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use jid::DomainPart;
+use rand::Rng as _;
+use starling_backup::pie::{self, HostData, ImportedHost};
+use starling_backup::{ImportedAccount, prosody};
+use starling_sasl::ScramHash;
+use starling_storage::{AccountData, ExistingAccounts, PortableStore as _, StorageError};
+
+use crate::config::Config;
+
+/// Writes a XEP-0227 backup of `host` (or of every configured host) to `output`, or to
+/// standard output. Returns a summary for standard error.
+pub async fn backup(
+    config: &Config,
+    host: Option<&str>,
+    output: Option<&Path>,
+) -> anyhow::Result<Vec<String>> {
+    let hosts = match host {
+        Some(host) => vec![configured_host(config, host)?],
+        None => config.hosts.clone(),
+    };
+    let store = config.open_store().await?;
+    let mut data = Vec::new();
+    let mut summary = Vec::new();
+    for host in hosts {
+        let accounts = store
+            .export_host(&host)
+            .await
+            .with_context(|| format!("cannot read the data of {host}"))?;
+        summary.push(format!("backed up {} on {host}", counts(&accounts)));
+        data.push(HostData { host, accounts });
+    }
+    let written = pie::write(&data);
+    summary.extend(written.warnings.iter().map(|w| format!("warning: {w}")));
+    match output {
+        Some(path) => write_private(path, &written.bytes)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&written.bytes)
+                .and_then(|()| stdout.flush())
+                .context("cannot write the backup to standard output")?;
+        }
+    }
+    Ok(summary)
+}
+
+/// Restores the accounts in a XEP-0227 file, all in one transaction.
+pub async fn restore(
+    config: &Config,
+    file: &Path,
+    replace: bool,
+    force: bool,
+) -> anyhow::Result<Vec<String>> {
+    refuse_if_running(config, force)?;
+    let bytes = pie::read_file(file)?;
+    let data = pie::read(&bytes, now_unix_ms()).with_context(|| {
+        format!(
+            "{} is not a usable backup; nothing was restored",
+            file.display()
+        )
+    })?;
+    anyhow::ensure!(
+        !data.hosts.is_empty(),
+        "{} holds no <host/>; nothing was restored",
+        file.display()
+    );
+    let mut lines: Vec<String> = data
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect();
+    lines.extend(write_hosts(config, data.hosts, replace, "restored").await?);
+    Ok(lines)
+}
+
+/// Imports the accounts and rosters of a Prosody data directory, all in one transaction.
+pub async fn import_prosody(
+    config: &Config,
+    dir: &Path,
+    host: Option<&str>,
+    replace: bool,
+    force: bool,
+) -> anyhow::Result<Vec<String>> {
+    refuse_if_running(config, force)?;
+    let data = prosody::read_dir(dir, host)
+        .with_context(|| format!("cannot import {}; nothing was imported", dir.display()))?;
+    anyhow::ensure!(
+        !data.hosts.is_empty(),
+        "{} has no host directory with accounts (expected DIR/<host>/accounts/<user>.dat)",
+        dir.display()
+    );
+    let sha1_only = data
+        .hosts
+        .iter()
+        .flat_map(|host| &host.accounts)
+        .filter(|account| account.password.is_none() && account.hashes() == [ScramHash::Sha1])
+        .count();
+    let mut lines: Vec<String> = data
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect();
+    lines.extend(write_hosts(config, data.hosts, replace, "imported").await?);
+    if sha1_only > 0 {
+        lines.push(format!(
+            "note: {sha1_only} account(s) came with SCRAM-SHA-1 keys only (Prosody's default \
+             password_hash): they log in with SCRAM-SHA-1 or PLAIN, and SCRAM-SHA-256 fails for \
+             them until `starling passwd` sets their password again"
+        ));
+    }
+    Ok(lines)
+}
+
+/// Checks every host, derives keys for plaintext passwords and writes all accounts at once.
+/// `verb` starts each summary line ("restored", "imported").
+async fn write_hosts(
+    config: &Config,
+    hosts: Vec<ImportedHost>,
+    replace: bool,
+    verb: &str,
+) -> anyhow::Result<Vec<String>> {
+    for host in &hosts {
+        configured_host(config, &host.host)?;
+    }
+    let iterations = config.c2s.scram_iterations;
+    // PBKDF2 for every plaintext password: CPU work, off the reactor.
+    let hosts = tokio::task::spawn_blocking(move || derive_keys(hosts, iterations))
+        .await
+        .context("key derivation did not complete")??;
+    let mut summary = Vec::new();
+    let mut all = Vec::new();
+    for (host, accounts) in hosts {
+        summary.push(format!("{verb} {} on {host}", counts(&accounts)));
+        all.extend(accounts);
+    }
+    let existing = if replace {
+        ExistingAccounts::Replace
+    } else {
+        ExistingAccounts::Refuse
+    };
+    let store = config.open_store().await?;
+    match store.import_accounts(&all, existing).await {
+        Ok(()) => Ok(summary),
+        Err(StorageError::AccountExists(jid)) => anyhow::bail!(
+            "account {jid} already exists; nothing was written (pass --replace to overwrite \
+             existing accounts)"
+        ),
+        Err(err) => Err(err).context("cannot write the accounts; nothing was written"),
+    }
+}
+
+fn derive_keys(
+    hosts: Vec<ImportedHost>,
+    iterations: u32,
+) -> anyhow::Result<Vec<(String, Vec<AccountData>)>> {
+    let mut rng = rand::rng();
+    hosts
+        .into_iter()
+        .map(|host| {
+            let accounts = host
+                .accounts
+                .into_iter()
+                .map(|mut account: ImportedAccount| {
+                    let salt_sha1: [u8; 16] = rng.random();
+                    let salt_sha256: [u8; 16] = rng.random();
+                    account.derive_missing_keys(&salt_sha1, &salt_sha256, iterations)?;
+                    Ok(account.data)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((host.host, accounts))
+        })
+        .collect()
+}
+
+/// `host` normalised, if it is one of the configured hosts.
+fn configured_host(config: &Config, host: &str) -> anyhow::Result<String> {
+    let normalised = DomainPart::new(host)
+        .map(|d| d.to_string())
+        .with_context(|| format!("{host:?} is not a valid host name"))?;
+    let is_configured = config
+        .hosts
+        .iter()
+        .any(|configured| DomainPart::new(configured).is_ok_and(|d| d.as_str() == normalised));
+    anyhow::ensure!(
+        is_configured,
+        "{normalised} is not one of the configured hosts ({}); nothing was written",
+        config.hosts.join(", ")
+    );
+    Ok(normalised)
+}
+
+/// Refuses to write while a server answers on the admin socket, unless `force`.
+fn refuse_if_running(config: &Config, force: bool) -> anyhow::Result<()> {
+    let socket = config.admin_socket();
+    if !force && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        anyhow::bail!(
+            "a server is running on this data (its admin socket {} accepts connections); stop \
+             it first, or pass --force to write anyway (its online sessions keep their old \
+             rosters until they reconnect)",
+            socket.display()
+        );
+    }
+    Ok(())
+}
+
+/// "N accounts, R roster items, S subscription requests, M offline messages".
+fn counts(accounts: &[AccountData]) -> String {
+    let items: usize = accounts.iter().map(|a| a.roster.len()).sum();
+    let requests: usize = accounts.iter().map(|a| a.requests.len()).sum();
+    let offline: usize = accounts.iter().map(|a| a.offline.len()).sum();
+    format!(
+        "{} account(s), {items} roster item(s), {requests} subscription request(s), \
+         {offline} offline message(s)",
+        accounts.len()
+    )
+}
+
+/// Writes `bytes` to `path` readable by the owner only (XEP-0227 §6: the keys in a backup
+/// are password equivalents), through a temporary file renamed into place, so an interrupted
+/// backup never leaves a truncated file under the final name.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".partial");
+    let temporary = std::path::PathBuf::from(temporary);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,291 @@
+//! Log output: `tracing` events on stderr, readable lines or one JSON object per line, behind a
+//! filter that SIGHUP can replace (`log.level`), and the one-line session start and end records.
+//!
+//! The subscriber is installed once the configuration is loaded, so errors before that (a bad
+//! command line, an unreadable config file) reach stderr as plain text.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tracing::info;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _, Registry, reload};
+
+use crate::config::LogFormat;
+
+/// The environment variable that overrides `log.level`.
+pub const LOG_ENV: &str = "STARLING_LOG";
+
+/// Install the global subscriber: `format` on stderr, filtered by `$STARLING_LOG` when it is set
+/// and by `level` (the config's `log.level`) otherwise. An invalid filter is an error, naming
+/// where it came from.
+pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = match env_level() {
+        Some(env) => {
+            parse_filter(&env).with_context(|| format!("{LOG_ENV}: invalid filter {env:?}"))?
+        }
+        None => {
+            parse_filter(level).with_context(|| format!("log.level: invalid filter {level:?}"))?
+        }
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    use std::io::IsTerminal as _;
+    let output = match format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .context("cannot install the log subscriber")?;
+    // `init` runs once per process; a second call fails above before reaching this line.
+    let _ = FILTER.set(handle);
+    Ok(())
+}
+
+/// SIGHUP: apply a new `log.level`. `$STARLING_LOG`, when set, keeps precedence; an invalid
+/// filter leaves the running one in force. Either case is logged.
+pub fn reload_level(level: &str) {
+    if let Some(env) = env_level() {
+        info!(
+            env = %env,
+            "SIGHUP: log.level changed but {LOG_ENV} is set and takes precedence"
+        );
+        return;
+    }
+    let Some(handle) = FILTER.get() else {
+        return;
+    };
+    match parse_filter(level) {
+        Ok(filter) => match handle.reload(filter) {
+            Ok(()) => info!(level, "SIGHUP: log level changed"),
+            Err(err) => tracing::error!(error = %err, "SIGHUP: cannot change the log level"),
+        },
+        Err(err) => tracing::error!(
+            level,
+            error = %err,
+            "SIGHUP: log.level is not a valid filter; keeping the running one"
+        ),
+    }
+}
+
+/// Why a session ended, as written in the `reason` field of its end record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client closed its stream (`</stream:stream>`).
+    ClientClosed,
+    /// The connection went away without a stream close: the socket closed or was reset, or
+    /// TLS ended without `close_notify`.
+    Disconnected,
+    /// We ended the stream with a stream error, for what the client sent (the condition is
+    /// logged with it).
+    StreamError(&'static str),
+    /// Authentication, binding or an idle ping answer did not come in time.
+    Timeout,
+    /// Someone else asked the session to close: a newer session took its resource (conflict)
+    /// or an operator or the overflow guard closed it.
+    Kicked(Option<&'static str>),
+    /// The server is shutting down.
+    Shutdown,
+    /// The TLS handshake failed or timed out.
+    TlsFailed,
+    /// A connection limit refused it at once.
+    Refused,
+    /// Reading or writing the socket failed.
+    IoError,
+}
+
+impl EndReason {
+    /// The value of the `reason` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::ClientClosed => "client-closed",
+            EndReason::Disconnected => "disconnected",
+            EndReason::StreamError(_) => "stream-error",
+            EndReason::Timeout => "timeout",
+            EndReason::Kicked(_) => "kicked",
+            EndReason::Shutdown => "shutdown",
+            EndReason::TlsFailed => "tls-failed",
+            EndReason::Refused => "refused",
+            EndReason::IoError => "io-error",
+        }
+    }
+
+    /// A failed socket read: the peer vanishing (reset, or TLS without `close_notify`) is
+    /// `Disconnected`, anything else `IoError`.
+    pub fn of_read_error(err: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match err.kind() {
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted => EndReason::Disconnected,
+            _ => EndReason::IoError,
+        }
+    }
+
+    /// The stream error condition that went with it, if any.
+    pub fn condition(self) -> Option<&'static str> {
+        match self {
+            EndReason::StreamError(condition) => Some(condition),
+            EndReason::Kicked(condition) => condition,
+            EndReason::ClientClosed
+            | EndReason::Disconnected
+            | EndReason::Timeout
+            | EndReason::Shutdown
+            | EndReason::TlsFailed
+            | EndReason::Refused
+            | EndReason::IoError => None,
+        }
+    }
+}
+
+/// What one connection's start and end records say: written as `session started` when the
+/// connection is accepted and `session ended` when its task finishes, whatever ends it.
+#[derive(Debug)]
+pub struct SessionRecord {
+    /// The peer's address.
+    peer: SocketAddr,
+    /// When the connection was accepted.
+    started: Instant,
+    /// The bare JID after authentication, the full JID after binding.
+    jid: Option<String>,
+    /// The first cause of the end that was seen; later consequences (the stream error a
+    /// timeout produces, say) do not replace it.
+    reason: Option<EndReason>,
+}
+
+impl SessionRecord {
+    /// Log the start of a connection from `peer` on a `listener` port.
+    pub fn start(peer: SocketAddr, listener: &'static str) -> Self {
+        info!(target: SESSION_TARGET, %peer, listener, "session started");
+        Self {
+            peer,
+            started: Instant::now(),
+            jid: None,
+            reason: None,
+        }
+    }
+
+    /// The session now has this JID (bare after SASL, full after binding).
+    pub fn set_jid(&mut self, jid: &impl std::fmt::Display) {
+        self.jid = Some(jid.to_string());
+    }
+
+    /// Note why the session is ending, unless a cause was already noted.
+    pub fn ending(&mut self, reason: EndReason) {
+        self.reason.get_or_insert(reason);
+    }
+
+    /// Log the end. `error` is the I/O error that ended the connection, if one did; without
+    /// any noted cause the peer closed the stream (the engine ends a stream only for a noted
+    /// cause or the peer's `</stream:stream>`).
+    pub fn finish(mut self, error: Option<&std::io::Error>) {
+        if error.is_some() {
+            self.ending(EndReason::IoError);
+        }
+        let reason = self.reason.unwrap_or(EndReason::ClientClosed);
+        crate::metrics::session_ended(reason);
+        info!(
+            target: SESSION_TARGET,
+            peer = %self.peer,
+            jid = self.jid.as_deref().map(tracing::field::display),
+            reason = %reason.name(),
+            condition = reason.condition().map(tracing::field::display),
+            error = error.map(tracing::field::display),
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "session ended"
+        );
+    }
+}
+
+/// The target of the session start and end records, so a filter can keep or drop them alone.
+const SESSION_TARGET: &str = "starling::session";
+
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Parse a filter. The binary's own modules log under its crate name, `starling`
+/// (`starling::connection`), while the workspace calls the crate `starling-server`; so a
+/// directive for `starling_server` (or `starling_server::module`) is read as one for the
+/// binary's modules. Targets match by prefix, so `starling=debug` covers every Starling crate.
+fn parse_filter(filter: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let directives: Vec<String> = filter
+        .split(',')
+        .map(|directive| {
+            let directive = directive.trim();
+            match directive.strip_prefix("starling_server") {
+                Some(rest) if rest.starts_with("::") => format!("starling{rest}"),
+                Some(rest) if rest.is_empty() || rest.starts_with(['=', '[']) => {
+                    format!("starling::{rest}")
+                }
+                _ => directive.to_owned(),
+            }
+        })
+        .collect();
+    EnvFilter::try_new(directives.join(","))
+}
+
+fn env_level() -> Option<String> {
+    std::env::var(LOG_ENV)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starling_server_names_the_binary_modules() {
+        let filter = parse_filter("warn,starling_server=debug,starling_router=info").unwrap();
+        let text = filter.to_string();
+        assert!(text.contains("starling::=debug"), "{text}");
+        assert!(text.contains("starling_router=info"), "{text}");
+        let filter = parse_filter("starling_server::connection=trace").unwrap();
+        assert_eq!(filter.to_string(), "starling::connection=trace");
+        assert!(parse_filter("info,=nonsense=").is_err());
+    }
+
+    #[test]
+    fn first_cause_wins() {
+        let mut record = SessionRecord {
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            started: Instant::now(),
+            jid: None,
+            reason: None,
+        };
+        record.ending(EndReason::Timeout);
+        record.ending(EndReason::StreamError("connection-timeout"));
+        assert_eq!(record.reason, Some(EndReason::Timeout));
+    }
+
+    #[test]
+    fn reasons_have_distinct_names() {
+        let all = [
+            EndReason::ClientClosed,
+            EndReason::Disconnected,
+            EndReason::StreamError("x"),
+            EndReason::Timeout,
+            EndReason::Kicked(None),
+            EndReason::Shutdown,
+            EndReason::TlsFailed,
+            EndReason::Refused,
+            EndReason::IoError,
+        ];
+        let names: std::collections::HashSet<_> = all.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(
+            EndReason::Kicked(Some("conflict")).condition(),
+            Some("conflict")
+        );
+    }
+}
