@@ -48,6 +48,8 @@ impl Outcome {
 /// (runs of whitespace merged; whitespace ignored when a side ends in an error) and, when both
 /// end in an error, the same stream error condition. As the engine does, the parser is
 /// restarted after `<starttls/>` and switched to authenticated limits after `<success/>`.
+/// The chunked parser is also asked to go dormant ([`StreamParser::make_dormant`]) between
+/// chunks, as an idle connection's is, which must not change anything either.
 /// Every element it yields must come back unchanged through [`element_round_trip`].
 pub fn stream_parser(data: &[u8]) {
     let mut input = Unstructured::new(data);
@@ -60,8 +62,8 @@ pub fn stream_parser(data: &[u8]) {
     let sizes = input.bytes(usize::from(settings & 0x0f));
     let body = input.rest();
 
-    let whole = parse(limits, std::iter::once(body));
-    let chunked = parse(limits, chunks(sizes, body));
+    let whole = parse(limits, std::iter::once(body), false);
+    let chunked = parse(limits, chunks(sizes, body), true);
     let context = || {
         format!(
             "fed whole: {whole:?}\nin chunks of {sizes:?}: {chunked:?}\ninput: {:?}",
@@ -99,7 +101,7 @@ pub fn element_round_trip(element: &Element) {
         format!("<stream:stream xmlns='jabber:client' xmlns:stream='{STREAM_NS}'>").into_bytes();
     let written = write_element(element);
     bytes.extend_from_slice(&written);
-    let outcome = parse(HUGE_LIMITS, std::iter::once(bytes.as_slice()));
+    let outcome = parse(HUGE_LIMITS, std::iter::once(bytes.as_slice()), false);
     let written = String::from_utf8_lossy(&written);
     assert_eq!(outcome.error, None, "{element:?} written as {written:?}");
     match outcome.events.as_slice() {
@@ -118,10 +120,14 @@ fn without_whitespace(events: &[StreamEvent]) -> Vec<&StreamEvent> {
         .collect()
 }
 
-fn parse<'a>(limits: Limits, feeds: impl Iterator<Item = &'a [u8]>) -> Outcome {
+/// Parses `feeds` in order; with `doze`, the parser is offered dormancy before each feed.
+fn parse<'a>(limits: Limits, feeds: impl Iterator<Item = &'a [u8]>, doze: bool) -> Outcome {
     let mut parser = StreamParser::new(limits);
     let mut events = Vec::new();
     for feed in feeds {
+        if doze {
+            parser.make_dormant();
+        }
         parser.feed(feed);
         loop {
             match parser.next_event() {

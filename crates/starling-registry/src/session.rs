@@ -36,8 +36,10 @@ pub enum SendError {
 
 /// What the connection task reads: queued stanzas and a close request.
 pub struct SessionReceiver {
-    /// Stanzas to write to the client, in order.
-    pub stanzas: mpsc::Receiver<Element>,
+    /// Stanzas to write to the client, in order. Boxed so that the channel's slots are a
+    /// pointer wide: tokio allocates them in blocks of 32 up front, and a block of whole
+    /// elements would cost every idle session a few kilobytes.
+    pub stanzas: mpsc::Receiver<Box<Element>>,
     /// Becomes `Some` when someone asks the session to close.
     pub close: watch::Receiver<Option<CloseReason>>,
 }
@@ -91,7 +93,7 @@ struct Session {
     full_jid: FullJid,
     /// Peer, start time and transport; `None` for sessions made without them (tests).
     origin: Option<SessionOrigin>,
-    stanzas: mpsc::Sender<Element>,
+    stanzas: mpsc::Sender<Box<Element>>,
     close: watch::Sender<Option<CloseReason>>,
     state: Mutex<ResourceState>,
     /// When the queue was first found full, for the slow-reader grace period.
@@ -184,7 +186,7 @@ impl SessionHandle {
     /// that has stayed full for longer than the grace period also closes the session with
     /// `<policy-violation/>`, so a client that stops reading cannot hold memory forever.
     pub fn send(&self, stanza: Element) -> Result<(), SendError> {
-        match self.inner.stanzas.try_send(stanza) {
+        match self.inner.stanzas.try_send(Box::new(stanza)) {
             Ok(()) => {
                 *lock(&self.inner.overflow_since) = None;
                 Ok(())

@@ -17,7 +17,7 @@ use starling_registry::{
 };
 use starling_storage::AccountStore as _;
 use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -69,6 +69,20 @@ const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of one socket read. The parser enforces stanza limits on each chunk as it arrives.
 const READ_CHUNK_BYTES: usize = 4 * 1024;
+
+/// Silence after which a bound session gives back the memory an idle stream does not need
+/// (the XML tokenizer's buffers; see `C2sStream::release_idle_memory`). Long enough that a
+/// chatting client never pays for waking the parser up, short enough that the thousands of
+/// idle sessions a server mostly holds stay small.
+const RELEASE_IDLE_MEMORY_AFTER: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// The buffer socket reads go into. Connections wait for readability without a buffer
+    /// and read synchronously, so one buffer per worker thread serves them all and an idle
+    /// connection holds none.
+    static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK_BYTES].into_boxed_slice());
+}
 
 /// How a connection arrived.
 #[derive(Debug, Clone, Copy)]
@@ -141,16 +155,21 @@ pub async fn serve(
         auth_deadline: now + limits.auth_timeout,
         last_read: now,
         pinged_at: None,
+        idle_memory_released: false,
         bucket: TokenBucket::new(
             limits.read_bytes_per_sec_unauthenticated,
             limits.read_burst_bytes,
             now.into_std(),
         ),
     };
+    // Boxed, here and at the other large awaits below: a task's future is as large as its
+    // largest state, and every idle connection would otherwise carry the space of a TLS
+    // handshake, a storage lookup and a routing call it is not doing.
     let result =
-        tracing::Instrument::instrument(run(cx, socket, kind, refusal), span.clone()).await;
+        tracing::Instrument::instrument(Box::pin(run(cx, socket, kind, refusal)), span.clone())
+            .await;
     if let Some((handle, _receiver)) = session {
-        shared.router.session_ended(&handle).await;
+        Box::pin(shared.router.session_ended(&handle)).await;
         debug!(session = %session_id, jid = %handle.full_jid(), "session removed");
     }
     span.in_scope(|| record.finish(result.as_ref().err()));
@@ -184,6 +203,8 @@ struct Context<'a> {
     last_read: Instant,
     /// When the idle ping went out, if it is unanswered.
     pinged_at: Option<Instant>,
+    /// Set once the engine was asked to release its idle memory; cleared by the next read.
+    idle_memory_released: bool,
     /// Read budget (`limits.read_bytes_per_sec*`).
     bucket: TokenBucket,
 }
@@ -203,11 +224,11 @@ async fn run(
                 let (condition, text) = refusal.stream_error();
                 engine.handle(Input::Close(Some((condition, Some(text)))));
             }
-            match drive(&mut cx, &mut engine, PlainSocket(socket)).await? {
+            match Box::pin(drive(&mut cx, &mut engine, PlainSocket(socket))).await? {
                 Next::Closed => Ok(()),
                 Next::StartTls(socket) => {
                     let tls_setup = &live.tls;
-                    let Some(tls) = handshake(&live, socket).await else {
+                    let Some(tls) = Box::pin(handshake(&live, socket)).await else {
                         cx.record.ending(EndReason::TlsFailed);
                         engine.handle(Input::TlsFailed);
                         return Ok(());
@@ -215,7 +236,7 @@ async fn run(
                     let info = tls_setup.session_info(tls.get_ref().1);
                     engine.handle(Input::TlsEstablished(info));
                     cx.origin.transport = StreamTransport::StartTls;
-                    drive(&mut cx, &mut engine, TlsSocket(tls))
+                    Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
                         .await
                         .map(|_| ())
                 }
@@ -226,14 +247,14 @@ async fn run(
                 return Ok(());
             }
             let tls_setup = &live.tls;
-            let Some(tls) = handshake(&live, socket).await else {
+            let Some(tls) = Box::pin(handshake(&live, socket)).await else {
                 cx.record.ending(EndReason::TlsFailed);
                 return Ok(());
             };
             let info = tls_setup.session_info(tls.get_ref().1);
             let mut engine =
                 C2sStream::new(config, Transport::DirectTls(info), Box::new(SystemIds));
-            drive(&mut cx, &mut engine, TlsSocket(tls))
+            Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
                 .await
                 .map(|_| ())
         }
@@ -266,6 +287,8 @@ async fn handshake(
 /// socket back for STARTTLS.
 trait Socket: AsyncRead + AsyncWrite + Unpin {
     fn into_tcp(self) -> Option<TcpStream>;
+    /// The TCP socket underneath, to wait on for readability.
+    fn tcp(&self) -> &TcpStream;
 }
 
 struct PlainSocket(TcpStream);
@@ -275,12 +298,50 @@ impl Socket for PlainSocket {
     fn into_tcp(self) -> Option<TcpStream> {
         Some(self.0)
     }
+    fn tcp(&self) -> &TcpStream {
+        &self.0
+    }
 }
 
 impl Socket for TlsSocket {
     fn into_tcp(self) -> Option<TcpStream> {
         None
     }
+    fn tcp(&self) -> &TcpStream {
+        self.0.get_ref().0
+    }
+}
+
+/// What one read attempt found.
+enum ReadOutcome {
+    /// This many bytes were handed to the engine.
+    Bytes(usize),
+    /// End of stream (`None`) or a socket error: the peer is gone.
+    Closed(Option<std::io::Error>),
+    /// Nothing now; wait for the socket to become readable.
+    WouldBlock,
+}
+
+/// Read what the socket has now, without waiting, into the thread's [`READ_BUFFER`], and hand
+/// it to the engine. The TLS layer may hold decrypted bytes the TCP socket no longer signals,
+/// so callers keep reading until this reports [`ReadOutcome::WouldBlock`] before they wait
+/// for readability again.
+fn read_now<S: Socket>(socket: &mut S, engine: &mut C2sStream) -> ReadOutcome {
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        let mut read_buf = tokio::io::ReadBuf::new(buffer);
+        let mut task_cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut *socket).poll_read(&mut task_cx, &mut read_buf) {
+            std::task::Poll::Pending => ReadOutcome::WouldBlock,
+            std::task::Poll::Ready(Err(err)) => ReadOutcome::Closed(Some(err)),
+            std::task::Poll::Ready(Ok(())) => match read_buf.filled() {
+                [] => ReadOutcome::Closed(None),
+                bytes => {
+                    engine.handle(Input::Bytes(bytes));
+                    ReadOutcome::Bytes(bytes.len())
+                }
+            },
+        }
+    })
 }
 
 macro_rules! delegate_io {
@@ -326,7 +387,9 @@ async fn drive<S: Socket>(
     engine: &mut C2sStream,
     mut socket: S,
 ) -> std::io::Result<Next> {
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    // Whether the socket may have bytes we have not read; until a read would block, reading
+    // comes before waiting for readability.
+    let mut may_have_input = true;
     if *cx.shutdown.borrow() {
         cx.record.ending(EndReason::Shutdown);
         engine.handle(Input::Shutdown);
@@ -343,7 +406,7 @@ async fn drive<S: Socket>(
                     });
                 }
                 Action::LookupCredentials(jid) => {
-                    let input = match cx.shared.store.credentials(&jid).await {
+                    let input = match Box::pin(cx.shared.store.credentials(&jid)).await {
                         Ok(creds) => Input::Credentials(creds),
                         Err(err) => {
                             tracing::error!(%jid, error = %err, "credential lookup failed");
@@ -371,17 +434,17 @@ async fn drive<S: Socket>(
                 Action::Route(stanza) => {
                     crate::metrics::stanza_received(stanza.kind());
                     if let Some((handle, receiver)) = cx.session.as_mut() {
-                        cx.shared.router.route(handle, stanza).await;
+                        Box::pin(cx.shared.router.route(handle, stanza)).await;
                         // Take what is queued for us now (often the answer to this very
                         // stanza): one read can carry more stanzas than the queue holds, and
                         // answers to a client's own burst must not overflow its own queue.
                         while let Ok(stanza) = receiver.stanzas.try_recv() {
                             crate::metrics::stanza_sent(&stanza);
-                            engine.handle(Input::Deliver(stanza));
+                            engine.handle(Input::Deliver(*stanza));
                         }
                     }
                 }
-                Action::AuthFailed(failure) => auth_failed(cx, failure).await,
+                Action::AuthFailed(failure) => Box::pin(auth_failed(cx, failure)).await,
                 Action::StreamError(condition) => {
                     cx.record.ending(EndReason::StreamError(condition.name()));
                     warn!(peer = %cx.peer, condition = condition.name(), "stream error")
@@ -399,23 +462,34 @@ async fn drive<S: Socket>(
         }
         let now = Instant::now();
         let read_resumes_at = cx.bucket.resume_at(now.into_std()).map(Instant::from_std);
-        let (deadline, timer) = next_timer(cx, engine);
-        tokio::select! {
-            read = socket.read(&mut buf), if read_resumes_at.is_none() => match read {
-                Ok(0) => {
-                    cx.record.ending(EndReason::Disconnected);
+        if may_have_input && read_resumes_at.is_none() {
+            match read_now(&mut socket, engine) {
+                ReadOutcome::Bytes(n) => {
+                    cx.last_read = now;
+                    cx.pinged_at = None;
+                    cx.idle_memory_released = false;
+                    cx.bucket.consume(n, now.into_std());
+                    // Let other tasks run between reads of a fast sender.
+                    tokio::task::consume_budget().await;
+                }
+                ReadOutcome::Closed(error) => {
+                    cx.record.ending(match &error {
+                        None => EndReason::Disconnected,
+                        Some(err) => EndReason::of_read_error(err),
+                    });
                     engine.handle(Input::PeerClosed);
                 }
+                ReadOutcome::WouldBlock => may_have_input = false,
+            }
+            continue;
+        }
+        let (deadline, timer) = next_timer(cx, engine);
+        tokio::select! {
+            readable = socket.tcp().readable(), if read_resumes_at.is_none() => match readable {
+                Ok(()) => may_have_input = true,
                 Err(err) => {
                     cx.record.ending(EndReason::of_read_error(&err));
                     engine.handle(Input::PeerClosed);
-                }
-                Ok(n) => {
-                    let now = Instant::now();
-                    cx.last_read = now;
-                    cx.pinged_at = None;
-                    cx.bucket.consume(n, now.into_std());
-                    engine.handle(Input::Bytes(buf.get(..n).unwrap_or_default()));
                 }
             },
             // Over the read budget: leave the bytes in the kernel until it refills.
@@ -440,6 +514,10 @@ async fn drive<S: Socket>(
                     warn!(peer = %cx.peer, "no answer to the idle ping");
                     cx.record.ending(EndReason::Timeout);
                     engine.handle(Input::TimedOut);
+                }
+                Timer::ReleaseIdleMemory => {
+                    cx.idle_memory_released = true;
+                    engine.release_idle_memory();
                 }
             },
             event = next_session_event(cx.session) => match event {
@@ -474,6 +552,8 @@ enum Timer {
     Idle,
     /// `c2s.idle_ping_timeout_secs` after the idle ping.
     PingAnswer,
+    /// [`RELEASE_IDLE_MEMORY_AFTER`] of silence from a bound session.
+    ReleaseIdleMemory,
 }
 
 fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
@@ -481,10 +561,15 @@ fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
     if !matches!(engine.session_state(), SessionState::Bound { .. }) {
         return (cx.auth_deadline, Timer::Auth);
     }
-    match cx.pinged_at {
+    let release_at = cx.last_read + RELEASE_IDLE_MEMORY_AFTER;
+    let ping = match cx.pinged_at {
         None => (cx.last_read + limits.idle_timeout, Timer::Idle),
         Some(pinged_at) => (pinged_at + limits.idle_ping_timeout, Timer::PingAnswer),
+    };
+    if !cx.idle_memory_released && release_at < ping.0 {
+        return (release_at, Timer::ReleaseIdleMemory);
     }
+    ping
 }
 
 /// Write all of `bytes`. A peer that does not read blocks the write once the socket buffers
@@ -603,7 +688,7 @@ async fn next_session_event(
     };
     tokio::select! {
         stanza = receiver.stanzas.recv() => match stanza {
-            Some(stanza) => SessionEvent::Stanza(stanza),
+            Some(stanza) => SessionEvent::Stanza(*stanza),
             // The session holds a sender itself, so the channel cannot close under it.
             None => std::future::pending().await,
         },

@@ -190,6 +190,15 @@ impl C2sStream {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// Releases memory an idle stream does not need: the XML tokenizer's buffers (see
+    /// `StreamParser::make_dormant`) and spare queue capacity. The shell calls it after the
+    /// peer has been quiet for a while; the next input wakes everything transparently.
+    /// Returns whether the parser went dormant (not mid-stanza, not before the header).
+    pub fn release_idle_memory(&mut self) -> bool {
+        self.actions.shrink_to_fit();
+        self.parser.make_dormant()
+    }
+
     /// The next thing to do, in order; `None` when there is nothing until the next input.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()

@@ -74,6 +74,12 @@ pub struct StreamParser {
     doc_start: usize,
     /// Bytes of the current top-level element covered by events so far.
     element_evented_bytes: usize,
+    /// The bytes of the current document up to the end of its stream header, kept so that a
+    /// dormant parser can rebuild the tokenizer's state (see [`StreamParser::make_dormant`]).
+    header_replay: Box<[u8]>,
+    /// True while the tokenizer was dropped to save memory; it is rebuilt from
+    /// `header_replay` before the next byte is parsed.
+    dormant: bool,
     /// Where the parser is in the stream document.
     phase: Phase,
     /// Elements opened and not yet closed inside the current top-level
@@ -105,6 +111,8 @@ impl StreamParser {
             cursor: 0,
             doc_start: 0,
             element_evented_bytes: 0,
+            header_replay: Box::default(),
+            dormant: false,
             phase: Phase::Prolog,
             open: Vec::new(),
             poison: None,
@@ -171,6 +179,8 @@ impl StreamParser {
             self.limits = limits;
         }
         self.xml = new_rxml_parser(&self.limits);
+        self.dormant = false;
+        self.header_replay = Box::default();
         self.cursor = self.head;
         self.doc_start = self.head;
         self.element_evented_bytes = 0;
@@ -178,7 +188,65 @@ impl StreamParser {
         self.open.clear();
     }
 
+    /// Frees the tokenizer's buffers while the stream is between stanzas with nothing pending,
+    /// so an idle connection costs little memory. rxml keeps a scratch buffer as large as the
+    /// longest token allowed (`max_attribute_value_bytes`) for the life of a document; a
+    /// dormant parser drops the tokenizer and keeps only the stream header's bytes, which are
+    /// replayed into a new tokenizer when input arrives (a few microseconds). Call it after a
+    /// connection has been quiet for a while, not after every read. Returns whether the
+    /// parser is now dormant; it does nothing mid-element or with input pending.
+    pub fn make_dormant(&mut self) -> bool {
+        if self.dormant {
+            return true;
+        }
+        let quiet = self.phase == Phase::Open
+            && self.open.is_empty()
+            && self.poison.is_none()
+            && self.head == self.buf.len()
+            && self.cursor == self.buf.len();
+        if !quiet {
+            return false;
+        }
+        self.xml = rxml::Parser::with_options(rxml::Options::default());
+        self.buf = Vec::new();
+        self.head = 0;
+        self.cursor = 0;
+        self.doc_start = 0;
+        self.open = Vec::new();
+        self.dormant = true;
+        true
+    }
+
+    /// True while dormant (for tests).
+    #[cfg(test)]
+    fn xml_is_dropped(&self) -> bool {
+        self.dormant
+    }
+
+    /// Rebuilds the tokenizer of a dormant parser by replaying the stream header into it.
+    fn wake(&mut self) -> Result<(), XmlError> {
+        let mut xml = new_rxml_parser(&self.limits);
+        let mut replay: &[u8] = &self.header_replay;
+        loop {
+            match xml.parse(&mut replay, false) {
+                Ok(Some(rxml::Event::StartElement(..))) => break,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(EndOrError::NeedMoreData) | Err(EndOrError::Error(_)) => {
+                    return Err(XmlError::Syntax(
+                        "internal: the stream header did not replay".to_owned(),
+                    ));
+                }
+            }
+        }
+        self.xml = xml;
+        self.dormant = false;
+        Ok(())
+    }
+
     fn parse_next(&mut self) -> Result<Option<StreamEvent>, XmlError> {
+        if self.dormant && self.buf.len() > self.cursor {
+            self.wake()?;
+        }
         self.compact();
         // Set while a whitespace run is being merged into one event.
         let mut in_whitespace = false;
@@ -344,6 +412,7 @@ impl StreamParser {
         self.check_element_shape(name, attrs)?;
         let get = |name: &str| attrs.get("", name).cloned();
         let header_bytes = self.buf.get(self.doc_start..self.head).unwrap_or_default();
+        self.header_replay = header_bytes.into();
         let header = StreamHeader {
             to: get("to"),
             from: get("from"),
@@ -530,6 +599,69 @@ mod tests {
         let bytes: Vec<&[u8]> = over.as_bytes().chunks(1).collect();
         let (_, error) = run(limits, &bytes);
         assert_eq!(error, Some(XmlError::TooLarge { limit_bytes: 1024 }));
+    }
+
+    /// A dormant parser gives the same events as one that never slept: the replayed header
+    /// restores the prefixes and default namespace it declared.
+    #[test]
+    fn dormant_parser_wakes_with_the_headers_namespaces() {
+        let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+            xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:example:x' to='a.test' \
+            version='1.0'>";
+        let stanzas = [
+            "<message><body>one</body></message>",
+            "<x:ping/>",
+            "<iq type='get' id='1'/>",
+        ];
+        let mut awake = StreamParser::new(Limits::authenticated());
+        let mut sleepy = StreamParser::new(Limits::authenticated());
+        let drain = |parser: &mut StreamParser, bytes: &str| {
+            parser.feed(bytes.as_bytes());
+            let mut events = Vec::new();
+            while let Some(event) = parser.next_event().unwrap() {
+                events.push(event);
+            }
+            events
+        };
+        assert_eq!(drain(&mut awake, header), drain(&mut sleepy, header));
+        for stanza in stanzas {
+            assert!(sleepy.make_dormant());
+            assert!(sleepy.xml_is_dropped());
+            let expected = drain(&mut awake, stanza);
+            assert_eq!(expected.len(), 1);
+            assert_eq!(drain(&mut sleepy, stanza), expected, "{stanza}");
+        }
+        assert!(sleepy.make_dormant());
+        assert_eq!(drain(&mut sleepy, "</stream:stream>"), [StreamEvent::Close]);
+    }
+
+    /// Nothing is dropped while an element or a partial token is pending, or before the header.
+    #[test]
+    fn parser_stays_awake_with_work_in_progress() {
+        let mut parser = StreamParser::new(Limits::authenticated());
+        assert!(!parser.make_dormant(), "before the header");
+        parser.feed(BARE_HEADER.as_bytes());
+        assert!(matches!(
+            parser.next_event(),
+            Ok(Some(StreamEvent::Header(_)))
+        ));
+        parser.feed(b"<message><body>half");
+        assert_eq!(parser.next_event(), Ok(None));
+        assert!(!parser.make_dormant(), "mid-element");
+        parser.feed(b"</body></message><pres");
+        assert!(matches!(
+            parser.next_event(),
+            Ok(Some(StreamEvent::Element(_)))
+        ));
+        assert_eq!(parser.next_event(), Ok(None));
+        assert!(!parser.make_dormant(), "partial token");
+        parser.feed(b"ence/>");
+        assert!(matches!(
+            parser.next_event(),
+            Ok(Some(StreamEvent::Element(_)))
+        ));
+        assert!(parser.make_dormant());
+        assert!(!parser.has_pending_input());
     }
 
     /// The error `input` (one feed, default limits) ends with.

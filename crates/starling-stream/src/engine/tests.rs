@@ -564,3 +564,22 @@ fn auth_failed_comes_before_the_failure_is_written() {
     }
     assert_eq!(order, ["auth-failed", "write failure"]);
 }
+
+#[test]
+fn an_idle_stream_releases_its_parser_and_carries_on() {
+    let mut h = bound_session();
+    assert!(h.stream.release_idle_memory());
+    h.send(b"<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(
+        h.events.last().unwrap(),
+        "route <iq xmlns='jabber:client' from='alice@localhost/phone' id='p2' type='get'><ping xmlns='urn:xmpp:ping'/></iq>"
+    );
+    // Half a stanza keeps the parser awake; the rest still completes it.
+    h.send(b"<message to='bob@localhost'><body>h");
+    assert!(!h.stream.release_idle_memory());
+    h.send(b"i</body></message>");
+    assert!(h.events.last().unwrap().contains("<body>hi</body>"));
+    assert!(h.stream.release_idle_memory());
+    let out = h.send(b"</stream:stream>");
+    assert!(out.ends_with("</stream:stream>"), "{out}");
+}
