@@ -329,6 +329,51 @@ async fn kick_of_a_bare_jid_closes_every_resource() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn deluser_closes_the_deleted_accounts_sessions_only() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    server.add_user("alice", PASSWORD).await?;
+    server.add_user("bob", PASSWORD).await?;
+    let mut alice = XmppClient::login(&server, "alice", PASSWORD).await?;
+    let mut bob = XmppClient::login(&server, "bob", PASSWORD).await?;
+
+    let out = starling(&server, &["deluser", "alice@localhost"], None)
+        .await?
+        .ok("deluser")?;
+    ensure!(
+        out.trim() == "deleted alice@localhost and closed 1 session(s)",
+        "{out}"
+    );
+    let condition = alice.expect_disconnect().await?;
+    ensure!(
+        condition.as_deref() == Some("policy-violation"),
+        "{condition:?}"
+    );
+    bob.ping().await?;
+    ensure!(server.list_users(None).await? == ["bob@localhost"]);
+
+    // With nobody online the message says only what was deleted.
+    bob.close_stream().await?;
+    bob.expect_closed().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while starling(&server, &["list-sessions"], None)
+        .await?
+        .ok("list-sessions")?
+        .contains("bob@localhost")
+    {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "bob's session outlived its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = starling(&server, &["deluser", "bob@localhost"], None)
+        .await?
+        .ok("deluser")?;
+    ensure!(out.trim() == "deleted bob@localhost", "{out}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn announce_reaches_available_clients_of_that_host_only() -> anyhow::Result<()> {
     let options = ServerOptions {
         hosts: vec!["a.test".to_owned(), "b.test".to_owned()],
@@ -430,11 +475,7 @@ async fn socket_is_private_and_an_absent_server_is_reported_clearly() -> anyhow:
         meta.permissions().mode()
     );
 
-    // FIXME: the server installs its SIGTERM handler only after printing `ready`; a command
-    // round trip first gives it that moment (shutdown.rs logs clients in before its SIGTERM).
-    starling(&server, &["list-sessions"], None)
-        .await?
-        .ok("list-sessions")?;
+    // SIGTERM straight after start: the handlers are installed before `ready` is printed.
     let status = server.terminate(Duration::from_secs(10)).await?;
     ensure!(status.success(), "server exit {status}");
     ensure!(!path.exists(), "the socket file outlived the server");

@@ -59,7 +59,15 @@ pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<String> {
         .delete_account(&jid)
         .await
         .with_context(|| format!("cannot delete {jid}"))?;
-    Ok(format!("deleted {jid}"))
+    // A running server still has the account's sessions; end them (RFC 6120 §4.9.3.14's
+    // policy-violation, as `kick` does) so a deleted account cannot keep chatting.
+    let closed = crate::admin::close_deleted_account(config, &jid.to_string())
+        .await
+        .with_context(|| format!("deleted {jid}, but could not close its sessions"))?;
+    Ok(match closed {
+        Some(count) if count > 0 => format!("deleted {jid} and closed {count} session(s)"),
+        _ => format!("deleted {jid}"),
+    })
 }
 
 /// List the accounts of one host, or of every configured host.

@@ -86,6 +86,25 @@ pub async fn kick(config: &Config, jid: String, reason: Option<String>) -> anyho
     }
 }
 
+/// After `deluser`: close the deleted account's sessions on the running server, if one
+/// answers on the admin socket. Returns how many were closed; `None` when no server runs.
+pub async fn close_deleted_account(config: &Config, jid: &str) -> anyhow::Result<Option<usize>> {
+    let command = Command::Kick {
+        jid: jid.to_owned(),
+        reason: Some("the account was deleted".to_owned()),
+    };
+    match starling_admin::request(&config.admin_socket(), &command).await {
+        Ok(Response::Kicked { count }) => Ok(Some(count)),
+        Ok(other) => anyhow::bail!("unexpected answer from the server: {other:?}"),
+        Err(starling_admin::ClientError::NotRunning { .. }) => Ok(None),
+        Err(starling_admin::ClientError::Server {
+            kind: starling_admin::ErrorKind::NotFound,
+            ..
+        }) => Ok(Some(0)),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// `starling announce HOST [--message TEXT]`; without `--message` the text is read from
 /// standard input.
 pub async fn announce(

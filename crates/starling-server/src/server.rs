@@ -192,9 +192,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         )));
     }
     drop(done_tx);
+    // Handlers go in before `ready`, so a signal sent the moment the server says it is ready
+    // is handled rather than ending the process with the default action.
+    let signals = Signals::install()?;
     announce("ready");
 
-    wait_for_signal(&shared).await?;
+    signals.wait(&shared).await?;
     info!("shutting down");
     // Listeners stop accepting and every session is sent <system-shutdown/>.
     let _ = shutdown_tx.send(true);
@@ -263,29 +266,50 @@ async fn accept_loop(
     }
 }
 
-/// Wait for SIGINT or SIGTERM; meanwhile each SIGHUP reloads the config and certificate.
-async fn wait_for_signal(shared: &Shared) -> anyhow::Result<()> {
+/// The signals the server acts on: SIGINT and SIGTERM stop it, SIGHUP reloads.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Install the handlers (from now on these signals no longer kill the process).
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())
+                    .context("cannot install SIGINT handler")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("cannot install SIGTERM handler")?,
+                hangup: signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Wait for SIGINT or SIGTERM; meanwhile each SIGHUP reloads the config and certificate.
+    async fn wait(mut self, shared: &Shared) -> anyhow::Result<()> {
+        #[cfg(unix)]
         loop {
             tokio::select! {
-                result = tokio::signal::ctrl_c() => {
-                    result.context("cannot wait for SIGINT")?;
-                    return Ok(());
-                }
-                _ = term.recv() => return Ok(()),
-                _ = hup.recv() => shared.reload(),
+                _ = self.interrupt.recv() => return Ok(()),
+                _ = self.terminate.recv() => return Ok(()),
+                _ = self.hangup.recv() => shared.reload(),
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = shared;
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")
+        #[cfg(not(unix))]
+        {
+            let _ = shared;
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot wait for Ctrl-C")
+        }
     }
 }
