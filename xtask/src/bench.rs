@@ -692,8 +692,8 @@ fn run_ejabberd(
         format!(
             "ERLANG_NODE={node}\nERL_OPTIONS=\"-env ERL_CRASH_DUMP_BYTES 0\"\n\
              EJABBERD_CONFIG_PATH={d}/ejabberd.yml\nEJABBERD_PID_PATH={d}/ejabberd.pid\n{}",
-            // ejabberdctl re-runs itself through `su`, whose PAM limits reset the open-file
-            // limit to 1,024; the config file is sourced after that, so raise it there.
+            // When ejabberdctl is not started as root (see `ctl` below), raise the limit here
+            // too; it is sourced before the node starts.
             context
                 .nofile
                 .map_or_else(String::new, |n| format!("ulimit -n {n}\n"))
@@ -706,8 +706,31 @@ fn run_ejabberd(
             .run()?;
     }
     let epmd_before = pids_named("epmd");
+    // As root, ejabberdctl would start the node through `su ejabberd`, whose PAM session
+    // resets the open-file limit to 1,024; the BEAM sizes its port table from that limit at
+    // start, so raising it afterwards does not help and the node stops accepting near 1,000
+    // connections. Switching user with `setpriv` (no PAM) under `prlimit` keeps our limit;
+    // ejabberdctl then sees it already runs as `ejabberd` and starts the node directly.
     let ctl = |args: &[&str]| -> Command {
-        let mut c = Command::new("ejabberdctl");
+        let mut c = if is_root() {
+            let mut c = Command::new("prlimit");
+            if let Some(n) = context.nofile {
+                c.arg(format!("--nofile={n}:{n}"));
+            }
+            c.args([
+                "--",
+                "setpriv",
+                "--reuid=ejabberd",
+                "--regid=ejabberd",
+                "--init-groups",
+                "ejabberdctl",
+            ]);
+            // The Erlang cookie goes in HOME; keep it in the scratch directory ejabberd owns.
+            c.env("HOME", &d);
+            c
+        } else {
+            Command::new("ejabberdctl")
+        };
         c.args(["--config-dir", &d])
             .args(["--ctl-config", &format!("{d}/ejabberdctl.cfg")])
             .args(["--config", &format!("{d}/ejabberd.yml")])
@@ -722,6 +745,11 @@ fn run_ejabberd(
         c.args(["-c", "0"]);
         let inner = ctl(&["start"]);
         c.arg(inner.get_program()).args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            if let Some(value) = value {
+                c.env(key, value);
+            }
+        }
         c
     } else {
         ctl(&["start"])
