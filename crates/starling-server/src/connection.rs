@@ -217,48 +217,51 @@ async fn run(
 ) -> std::io::Result<()> {
     let live = Arc::clone(&cx.live);
     let config = Arc::clone(&live.stream_config);
-    match kind {
-        ListenerKind::StartTls => {
-            let mut engine = C2sStream::new(config, Transport::Plain, Box::new(SystemIds));
-            if let Some(refusal) = refusal {
-                let (condition, text) = refusal.stream_error();
-                engine.handle(Input::Close(Some((condition, Some(text)))));
-            }
-            match Box::pin(drive(&mut cx, &mut engine, PlainSocket(socket))).await? {
-                Next::Closed => Ok(()),
-                Next::StartTls(socket) => {
-                    let tls_setup = &live.tls;
-                    let Some(tls) = Box::pin(handshake(&live, socket)).await else {
-                        cx.record.ending(EndReason::TlsFailed);
-                        engine.handle(Input::TlsFailed);
-                        return Ok(());
-                    };
-                    let info = tls_setup.session_info(tls.get_ref().1);
-                    engine.handle(Input::TlsEstablished(info));
-                    cx.origin.transport = StreamTransport::StartTls;
-                    Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
-                        .await
-                        .map(|_| ())
-                }
-            }
-        }
+    // One engine and one TLS drive call for both listener kinds, so the task's future holds
+    // a single copy of each.
+    let (transport, direct_tls, plain) = match kind {
+        ListenerKind::StartTls => (Transport::Plain, None, Some(socket)),
         ListenerKind::DirectTls => {
             if refusal.is_some() {
                 return Ok(());
             }
-            let tls_setup = &live.tls;
             let Some(tls) = Box::pin(handshake(&live, socket)).await else {
                 cx.record.ending(EndReason::TlsFailed);
                 return Ok(());
             };
-            let info = tls_setup.session_info(tls.get_ref().1);
-            let mut engine =
-                C2sStream::new(config, Transport::DirectTls(info), Box::new(SystemIds));
-            Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
-                .await
-                .map(|_| ())
+            let info = live.tls.session_info(tls.get_ref().1);
+            (Transport::DirectTls(info), Some(tls), None)
         }
-    }
+    };
+    let mut engine = C2sStream::new(config, transport, Box::new(SystemIds));
+    let tls = match (direct_tls, plain) {
+        (Some(tls), _) => tls,
+        (None, None) => return Ok(()),
+        (None, Some(socket)) => {
+            if let Some(refusal) = refusal {
+                let (condition, text) = refusal.stream_error();
+                engine.handle(Input::Close(Some((condition, Some(text)))));
+            }
+            let Next::StartTls(socket) =
+                Box::pin(drive(&mut cx, &mut engine, PlainSocket(socket))).await?
+            else {
+                return Ok(());
+            };
+            let Some(tls) = Box::pin(handshake(&live, socket)).await else {
+                cx.record.ending(EndReason::TlsFailed);
+                engine.handle(Input::TlsFailed);
+                return Ok(());
+            };
+            engine.handle(Input::TlsEstablished(
+                live.tls.session_info(tls.get_ref().1),
+            ));
+            cx.origin.transport = StreamTransport::StartTls;
+            tls
+        }
+    };
+    Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
+        .await
+        .map(|_| ())
 }
 
 /// The TLS handshake with the certificate current when the connection was accepted (SIGHUP
@@ -267,11 +270,11 @@ async fn run(
 async fn handshake(
     live: &Live,
     socket: TcpStream,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&live.tls.server_config));
     let timeout = live.connection_limits.tls_handshake_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(tls)) => Some(Box::new(tls)),
         Ok(Err(err)) => {
             warn!(error = %err, "TLS handshake failed");
             None
@@ -292,7 +295,9 @@ trait Socket: AsyncRead + AsyncWrite + Unpin {
 }
 
 struct PlainSocket(TcpStream);
-struct TlsSocket(tokio_rustls::server::TlsStream<TcpStream>);
+/// Boxed: rustls's connection state is over a kilobyte, and kept inline it would be stored
+/// in the connection task's futures (and copied between them) rather than once.
+struct TlsSocket(Box<tokio_rustls::server::TlsStream<TcpStream>>);
 
 impl Socket for PlainSocket {
     fn into_tcp(self) -> Option<TcpStream> {
