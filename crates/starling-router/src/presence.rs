@@ -67,7 +67,11 @@ impl<S: Store> Router<S> {
     /// Available presence without `to` (RFC 6121 §4.2 initial, §4.4 update).
     async fn available(&self, sender: &SessionHandle, presence: &Element) {
         let priority = priority_of(presence);
+        let old_priority = sender.priority();
         let was_available = sender.set_presence(Some(presence.clone()), priority);
+        // XEP-0160 §3: stored messages wait for a resource with non-negative priority; one
+        // that comes online at a negative priority gets them when it raises its priority.
+        let now_reachable = priority >= 0 && (!was_available || old_priority < 0);
         let user = sender.bare_jid();
         let roster = self.roster_of(&user).await;
         // To the account's own available resources, the sender included (§4.2.2).
@@ -81,6 +85,9 @@ impl<S: Store> Router<S> {
             }
         }
         if was_available {
+            if now_reachable {
+                self.flush_offline(sender).await;
+            }
             return;
         }
         // Initial presence: the account's other available resources are probed like contacts,
@@ -115,7 +122,7 @@ impl<S: Store> Router<S> {
             }
         }
         // XEP-0160 §3: offline messages go to the first resource with non-negative priority.
-        if priority >= 0 {
+        if now_reachable {
             self.flush_offline(sender).await;
         }
     }
