@@ -117,3 +117,53 @@ async fn tls_1_0_and_1_1_client_hellos_are_refused() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// RFC 5802 §9: the salt in server-first-message is public. For an unknown user the server
+/// answers with a made-up one; it must stay the same between attempts and across a restart,
+/// as a real account's does, or two tries would reveal that the account does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_salt_is_as_stable_as_a_real_one() -> anyhow::Result<()> {
+    let mut server = TestServer::start_with(ServerOptions {
+        auth_failure_delay_ms: 1,
+        max_auth_failure_delay_ms: 1,
+        ..ServerOptions::default()
+    })
+    .await?;
+    server.add_user("alice", "Real-Password-1").await?;
+    let ghost_first = scram_salt(&server, "ghost").await?;
+    let alice_first = scram_salt(&server, "alice").await?;
+    assert_eq!(scram_salt(&server, "ghost").await?, ghost_first);
+    assert_eq!(scram_salt(&server, "alice").await?, alice_first);
+    assert_ne!(scram_salt(&server, "ghost2").await?, ghost_first);
+    server.kill_and_restart().await?;
+    assert_eq!(scram_salt(&server, "ghost").await?, ghost_first);
+    assert_eq!(scram_salt(&server, "alice").await?, alice_first);
+    Ok(())
+}
+
+/// The `s=` attribute of the server-first-message a SCRAM-SHA-256 attempt for `user` gets.
+async fn scram_salt(server: &TestServer, user: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut client = XmppClient::connect_plain(server.starttls_addr).await?;
+    client.open_stream(&server.domain).await?;
+    client.starttls().await?;
+    let first = b64.encode(format!("n,,n={user},r=fixedclientnonce"));
+    client
+        .send_str(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+        ))
+        .await?;
+    let challenge = client.expect_element("<challenge/>").await?;
+    anyhow::ensure!(
+        challenge.name() == "challenge",
+        "expected a challenge, got {}",
+        String::from(&challenge)
+    );
+    let server_first = String::from_utf8(b64.decode(challenge.text().trim())?)?;
+    server_first
+        .split(',')
+        .find_map(|part| part.strip_prefix("s="))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no salt in {server_first:?}"))
+}

@@ -83,6 +83,7 @@ pub fn sasl(data: &[u8]) {
         is_encrypted,
         allow_plain_without_tls: bit(4),
         channel_bindings,
+        decoy_secret: [9; 32],
     };
     let Ok(mut session) = SaslSession::start(mechanism, &ctx, SERVER_NONCE) else {
         return;

@@ -43,6 +43,8 @@
 //!     is_encrypted: false,
 //!     allow_plain_without_tls: false,
 //!     channel_bindings: Vec::new(),
+//!     // Random and kept across restarts in a real server (see `ServerContext::decoy_secret`).
+//!     decoy_secret: [0x5a; 32],
 //! };
 //! // The server nonce is an input: the engine draws it from its random source.
 //! let mut session =

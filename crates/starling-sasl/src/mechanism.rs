@@ -118,6 +118,10 @@ pub struct ServerContext {
     pub allow_plain_without_tls: bool,
     /// Empty on plaintext; tls-server-end-point always on TLS, tls-exporter additionally on TLS 1.3.
     pub channel_bindings: Vec<ChannelBinding>,
+    /// The server's secret for made-up SCRAM salts of unknown users: with it, a decoy salt is
+    /// the same on every attempt (as a real account's is) and nobody without it can compute
+    /// one to tell a decoy from a real account. Keep it across restarts.
+    pub decoy_secret: [u8; 32],
 }
 
 impl ServerContext {
@@ -167,6 +171,7 @@ mod tests {
                     data: vec![1, 2, 3],
                 })
                 .collect(),
+            decoy_secret: [0; 32],
         }
     }
 

@@ -191,15 +191,14 @@ pub(crate) fn verify_proof(keys: &ScramKeys, auth_message: &[u8], proof: &[u8]) 
 ///
 /// The server-first-message must look like a real one so that usernames cannot be probed
 /// (RFC 5802 §9 notes the salt and iteration count are visible to anyone). The salt is
-/// `H("starling-sasl decoy" NUL username NUL server-nonce)` cut to 16 bytes, so it is stable
-/// within one exchange without any randomness source of our own. The keys are hashes nobody
-/// knows a preimage of, and the caller also refuses decoys outright.
-pub(crate) fn decoy_keys(hash: ScramHash, username: &str, server_nonce: &str) -> ScramKeys {
+/// `HMAC(secret, "starling-sasl decoy" NUL username)` cut to 16 bytes: the same on every
+/// attempt for the same name, as a real account's salt is, and unpredictable without the
+/// server's secret. The keys are hashes nobody knows a preimage of, and the caller also
+/// refuses decoys outright.
+pub(crate) fn decoy_keys(hash: ScramHash, username: &str, secret: &[u8; 32]) -> ScramKeys {
     let mut seed = b"starling-sasl decoy\0".to_vec();
     seed.extend_from_slice(username.as_bytes());
-    seed.push(0);
-    seed.extend_from_slice(server_nonce.as_bytes());
-    let mut salt = hash.digest(&seed);
+    let mut salt = hash.hmac(secret, &seed);
     salt.truncate(DECOY_SALT_BYTES);
     ScramKeys {
         hash,
@@ -427,11 +426,13 @@ mod tests {
 
     #[test]
     fn decoy_is_deterministic_and_plausible() {
-        let a = decoy_keys(ScramHash::Sha256, "nobody", "nonce");
-        let b = decoy_keys(ScramHash::Sha256, "nobody", "nonce");
-        let c = decoy_keys(ScramHash::Sha256, "nobody2", "nonce");
+        let a = decoy_keys(ScramHash::Sha256, "nobody", &[1; 32]);
+        let b = decoy_keys(ScramHash::Sha256, "nobody", &[1; 32]);
+        let c = decoy_keys(ScramHash::Sha256, "nobody2", &[1; 32]);
+        let other_server = decoy_keys(ScramHash::Sha256, "nobody", &[2; 32]);
         assert_eq!(a, b);
         assert_ne!(a.salt, c.salt);
+        assert_ne!(a.salt, other_server.salt);
         assert_eq!(a.salt.len(), 16);
         assert_eq!(a.iterations, DEFAULT_ITERATIONS);
         assert_eq!(a.stored_key.len(), 32);

@@ -41,6 +41,8 @@ pub struct SaslSession {
     channel_bindings: Vec<ChannelBinding>,
     /// The server's half of the SCRAM nonce, supplied by the engine.
     server_nonce: String,
+    /// Keys made-up salts for unknown users ([`ServerContext::decoy_secret`]).
+    decoy_secret: [u8; 32],
     /// Where the exchange is.
     state: State,
 }
@@ -126,6 +128,7 @@ impl SaslSession {
             mechanism,
             domain: ctx.domain.clone(),
             channel_bindings: ctx.channel_bindings.clone(),
+            decoy_secret: ctx.decoy_secret,
             server_nonce: server_nonce.to_owned(),
             state: State::Initial {
                 sent_empty_challenge: false,
@@ -268,7 +271,7 @@ impl SaslSession {
         let (keys, is_decoy) = match creds.and_then(|c| c.keys_for(hash)) {
             Some(keys) => (keys.clone(), false),
             None => (
-                scram::decoy_keys(hash, &first.username, &self.server_nonce),
+                scram::decoy_keys(hash, &first.username, &self.decoy_secret),
                 true,
             ),
         };

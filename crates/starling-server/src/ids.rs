@@ -1,6 +1,10 @@
 //! The server's source of generated ids: UUIDv7 for anything that sorts by time, OS randomness
-//! for nonces.
+//! for nonces, and the kept secret behind made-up SCRAM salts.
 
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
 use rand::Rng as _;
 use starling_stream::IdSource;
 
@@ -24,9 +28,65 @@ impl IdSource for SystemIds {
     }
 }
 
+/// File in the data directory holding the secret behind made-up SCRAM salts for unknown users
+/// (`starling_sasl::ServerContext::decoy_secret`).
+const DECOY_SECRET_FILE: &str = "sasl-decoy.key";
+
+/// The SCRAM decoy secret: read from `<data_dir>/sasl-decoy.key`, or made from OS randomness
+/// and written there (mode 0600) on first start, so unknown users see the same salt across
+/// attempts and restarts.
+pub fn decoy_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join(DECOY_SECRET_FILE);
+    let read = |path: &Path| -> anyhow::Result<[u8; 32]> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| anyhow::anyhow!("{} must hold exactly 32 bytes", path.display()))
+    };
+    if path.exists() {
+        return read(&path);
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let secret: [u8; 32] = rand::rng().random();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(&secret)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(secret)
+        }
+        // Another process made it first; use theirs.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoy_secret_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = decoy_secret(dir.path()).unwrap();
+        assert_eq!(decoy_secret(dir.path()).unwrap(), first);
+        assert_ne!(first, [0; 32]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(DECOY_SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(DECOY_SECRET_FILE), b"short").unwrap();
+        assert!(decoy_secret(dir.path()).is_err());
+    }
 
     #[test]
     fn stream_ids_are_uuidv7_and_increase() {

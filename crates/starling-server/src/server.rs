@@ -37,7 +37,11 @@ impl Live {
     fn new(config: Config) -> anyhow::Result<Self> {
         let tls = TlsSetup::load(&config)?;
         Ok(Self {
-            stream_config: Arc::new(config.stream_config()),
+            stream_config: Arc::new({
+                let mut stream = config.stream_config();
+                stream.sasl_decoy_secret = crate::ids::decoy_secret(&config.data_dir)?;
+                stream
+            }),
             tls: Arc::new(tls),
             connection_limits: ConnectionLimits::new(&config),
             config,

@@ -445,6 +445,7 @@ impl C2sStream {
                 .as_ref()
                 .map(|t| t.channel_bindings.clone())
                 .unwrap_or_default(),
+            decoy_secret: self.config.sasl_decoy_secret,
         }
     }
 

@@ -27,6 +27,7 @@ fn ctx(is_encrypted: bool, channel_bindings: &[(ChannelBindingType, &[u8])]) -> 
                 data: data.to_vec(),
             })
             .collect(),
+        decoy_secret: [7; 32],
     }
 }
 
@@ -786,7 +787,7 @@ fn scram_missing_final_is_malformed_request() {
 fn scram_unknown_user_gets_plausible_challenge_then_not_authorized() {
     let (mut session, server_first) = awaiting_final(None);
     let text = String::from_utf8(server_first.clone()).unwrap();
-    let salt = scram::decoy_keys(ScramHash::Sha256, "user", SERVER_NONCE).salt;
+    let salt = scram::decoy_keys(ScramHash::Sha256, "user", &[7; 32]).salt;
     assert_eq!(salt.len(), 16);
     assert_eq!(
         text,
@@ -1038,5 +1039,30 @@ fn debug_output_names_only_the_state() {
     assert_eq!(
         format!("{session:?}"),
         "SaslSession { mechanism: Plain, domain: \"localhost\", state: \"AwaitingCredentials\", .. }"
+    );
+}
+
+#[test]
+fn unknown_user_sees_the_same_salt_on_every_attempt() {
+    // A real account's salt never changes between attempts; a decoy's must not either, or two
+    // tries would tell an unknown name from a known one.
+    let server_first_salt = |server_nonce: &str| {
+        let mut session = SaslSession::start("SCRAM-SHA-256", &plaintext(), server_nonce).unwrap();
+        assert_eq!(
+            session.step(Some(b"n,,n=ghost,r=clientnonce")),
+            lookup("ghost")
+        );
+        let SaslStep::Challenge(first) = session.credentials(None) else {
+            panic!("expected server-first-message");
+        };
+        let text = String::from_utf8(first).unwrap();
+        text.split(',')
+            .find_map(|part| part.strip_prefix("s="))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        server_first_salt("nonce-one"),
+        server_first_salt("nonce-two")
     );
 }
