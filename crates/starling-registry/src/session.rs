@@ -108,7 +108,9 @@ struct Session {
 #[derive(Debug, Default)]
 struct ResourceState {
     priority: i8,
-    presence: Option<Element>,
+    /// Kept serialized: a parsed presence costs about a kilobyte per available session and is
+    /// only read again when someone new must be told of it (probes, new resources).
+    presence: Option<Box<str>>,
     is_interested: bool,
 }
 
@@ -239,7 +241,7 @@ impl SessionHandle {
         let mut state = lock(&self.inner.state);
         let was_available = state.presence.is_some();
         state.priority = if presence.is_some() { priority } else { 0 };
-        state.presence = presence;
+        state.presence = presence.map(|element| String::from(&element).into_boxed_str());
         was_available
     }
 
@@ -287,7 +289,11 @@ impl SessionHandle {
         ConnectedResource {
             full_jid: self.inner.full_jid.clone(),
             priority: state.priority,
-            presence: state.presence.clone(),
+            // We serialized it ourselves, so it parses; a failure would only hide this presence.
+            presence: state
+                .presence
+                .as_deref()
+                .and_then(|text| text.parse::<Element>().ok()),
             is_interested: state.is_interested,
         }
     }

@@ -61,8 +61,9 @@ pub struct StreamParser {
     limits: Limits,
     /// Limits set while an element was in progress; applied at its end.
     next_limits: Option<Limits>,
-    /// The XML tokenizer and namespace resolver for the current document.
-    xml: rxml::Parser,
+    /// The XML tokenizer and namespace resolver for the current document; `None` while
+    /// dormant. Boxed so that a dormant parser does not keep its space either.
+    xml: Option<Box<rxml::Parser>>,
     /// Bytes from the peer; everything before `head` is discarded lazily.
     buf: Vec<u8>,
     /// Index in `buf` of the first byte not yet covered by an rxml event.
@@ -77,9 +78,6 @@ pub struct StreamParser {
     /// The bytes of the current document up to the end of its stream header, kept so that a
     /// dormant parser can rebuild the tokenizer's state (see [`StreamParser::make_dormant`]).
     header_replay: Box<[u8]>,
-    /// True while the tokenizer was dropped to save memory; it is rebuilt from
-    /// `header_replay` before the next byte is parsed.
-    dormant: bool,
     /// Where the parser is in the stream document.
     phase: Phase,
     /// Elements opened and not yet closed inside the current top-level
@@ -105,14 +103,13 @@ impl StreamParser {
         Self {
             limits,
             next_limits: None,
-            xml: new_rxml_parser(&limits),
+            xml: Some(Box::new(new_rxml_parser(&limits))),
             buf: Vec::new(),
             head: 0,
             cursor: 0,
             doc_start: 0,
             element_evented_bytes: 0,
             header_replay: Box::default(),
-            dormant: false,
             phase: Phase::Prolog,
             open: Vec::new(),
             poison: None,
@@ -178,8 +175,7 @@ impl StreamParser {
         if let Some(limits) = self.next_limits.take() {
             self.limits = limits;
         }
-        self.xml = new_rxml_parser(&self.limits);
-        self.dormant = false;
+        self.xml = Some(Box::new(new_rxml_parser(&self.limits)));
         self.header_replay = Box::default();
         self.cursor = self.head;
         self.doc_start = self.head;
@@ -196,7 +192,7 @@ impl StreamParser {
     /// connection has been quiet for a while, not after every read. Returns whether the
     /// parser is now dormant; it does nothing mid-element or with input pending.
     pub fn make_dormant(&mut self) -> bool {
-        if self.dormant {
+        if self.xml.is_none() {
             return true;
         }
         let quiet = self.phase == Phase::Open
@@ -207,20 +203,19 @@ impl StreamParser {
         if !quiet {
             return false;
         }
-        self.xml = rxml::Parser::with_options(rxml::Options::default());
+        self.xml = None;
         self.buf = Vec::new();
         self.head = 0;
         self.cursor = 0;
         self.doc_start = 0;
         self.open = Vec::new();
-        self.dormant = true;
         true
     }
 
     /// True while dormant (for tests).
     #[cfg(test)]
     fn xml_is_dropped(&self) -> bool {
-        self.dormant
+        self.xml.is_none()
     }
 
     /// Rebuilds the tokenizer of a dormant parser by replaying the stream header into it.
@@ -238,13 +233,15 @@ impl StreamParser {
                 }
             }
         }
-        self.xml = xml;
-        self.dormant = false;
+        self.xml = Some(Box::new(xml));
         Ok(())
     }
 
     fn parse_next(&mut self) -> Result<Option<StreamEvent>, XmlError> {
-        if self.dormant && self.buf.len() > self.cursor {
+        if self.xml.is_none() {
+            if self.buf.len() == self.cursor {
+                return Ok(None);
+            }
             self.wake()?;
         }
         self.compact();
@@ -265,7 +262,10 @@ impl StreamParser {
                 .min(self.cursor.saturating_add(budget).saturating_add(1));
             let mut chunk = self.buf.get(self.cursor..end).unwrap_or_default();
             let offered = chunk.len();
-            let result = self.xml.parse(&mut chunk, false);
+            let Some(xml) = self.xml.as_deref_mut() else {
+                return nothing_more(in_whitespace);
+            };
+            let result = xml.parse(&mut chunk, false);
             let consumed = offered - chunk.len();
             self.cursor += consumed;
             match result {

@@ -349,3 +349,22 @@ fn origin_is_kept_with_the_session() {
     let (plain, _rx) = session(&registry, "bob@localhost/x");
     assert_eq!(plain.origin(), None);
 }
+
+#[test]
+fn stored_presence_comes_back_unchanged() {
+    let registry = registry(RegistryConfig::default());
+    let (handle, _rx) = session(&registry, "alice@localhost/phone");
+    let presence: minidom::Element = "<presence xmlns='jabber:client' xml:lang='en'>\
+        <show>dnd</show><status>a &lt;b&gt; &amp; &apos;c&apos; 😀</status>\
+        <priority>-3</priority>\
+        <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v='/>\
+        </presence>"
+        .parse()
+        .unwrap();
+    handle.set_presence(Some(presence.clone()), -3);
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.presence, Some(presence));
+    assert_eq!(snapshot.priority, -3);
+    handle.set_presence(None, 0);
+    assert_eq!(handle.snapshot().presence, None);
+}
