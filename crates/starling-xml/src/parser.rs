@@ -271,13 +271,14 @@ impl StreamParser {
             match result {
                 Ok(Some(event)) => {
                     let len = event.metrics().len();
+                    let event_start = self.head;
                     self.head = (self.head + len).min(self.cursor);
                     if self.phase == Phase::Open
                         && (!self.open.is_empty() || matches!(event, rxml::Event::StartElement(..)))
                     {
                         self.element_evented_bytes += len;
                     }
-                    self.check_size()?;
+                    self.check_size(event_start)?;
                     let out = self.handle(event)?;
                     if matches!(out, Some(StreamEvent::Header(_) | StreamEvent::Element(_))) {
                         // A header or top-level element ends at its `>`, which rxml reports
@@ -304,7 +305,7 @@ impl StreamParser {
                 }
                 Ok(None) => return nothing_more(in_whitespace),
                 Err(EndOrError::NeedMoreData) => {
-                    self.check_size()?;
+                    self.check_size(self.head)?;
                     if consumed == 0 || self.cursor >= self.buf.len() {
                         return nothing_more(in_whitespace);
                     }
@@ -334,9 +335,30 @@ impl StreamParser {
         }
     }
 
-    fn check_size(&self) -> Result<(), XmlError> {
+    /// Fails once the item is over its byte bound. `recent` is where in `buf` the bytes rxml
+    /// took since its previous event begin: rxml hands out the valid start of a text run and
+    /// reports a bad UTF-8 byte only at its next flush, so an invalid byte it already took would
+    /// otherwise be reported as a size error or not, depending on where reads split. The earlier
+    /// fault wins: such a byte makes it the not-well-formed error rxml would have given.
+    fn check_size(&self, recent: usize) -> Result<(), XmlError> {
         if self.item_bytes() <= self.limit_bytes() {
             return Ok(());
+        }
+        let taken = self.buf.get(recent..self.cursor).unwrap_or_default();
+        // `recent` can fall inside a multi-byte character when rxml's counts run short.
+        let whole_chars = taken
+            .iter()
+            .position(|b| !(0x80..=0xbf).contains(b))
+            .map_or(&[][..], |start| taken.get(start..).unwrap_or_default());
+        if let Err(err) = std::str::from_utf8(whole_chars)
+            && err.error_len().is_some()
+            && let Some(&byte) = whole_chars.get(err.valid_up_to())
+        {
+            return Err(XmlError::from_rxml(
+                rxml::Error::InvalidUtf8Byte(byte),
+                taken,
+                &self.limits,
+            ));
         }
         Err(match self.phase {
             Phase::Prolog => XmlError::HeaderTooLarge {
@@ -662,6 +684,53 @@ mod tests {
         ));
         assert!(parser.make_dormant());
         assert!(!parser.has_pending_input());
+    }
+
+    /// Found by fuzzing: rxml hands out the valid start of a text run and reports a bad UTF-8
+    /// byte only at its next flush, so fed whole the element hit the size limit first and was
+    /// a policy violation, while fed in pieces it was not well-formed. The earlier fault wins.
+    #[test]
+    fn invalid_utf8_before_the_size_limit_is_not_well_formed_however_fed() {
+        // Text is flushed in 40-byte tokens from offset 15, so the last flush before the
+        // 1024-byte limit starts at offset 1015; the bad byte goes inside it, at 1018.
+        let mut input = format!("{BARE_HEADER}<message><body>").into_bytes();
+        input.extend_from_slice(&[b'a'; 1003]);
+        input.push(0xfe);
+        input.extend_from_slice(&[b'b'; 2000]);
+        let limits = Limits {
+            max_stanza_bytes: 1024,
+            max_attribute_value_bytes: 40,
+            ..Limits::authenticated()
+        };
+        let whole = run(limits, &[&input]);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let pieces = run(limits, &bytes);
+        for (how, (_, error)) in [("whole", whole), ("a byte at a time", pieces)] {
+            let error = error.unwrap_or_else(|| panic!("{how}: no error"));
+            assert_eq!(
+                error.condition(),
+                crate::StreamCondition::NotWellFormed,
+                "{how}: {error}"
+            );
+        }
+    }
+
+    /// A size error stays a size error when the text is valid, even with multi-byte
+    /// characters cut by the limit.
+    #[test]
+    fn oversized_valid_text_is_still_a_policy_violation() {
+        let mut input = format!("{BARE_HEADER}<message><body>").into_bytes();
+        input.extend_from_slice("é😀".repeat(400).as_bytes());
+        let limits = Limits {
+            max_stanza_bytes: 1024,
+            max_attribute_value_bytes: 40,
+            ..Limits::authenticated()
+        };
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        for chunks in [vec![input.as_slice()], bytes] {
+            let (_, error) = run(limits, &chunks);
+            assert_eq!(error, Some(XmlError::TooLarge { limit_bytes: 1024 }));
+        }
     }
 
     /// The error `input` (one feed, default limits) ends with.
