@@ -219,8 +219,8 @@ async fn run(
     let config = Arc::clone(&live.stream_config);
     // One engine and one TLS drive call for both listener kinds, so the task's future holds
     // a single copy of each.
-    let (transport, direct_tls, plain) = match kind {
-        ListenerKind::StartTls => (Transport::Plain, None, Some(socket)),
+    let (transport, opened) = match kind {
+        ListenerKind::StartTls => (Transport::Plain, Opened::Plain(socket)),
         ListenerKind::DirectTls => {
             if refusal.is_some() {
                 return Ok(());
@@ -230,14 +230,13 @@ async fn run(
                 return Ok(());
             };
             let info = live.tls.session_info(tls.get_ref().1);
-            (Transport::DirectTls(info), Some(tls), None)
+            (Transport::DirectTls(info), Opened::Tls(tls))
         }
     };
     let mut engine = C2sStream::new(config, transport, Box::new(SystemIds));
-    let tls = match (direct_tls, plain) {
-        (Some(tls), _) => tls,
-        (None, None) => return Ok(()),
-        (None, Some(socket)) => {
+    let tls = match opened {
+        Opened::Tls(tls) => tls,
+        Opened::Plain(socket) => {
             if let Some(refusal) = refusal {
                 let (condition, text) = refusal.stream_error();
                 engine.handle(Input::Close(Some((condition, Some(text)))));
@@ -262,6 +261,13 @@ async fn run(
     Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
         .await
         .map(|_| ())
+}
+
+/// A connection after its listener's own start: plain TCP (STARTTLS may follow) or already
+/// TLS (XEP-0368).
+enum Opened {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 /// The TLS handshake with the certificate current when the connection was accepted (SIGHUP

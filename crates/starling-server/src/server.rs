@@ -34,12 +34,13 @@ pub struct Live {
 
 impl Live {
     /// Derive everything from `config`, loading (or generating) the certificate.
-    fn new(config: Config) -> anyhow::Result<Self> {
+    /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
+    fn new(config: Config, decoy_secret: [u8; 32]) -> anyhow::Result<Self> {
         let tls = TlsSetup::load(&config)?;
         Ok(Self {
             stream_config: Arc::new({
                 let mut stream = config.stream_config();
-                stream.sasl_decoy_secret = crate::ids::decoy_secret(&config.data_dir)?;
+                stream.sasl_decoy_secret = decoy_secret;
                 stream
             }),
             tls: Arc::new(tls),
@@ -97,7 +98,7 @@ impl Shared {
         for key in &reload.needs_restart {
             warn!(config = %path, key, "SIGHUP: `{key}` changed but needs a restart; keeping the running value");
         }
-        let live = match Live::new(reload.config) {
+        let live = match Live::new(reload.config, running.stream_config.sasl_decoy_secret) {
             Ok(live) => live,
             Err(err) => {
                 error!(error = %format!("{err:#}"), "SIGHUP: cannot reload the TLS certificate; keeping the running configuration and certificate");
@@ -145,7 +146,10 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let shared = Arc::new(Shared {
         peer_limits: PeerLimits::new(&config.limits),
         connection_cap: ConnectionCap::new(config.limits.max_connections),
-        live: RwLock::new(Arc::new(Live::new(config.clone())?)),
+        live: RwLock::new(Arc::new(Live::new(
+            config.clone(),
+            crate::ids::decoy_secret(&config.data_dir)?,
+        )?)),
         config_path,
         router,
         store,

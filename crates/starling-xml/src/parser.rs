@@ -686,6 +686,15 @@ mod tests {
         assert!(!parser.has_pending_input());
     }
 
+    /// A 1024-byte stanza limit with 40-byte tokens, so text is flushed in 40-byte pieces.
+    fn small_tokens_1024() -> Limits {
+        Limits {
+            max_stanza_bytes: 1024,
+            max_attribute_value_bytes: 40,
+            ..Limits::authenticated()
+        }
+    }
+
     /// Found by fuzzing: rxml hands out the valid start of a text run and reports a bad UTF-8
     /// byte only at its next flush, so fed whole the element hit the size limit first and was
     /// a policy violation, while fed in pieces it was not well-formed. The earlier fault wins.
@@ -697,11 +706,7 @@ mod tests {
         input.extend_from_slice(&[b'a'; 1003]);
         input.push(0xfe);
         input.extend_from_slice(&[b'b'; 2000]);
-        let limits = Limits {
-            max_stanza_bytes: 1024,
-            max_attribute_value_bytes: 40,
-            ..Limits::authenticated()
-        };
+        let limits = small_tokens_1024();
         let whole = run(limits, &[&input]);
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         let pieces = run(limits, &bytes);
@@ -721,11 +726,7 @@ mod tests {
     fn oversized_valid_text_is_still_a_policy_violation() {
         let mut input = format!("{BARE_HEADER}<message><body>").into_bytes();
         input.extend_from_slice("é😀".repeat(400).as_bytes());
-        let limits = Limits {
-            max_stanza_bytes: 1024,
-            max_attribute_value_bytes: 40,
-            ..Limits::authenticated()
-        };
+        let limits = small_tokens_1024();
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         for chunks in [vec![input.as_slice()], bytes] {
             let (_, error) = run(limits, &chunks);
