@@ -174,32 +174,10 @@ async fn backup_wipe_restore_gives_back_accounts_rosters_and_waiting_stanzas() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_backup_restores_into_postgres_byte_for_byte() -> anyhow::Result<()> {
     backup_wipe_restore(ServerOptions {
-        postgres_url: Some(fresh_postgres_database().await?),
+        postgres_url: Some(starling_testkit::fresh_postgres_database("starling_backup").await?),
         ..ServerOptions::default()
     })
     .await
-}
-
-/// A new, empty database on the PostgreSQL that `cargo xtask test` started, as a connection
-/// string for the server.
-async fn fresh_postgres_database() -> anyhow::Result<String> {
-    let base = std::env::var("STARLING_TEST_POSTGRES_URL").map_err(|_| {
-        anyhow::anyhow!(
-            "STARLING_TEST_POSTGRES_URL is not set: run through `cargo xtask test`, which starts PostgreSQL"
-        )
-    })?;
-    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let name = format!("starling_backup_{}_{nanos}", std::process::id());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    Ok(format!("{base} dbname={name}"))
 }
 
 /// Fills a SQLite server, backs it up, restores into a fresh server with `target` options and

@@ -130,30 +130,10 @@ async fn acknowledged_state_survives_sigkill_on_sqlite() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_state_survives_sigkill_on_postgres() -> anyhow::Result<()> {
-    let url = fresh_postgres_database().await?;
+    let url = starling_testkit::fresh_postgres_database("starling_durability").await?;
     durability_survives_sigkill(ServerOptions {
         postgres_url: Some(url),
         ..ServerOptions::default()
     })
     .await
-}
-
-/// A new, empty database on the PostgreSQL that `cargo xtask test` started, as a connection
-/// string for the server.
-async fn fresh_postgres_database() -> anyhow::Result<String> {
-    let base = std::env::var("STARLING_TEST_POSTGRES_URL").map_err(|_| {
-        anyhow::anyhow!("STARLING_TEST_POSTGRES_URL is not set: run through `cargo xtask test`, which starts PostgreSQL")
-    })?;
-    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let name = format!("starling_durability_{}_{nanos}", std::process::id());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    Ok(format!("{base} dbname={name}"))
 }

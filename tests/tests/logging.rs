@@ -41,20 +41,6 @@ fn with_message<'a>(records: &'a [Value], message: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Waits until the log holds `count` lines containing `needle`.
-async fn wait_for_log(server: &TestServer, needle: &str, count: usize) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.log_text().matches(needle).count() < count {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{needle:?} not logged {count} time(s); log tail:\n{}",
-            server.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// Logs in and out: a clean close by alice, a wrong password from a third connection that
 /// then drops the socket, and bob kicked by his own second login on the same resource. Returns the JIDs alice and bob
 /// (first login) were bound to.
@@ -94,7 +80,7 @@ async fn sessions_with_every_ending(server: &TestServer) -> anyhow::Result<(Stri
 async fn json_log_has_one_start_and_one_end_record_per_session() -> anyhow::Result<()> {
     let server = TestServer::start_with(options_with("[log]\nformat = \"json\"\n")).await?;
     let (alice_jid, bob_jid) = sessions_with_every_ending(&server).await?;
-    wait_for_log(&server, "session ended", 4).await?;
+    server.wait_for_log("session ended", 4).await?;
 
     let records = json_records(&server)?;
     let started = with_message(&records, "session started");
@@ -154,7 +140,7 @@ async fn json_log_has_one_start_and_one_end_record_per_session() -> anyhow::Resu
 async fn human_log_has_start_and_end_lines() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let (alice_jid, bob_jid) = sessions_with_every_ending(&server).await?;
-    wait_for_log(&server, "session ended", 4).await?;
+    server.wait_for_log("session ended", 4).await?;
     let log = server.log_text();
     assert!(
         log.lines().all(|line| !line.starts_with('{')),
@@ -201,7 +187,7 @@ async fn per_module_levels_apply() -> anyhow::Result<()> {
     let mut alice = XmppClient::login(&server, "alice", "alice-password").await?;
     alice.close_stream().await?;
     alice.expect_closed().await?;
-    wait_for_log(&server, "session ended", 1).await?;
+    server.wait_for_log("session ended", 1).await?;
 
     let records = json_records(&server)?;
     let log = server.log_text();
@@ -227,7 +213,7 @@ async fn sighup_changes_the_log_level() -> anyhow::Result<()> {
     let mut alice = XmppClient::login(&server, "alice", "alice-password").await?;
     alice.close_stream().await?;
     alice.expect_closed().await?;
-    wait_for_log(&server, "session ended", 1).await?;
+    server.wait_for_log("session ended", 1).await?;
     assert!(
         targets_at(&json_records(&server)?, "DEBUG").is_empty(),
         "debug lines at the default level:\n{}",
@@ -238,11 +224,11 @@ async fn sighup_changes_the_log_level() -> anyhow::Result<()> {
         "[log]\nformat = \"json\"\nlevel = \"info,starling_server=debug\"\n",
     ))?;
     server.signal("HUP")?;
-    wait_for_log(&server, "SIGHUP: log level changed", 1).await?;
+    server.wait_for_log("SIGHUP: log level changed", 1).await?;
     let mut alice = XmppClient::login(&server, "alice", "alice-password").await?;
     alice.close_stream().await?;
     alice.expect_closed().await?;
-    wait_for_log(&server, "session ended", 2).await?;
+    server.wait_for_log("session ended", 2).await?;
     let records = json_records(&server)?;
     let debug = targets_at(&records, "DEBUG");
     assert!(

@@ -8,20 +8,6 @@ use std::time::Duration;
 use starling_testkit::reader::NS_STREAMS;
 use starling_testkit::{Incoming, ScramMech, ServerOptions, TestServer, XmppClient};
 
-/// Waits until the server's log contains `needle` `count` times.
-async fn wait_for_log(server: &TestServer, needle: &str, count: usize) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.log_text().matches(needle).count() < count {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{needle:?} not logged {count} time(s); log tail:\n{}",
-            server.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// A chat message of about `bytes` bytes from `client` to its own full JID.
 fn message_to_self(client: &XmppClient, id: &str, bytes: usize) -> anyhow::Result<String> {
     let jid = client.jid().ok_or_else(|| anyhow::anyhow!("not bound"))?;
@@ -63,7 +49,9 @@ async fn sighup_lowers_the_stanza_limit_for_new_connections_only() -> anyhow::Re
         ..ServerOptions::default()
     })?;
     server.signal("HUP")?;
-    wait_for_log(&server, "SIGHUP: configuration reloaded", 1).await?;
+    server
+        .wait_for_log("SIGHUP: configuration reloaded", 1)
+        .await?;
     assert!(
         server.log_text().contains("limits.max_stanza_bytes"),
         "the reload names the changed key; log tail:\n{}",
@@ -100,7 +88,9 @@ async fn sighup_refuses_a_hosts_change() -> anyhow::Result<()> {
         ..ServerOptions::default()
     })?;
     server.signal("HUP")?;
-    wait_for_log(&server, "SIGHUP: configuration reloaded", 1).await?;
+    server
+        .wait_for_log("SIGHUP: configuration reloaded", 1)
+        .await?;
     let log = server.log_text();
     assert!(
         log.lines()
@@ -132,7 +122,7 @@ async fn sighup_with_a_broken_config_keeps_the_running_one() -> anyhow::Result<(
 
     std::fs::write(server.config_path(), "hosts = [\"localhost\"\n[limits\n")?;
     server.signal("HUP")?;
-    wait_for_log(&server, invalid, 1).await?;
+    server.wait_for_log(invalid, 1).await?;
     let line = last_line_with(&server, invalid);
     assert!(
         line.contains("ERROR") && line.contains("invalid config file"),
@@ -145,7 +135,7 @@ async fn sighup_with_a_broken_config_keeps_the_running_one() -> anyhow::Result<(
     };
     server.rewrite_config(options.clone())?;
     server.signal("HUP")?;
-    wait_for_log(&server, invalid, 2).await?;
+    server.wait_for_log(invalid, 2).await?;
     let line = last_line_with(&server, invalid);
     assert!(
         line.contains("stanza size limits must be at least 1024 bytes"),
@@ -162,7 +152,9 @@ async fn sighup_with_a_broken_config_keeps_the_running_one() -> anyhow::Result<(
     options.max_stanza_bytes = 2048;
     server.rewrite_config(options)?;
     server.signal("HUP")?;
-    wait_for_log(&server, "SIGHUP: configuration reloaded", 1).await?;
+    server
+        .wait_for_log("SIGHUP: configuration reloaded", 1)
+        .await?;
     let mut last = XmppClient::login(&server, "alice", "alice-password").await?;
     last.send_str(&message_to_self(&last, "big", 8192)?).await?;
     assert_eq!(last.expect_stream_error().await?, "policy-violation");

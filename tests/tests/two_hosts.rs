@@ -98,33 +98,31 @@ async fn roster_jids(client: &mut XmppClient, id: &str) -> anyhow::Result<Vec<St
         .collect())
 }
 
+/// A server for `a.test` and `b.test`, each with `[tls.hosts."<host>"]` pointing at
+/// `<certs>/<host>.pem` and `.key` (written by [`certificate`]).
+async fn start_two_hosts(certs: &Path) -> anyhow::Result<TestServer> {
+    let mut extra_toml = String::new();
+    for host in ["a.test", "b.test"] {
+        extra_toml.push_str(&format!(
+            "[tls.hosts.\"{host}\"]\ncertificate = {:?}\nprivate_key = {:?}\n",
+            certs.join(format!("{host}.pem")).display().to_string(),
+            certs.join(format!("{host}.key")).display().to_string(),
+        ));
+    }
+    TestServer::start_with(ServerOptions {
+        hosts: vec!["a.test".to_owned(), "b.test".to_owned()],
+        extra_toml,
+        ..ServerOptions::default()
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_have_their_own_certificates_and_data() -> anyhow::Result<()> {
     let certs = tempfile::tempdir()?;
     let a_der = certificate(certs.path(), "a.test")?;
     let b_der = certificate(certs.path(), "b.test")?;
-    let mut extra_toml = String::new();
-    for host in ["a.test", "b.test"] {
-        extra_toml.push_str(&format!(
-            "[tls.hosts.\"{host}\"]\ncertificate = {:?}\nprivate_key = {:?}\n",
-            certs
-                .path()
-                .join(format!("{host}.pem"))
-                .display()
-                .to_string(),
-            certs
-                .path()
-                .join(format!("{host}.key"))
-                .display()
-                .to_string(),
-        ));
-    }
-    let server = TestServer::start_with(ServerOptions {
-        hosts: vec!["a.test".to_owned(), "b.test".to_owned()],
-        extra_toml,
-        ..ServerOptions::default()
-    })
-    .await?;
+    let server = start_two_hosts(certs.path()).await?;
 
     // Each host's certificate, by SNI, on both kinds of listener.
     assert_eq!(tls_to(&server, "a.test").await?.1, a_der);
@@ -201,28 +199,7 @@ async fn sighup_reloads_a_hosts_certificate() -> anyhow::Result<()> {
     let certs = tempfile::tempdir()?;
     let a_der = certificate(certs.path(), "a.test")?;
     let old_b = certificate(certs.path(), "b.test")?;
-    let mut extra_toml = String::new();
-    for host in ["a.test", "b.test"] {
-        extra_toml.push_str(&format!(
-            "[tls.hosts.\"{host}\"]\ncertificate = {:?}\nprivate_key = {:?}\n",
-            certs
-                .path()
-                .join(format!("{host}.pem"))
-                .display()
-                .to_string(),
-            certs
-                .path()
-                .join(format!("{host}.key"))
-                .display()
-                .to_string(),
-        ));
-    }
-    let server = TestServer::start_with(ServerOptions {
-        hosts: vec!["a.test".to_owned(), "b.test".to_owned()],
-        extra_toml,
-        ..ServerOptions::default()
-    })
-    .await?;
+    let server = start_two_hosts(certs.path()).await?;
     let (_open, served) = tls_to(&server, "b.test").await?;
     assert_eq!(served, old_b);
 

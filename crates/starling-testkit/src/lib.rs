@@ -16,6 +16,7 @@ pub mod case;
 pub mod client;
 pub mod matcher;
 pub mod pair;
+pub mod postgres;
 pub mod reader;
 pub mod scenario;
 pub mod server;
@@ -29,6 +30,7 @@ pub use client::{FloodOutcome, Incoming, SaslFailure, ScramMech, XmppClient, mec
 pub use matcher::{Captures, matches, matches_with, substitute};
 pub use minidom::Element;
 pub use pair::{ChatPair, PairReport};
+pub use postgres::fresh_postgres_database;
 pub use reader::{StreamEvent, StreamReader, parse_stream_child};
 pub use sasl::common::ChannelBinding;
 pub use server::{ServerOptions, TestServer};

@@ -470,6 +470,21 @@ impl TestServer {
         read_log(&self.data_dir.path().join("starling.log"))
     }
 
+    /// Waits (up to 10 s) until the log holds `needle` at least `count` times.
+    pub async fn wait_for_log(&self, needle: &str, count: usize) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.log_text().matches(needle).count() < count {
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{needle:?} not logged {count} time(s); log tail:\n{}",
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// The last `lines` lines of the log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = self.log_text();
