@@ -1,10 +1,14 @@
 //! The SQLite backend, Starling's embedded default store.
 //!
-//! One connection, shared behind a mutex, with every call run on tokio's blocking pool. Opening
-//! a database applies the schema migrations it lacks, tracked in `PRAGMA user_version`.
+//! Writes go through one connection behind a mutex, run on tokio's blocking pool, since a
+//! commit waits for the disk. Reads of a database file use a second connection and run on
+//! the calling task when that connection is free (WAL readers never wait for the writer, and
+//! a cached read takes microseconds, less than handing it to another thread), else on the
+//! blocking pool. Opening a database applies the schema migrations it lacks, tracked in
+//! `PRAGMA user_version`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::Duration;
 
 use jid::{BareJid, DomainPart, NodePart};
@@ -49,19 +53,25 @@ CREATE TABLE scram_keys (
 
 /// An [`AccountStore`] in one SQLite database file (or in memory, for tests).
 ///
-/// Cloning is cheap and every clone shares the one connection.
+/// Cloning is cheap and every clone shares the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
-    /// The only connection to the database.
+    /// The connection every write goes through.
     ///
-    /// A `std::sync::Mutex` rather than tokio's: the lock is taken only inside
-    /// `spawn_blocking` closures, on a blocking-pool thread, and released before the closure
-    /// returns, so it is never held across an `.await` and waiting for it never stalls a
-    /// reactor thread. tokio's mutex exists for guards that live across awaits, which would
-    /// only add overhead here. One connection serialises every query, which SQLite does for
-    /// writers anyway.
+    /// A `std::sync::Mutex` rather than tokio's: the lock is never held across an `.await`
+    /// (writes take it inside `spawn_blocking` closures, reads for one synchronous call), so
+    /// tokio's mutex, made for guards that live across awaits, would only add overhead. One
+    /// writing connection serialises the writes, which SQLite does anyway.
     conn: Arc<Mutex<Connection>>,
+    /// A second connection for reads (`query_only`), so they do not wait for a write's
+    /// commit; `None` for an in-memory database, which another connection cannot see, where
+    /// reads share `conn`.
+    reader: Option<Arc<Mutex<Connection>>>,
 }
+
+/// Statements each connection keeps prepared: every statement of this backend fits, so none
+/// is parsed again after its first use.
+const STATEMENT_CACHE: usize = 64;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, switches it to WAL mode and applies
@@ -69,9 +79,22 @@ impl SqliteStore {
     ///
     /// Fails with [`StorageError::Migration`] if the file was written by a newer schema.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let conn = Connection::open(path)
-            .map_err(backend(&format!("open sqlite database {}", path.display())))?;
-        Self::setup(conn)
+        let open = || {
+            Connection::open(path)
+                .map_err(backend(&format!("open sqlite database {}", path.display())))
+        };
+        let mut store = Self::setup(open()?)?;
+        // Opened after `setup`, so the file is already in WAL mode and fully migrated.
+        let reader = open()?;
+        reader
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(backend("set busy timeout"))?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(backend("make the read connection read-only"))?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        store.reader = Some(Arc::new(Mutex::new(reader)));
+        Ok(store)
     }
 
     /// Opens a private in-memory database, gone when the last clone is dropped.
@@ -93,29 +116,58 @@ impl SqliteStore {
             .map_err(backend("enable foreign keys"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(backend("set busy timeout"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn, MIGRATIONS)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            reader: None,
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the writing connection on the blocking pool.
     pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
         T: Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic while the lock was held cannot leave the database half-written: an open
-            // `Transaction` rolls back when dropped during unwinding. So a poisoned lock still
-            // guards a consistent connection and is safe to reuse.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .map_err(|err| StorageError::Backend(format!("sqlite task did not complete: {err}")))?
+        on_blocking_pool(Arc::clone(&self.conn), f).await
     }
+
+    /// Runs the read-only `f` with the reading connection: here and now when it is free,
+    /// else on the blocking pool once it is. Reads that take several statements should run
+    /// them in one transaction, so that they see one snapshot.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.reader.as_ref().unwrap_or(&self.conn);
+        // The guard must be gone before the await below, or the future would hold it.
+        let f = match conn.try_lock() {
+            Ok(mut guard) => return f(&mut guard),
+            // See `on_blocking_pool` on why a poisoned lock is safe to reuse.
+            Err(TryLockError::Poisoned(poisoned)) => return f(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => f,
+        };
+        on_blocking_pool(Arc::clone(conn), f).await
+    }
+}
+
+/// Runs `f` with `conn` locked, on the blocking pool.
+async fn on_blocking_pool<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StorageError>
+where
+    F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        // A panic while the lock was held cannot leave the database half-written: an open
+        // `Transaction` rolls back when dropped during unwinding. So a poisoned lock still
+        // guards a consistent connection and is safe to reuse.
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    })
+    .await
+    .map_err(|err| StorageError::Backend(format!("sqlite task did not complete: {err}")))?
 }
 
 impl AccountStore for SqliteStore {
@@ -129,11 +181,11 @@ impl AccountStore for SqliteStore {
         self.with_conn(move |conn| {
             let tx = write_transaction(conn)?;
             let inserted = tx
-                .execute(
+                .prepare_cached(
                     "INSERT INTO accounts (host, username) VALUES (?1, ?2)
                      ON CONFLICT (host, username) DO NOTHING",
-                    params![key.host, key.username],
                 )
+                .and_then(|mut stmt| stmt.execute(params![key.host, key.username]))
                 .map_err(backend("insert account"))?;
             if inserted == 0 {
                 return Err(StorageError::AccountExists(jid));
@@ -157,21 +209,18 @@ impl AccountStore for SqliteStore {
         self.with_conn(move |conn| {
             let tx = write_transaction(conn)?;
             let account_id: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM accounts WHERE host = ?1 AND username = ?2",
-                    params![key.host, key.username],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT id FROM accounts WHERE host = ?1 AND username = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![key.host, key.username], |row| row.get(0))
+                })
                 .optional()
                 .map_err(backend("look up account"))?;
             let Some(account_id) = account_id else {
                 return Err(not_found);
             };
-            tx.execute(
-                "DELETE FROM scram_keys WHERE account_id = ?1",
-                params![account_id],
-            )
-            .map_err(backend("delete old scram keys"))?;
+            tx.prepare_cached("DELETE FROM scram_keys WHERE account_id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![account_id]))
+                .map_err(backend("delete old scram keys"))?;
             insert_keys(&tx, account_id, &creds)?;
             tx.commit().map_err(backend("commit new credentials"))
         })
@@ -186,10 +235,8 @@ impl AccountStore for SqliteStore {
         self.with_conn(move |conn| {
             // One statement is atomic on its own; the keys go with it through ON DELETE CASCADE.
             let deleted = conn
-                .execute(
-                    "DELETE FROM accounts WHERE host = ?1 AND username = ?2",
-                    params![key.host, key.username],
-                )
+                .prepare_cached("DELETE FROM accounts WHERE host = ?1 AND username = ?2")
+                .and_then(|mut stmt| stmt.execute(params![key.host, key.username]))
                 .map_err(backend("delete account"))?;
             if deleted == 0 {
                 return Err(not_found);
@@ -204,7 +251,7 @@ impl AccountStore for SqliteStore {
             return Ok(None);
         };
         let jid = jid.clone();
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             // One statement, so the account and its keys come from one consistent snapshot.
             // An account without keys yields one row of NULLs from the LEFT JOIN.
             let mut stmt = conn
@@ -248,7 +295,7 @@ impl AccountStore for SqliteStore {
         let Ok(domain) = DomainPart::new(host).map(|domain| domain.into_owned()) else {
             return Ok(Vec::new());
         };
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT username FROM accounts WHERE host = ?1")
                 .map_err(backend("prepare account list query"))?;
@@ -361,7 +408,7 @@ pub(crate) fn backend(context: &str) -> impl FnOnce(rusqlite::Error) -> StorageE
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::account_tests::{alice, credentials, dump};
 
@@ -370,6 +417,63 @@ mod tests {
     }
 
     crate::account_tests::account_store_tests!(memory_store());
+
+    /// A store on a database file, where reads use the second connection; the directory
+    /// lives as long as the value.
+    pub(crate) struct FileStore {
+        pub(crate) store: SqliteStore,
+        _dir: tempfile::TempDir,
+    }
+
+    pub(crate) fn file_store() -> FileStore {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("starling.db")).expect("open");
+        assert!(
+            store.reader.is_some(),
+            "a file store reads on its own connection"
+        );
+        FileStore { store, _dir: dir }
+    }
+
+    mod on_file {
+        use super::file_store;
+        crate::account_tests::account_store_tests!(file_store().store);
+    }
+
+    #[tokio::test]
+    async fn the_read_connection_refuses_writes() {
+        let file = file_store();
+        let result = file
+            .store
+            .read(|conn| {
+                conn.execute("DELETE FROM accounts", [])
+                    .map_err(backend("delete through the reader"))
+            })
+            .await;
+        assert!(
+            matches!(&result, Err(StorageError::Backend(message)) if message.contains("readonly")),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_while_the_reader_is_busy_waits_for_it() {
+        let file = file_store();
+        file.store
+            .create_account(&alice(), &credentials(1))
+            .await
+            .expect("create");
+        let reader = Arc::clone(file.store.reader.as_ref().expect("reader"));
+        let held = reader.lock().expect("lock");
+        let store = file.store.clone();
+        let lookup = tokio::spawn(async move { store.credentials(&alice()).await });
+        // The lookup cannot take the reader here, so it waits on the blocking pool.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!lookup.is_finished());
+        drop(held);
+        let found = lookup.await.expect("join").expect("lookup");
+        assert_eq!(found, Some(credentials(1)));
+    }
 
     fn user_version(conn: &Connection) -> u32 {
         conn.pragma_query_value(None, "user_version", |row| row.get(0))

@@ -196,11 +196,8 @@ fn import_one(
 ) -> Result<(), StorageError> {
     let (host, username) = account_key(&account.jid)?;
     let old: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM accounts WHERE host = ?1 AND username = ?2",
-            params![host, username],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT id FROM accounts WHERE host = ?1 AND username = ?2")
+        .and_then(|mut stmt| stmt.query_row(params![host, username], |row| row.get(0)))
         .optional()
         .map_err(backend("look up account"))?;
     let replaced_version = match (old, existing) {
@@ -210,40 +207,34 @@ fn import_one(
         }
         (Some(id), ExistingAccounts::Replace) => {
             let version: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM roster_versions WHERE account_id = ?1",
-                    params![id],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT version FROM roster_versions WHERE account_id = ?1")
+                .and_then(|mut stmt| stmt.query_row(params![id], |row| row.get(0)))
                 .optional()
                 .map_err(backend("read roster version"))?;
             // Everything the account owns goes with it through ON DELETE CASCADE.
-            tx.execute("DELETE FROM accounts WHERE id = ?1", params![id])
+            tx.prepare_cached("DELETE FROM accounts WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id]))
                 .map_err(backend("delete replaced account"))?;
             Some(version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
         }
     };
-    tx.execute(
-        "INSERT INTO accounts (host, username) VALUES (?1, ?2)",
-        params![host, username],
-    )
-    .map_err(backend("insert account"))?;
+    tx.prepare_cached("INSERT INTO accounts (host, username) VALUES (?1, ?2)")
+        .and_then(|mut stmt| stmt.execute(params![host, username]))
+        .map_err(backend("insert account"))?;
     let id = tx.last_insert_rowid();
     insert_keys(tx, id, &account.credentials)?;
     let version = imported_version(account.roster_version, replaced_version);
     if version > 0 {
-        tx.execute(
-            "INSERT INTO roster_versions (account_id, version) VALUES (?1, ?2)",
-            params![id, to_i64(version, "roster version")?],
-        )
-        .map_err(backend("insert roster version"))?;
+        let version = to_i64(version, "roster version")?;
+        tx.prepare_cached("INSERT INTO roster_versions (account_id, version) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![id, version]))
+            .map_err(backend("insert roster version"))?;
     }
     for item in &account.roster {
         let contact = item.jid.as_str();
-        tx.execute(
-            "INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+        tx.prepare_cached("INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut stmt| stmt.execute(params![
                 id,
                 contact,
                 item.name,
@@ -251,32 +242,28 @@ fn import_one(
                 item.pending_out,
                 item.approved
             ],
-        )
+        ))
         .map_err(backend("insert roster item"))?;
         for (position, group) in item.groups.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO roster_groups (account_id, contact, position, name) VALUES (?1, ?2, ?3, ?4)",
-                params![id, contact, to_i64(position as u64, "group position")?, group],
-            )
+            let position = to_i64(position as u64, "group position")?;
+            tx.prepare_cached("INSERT INTO roster_groups (account_id, contact, position, name) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut stmt| stmt.execute(params![id, contact, position, group]))
             .map_err(backend("insert roster group"))?;
         }
     }
     for (contact, stanza) in &account.requests {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO subscription_requests (account_id, contact, stanza) VALUES (?1, ?2, ?3)",
-            params![id, contact.as_str(), stanza],
         )
+        .and_then(|mut stmt| stmt.execute(params![id, contact.as_str(), stanza]))
         .map_err(backend("insert subscription request"))?;
     }
     for message in &account.offline {
-        tx.execute(
+        let stored_at = to_i64(message.stored_at_unix_ms, "offline message time")?;
+        tx.prepare_cached(
             "INSERT INTO offline_messages (account_id, stored_at_ms, stanza) VALUES (?1, ?2, ?3)",
-            params![
-                id,
-                to_i64(message.stored_at_unix_ms, "offline message time")?,
-                message.stanza
-            ],
         )
+        .and_then(|mut stmt| stmt.execute(params![id, stored_at, message.stanza]))
         .map_err(backend("insert offline message"))?;
     }
     Ok(())

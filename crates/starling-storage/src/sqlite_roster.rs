@@ -57,7 +57,9 @@ CREATE INDEX offline_messages_by_account ON offline_messages (account_id, id);
 impl RosterStore for SqliteStore {
     async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
         let owner = owner.clone();
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
+            // One snapshot for the version and the items it numbers.
+            let conn = &conn.transaction().map_err(backend("begin roster read"))?;
             let Some(account) = account_id(conn, &owner)? else {
                 return Ok((0, Vec::new()));
             };
@@ -91,7 +93,7 @@ impl RosterStore for SqliteStore {
         contact: &BareJid,
     ) -> Result<Option<RosterItem>, StorageError> {
         let (owner, contact) = (owner.clone(), contact.clone());
-        self.with_conn(move |conn| match account_id(conn, &owner)? {
+        self.read(move |conn| match account_id(conn, &owner)? {
             Some(account) => load_item(conn, account, contact.as_str()),
             None => Ok(None),
         })
@@ -114,15 +116,14 @@ impl RosterStore for SqliteStore {
 
     async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
         let (owner, contact) = (owner.clone(), contact.clone());
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let Some(account) = account_id(conn, &owner)? else {
                 return Ok(false);
             };
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT 1 FROM subscription_requests WHERE account_id = ?1 AND contact = ?2",
-                params![account, contact.as_str()],
-                |_| Ok(()),
             )
+            .and_then(|mut stmt| stmt.query_row(params![account, contact.as_str()], |_| Ok(())))
             .optional()
             .map(|found| found.is_some())
             .map_err(backend("query subscription request"))
@@ -132,7 +133,7 @@ impl RosterStore for SqliteStore {
 
     async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
         let owner = owner.clone();
-        self.with_conn(move |conn| {
+        self.read(move |conn| {
             let Some(account) = account_id(conn, &owner)? else {
                 return Ok(Vec::new());
             };
@@ -165,19 +166,19 @@ impl OfflineStore for SqliteStore {
             let tx = write_transaction(conn)?;
             let account = account_id(&tx, &owner)?.ok_or_else(|| StorageError::AccountNotFound(owner.clone()))?;
             let count: i64 = tx
-                .query_row("SELECT COUNT(*) FROM offline_messages WHERE account_id = ?1", params![account], |row| {
+                .prepare_cached("SELECT COUNT(*) FROM offline_messages WHERE account_id = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![account], |row| {
                     row.get(0)
-                })
+                }))
                 .map_err(backend("count offline messages"))?;
             if usize::try_from(count).unwrap_or(usize::MAX) >= limit {
                 return Ok(false);
             }
             let stored_at = i64::try_from(message.stored_at_unix_ms)
                 .map_err(|_| StorageError::Backend("offline message timestamp out of range".to_owned()))?;
-            tx.execute(
-                "INSERT INTO offline_messages (account_id, stored_at_ms, stanza) VALUES (?1, ?2, ?3)",
-                params![account, stored_at, message.stanza],
-            )
+            tx.prepare_cached("INSERT INTO offline_messages (account_id, stored_at_ms, stanza) VALUES (?1, ?2, ?3)")
+            .and_then(|mut stmt| stmt.execute(params![account, stored_at, message.stanza],
+            ))
             .map_err(backend("store offline message"))?;
             tx.commit().map_err(backend("commit offline message"))?;
             Ok(true)
@@ -187,6 +188,27 @@ impl OfflineStore for SqliteStore {
 
     async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
         let owner = owner.clone();
+        // Most logins find nothing stored: a read answers that without the write lock and a
+        // commit. A message stored after this read is delivered by the next take.
+        let probe = owner.clone();
+        let any_stored = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM offline_messages o JOIN accounts a ON a.id = o.account_id
+                     WHERE a.host = ?1 AND a.username = ?2)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![probe.domain().as_str(), probe.node().map(|node| node.as_str())],
+                        |row| row.get::<_, bool>(0),
+                    )
+                })
+                .map_err(backend("look for offline messages"))
+            })
+            .await?;
+        if !any_stored {
+            return Ok(Vec::new());
+        }
         self.with_conn(move |conn| {
             let tx = write_transaction(conn)?;
             let Some(account) = account_id(&tx, &owner)? else {
@@ -208,7 +230,8 @@ impl OfflineStore for SqliteStore {
                 }
                 out
             };
-            tx.execute("DELETE FROM offline_messages WHERE account_id = ?1", params![account])
+            tx.prepare_cached("DELETE FROM offline_messages WHERE account_id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![account]))
                 .map_err(backend("delete offline messages"))?;
             tx.commit().map_err(backend("commit offline delivery"))?;
             Ok(messages)
@@ -229,50 +252,43 @@ fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, Storage
     match change {
         RosterChange::Put { item, .. } => {
             let contact = item.jid.as_str();
-            tx.execute(
-                "DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2",
-                params![account, contact],
-            )
-            .map_err(backend("replace roster item"))?;
-            tx.execute(
-                "INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![account, contact, item.name, item.subscription.as_str(), item.pending_out, item.approved],
-            )
+            tx.prepare_cached("DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2")
+                .and_then(|mut stmt| stmt.execute(params![account, contact]))
+                .map_err(backend("replace roster item"))?;
+            tx.prepare_cached("INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut stmt| stmt.execute(params![account, contact, item.name, item.subscription.as_str(), item.pending_out, item.approved],
+            ))
             .map_err(backend("insert roster item"))?;
             for (position, group) in item.groups.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO roster_groups (account_id, contact, position, name) VALUES (?1, ?2, ?3, ?4)",
-                    params![account, contact, i64::try_from(position).unwrap_or(i64::MAX), group],
-                )
+                tx.prepare_cached("INSERT INTO roster_groups (account_id, contact, position, name) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut stmt| stmt.execute(params![account, contact, i64::try_from(position).unwrap_or(i64::MAX), group],
+                ))
                 .map_err(backend("insert roster group"))?;
             }
             bump_version(tx, account)
         }
         RosterChange::Remove { contact, .. } => {
-            tx.execute(
-                "DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2",
-                params![account, contact.as_str()],
-            )
-            .map_err(backend("remove roster item"))?;
+            tx.prepare_cached("DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2")
+                .and_then(|mut stmt| stmt.execute(params![account, contact.as_str()]))
+                .map_err(backend("remove roster item"))?;
             bump_version(tx, account)
         }
         RosterChange::AddRequest {
             contact, stanza, ..
         } => {
-            tx.execute(
-                "INSERT INTO subscription_requests (account_id, contact, stanza) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account_id, contact) DO UPDATE SET stanza = excluded.stanza",
-                params![account, contact.as_str(), stanza],
-            )
+            tx.prepare_cached("INSERT INTO subscription_requests (account_id, contact, stanza) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account_id, contact) DO UPDATE SET stanza = excluded.stanza")
+            .and_then(|mut stmt| stmt.execute(params![account, contact.as_str(), stanza],
+            ))
             .map_err(backend("store subscription request"))?;
             roster_version(tx, account)
         }
         RosterChange::RemoveRequest { contact, .. } => {
-            tx.execute(
+            tx.prepare_cached(
                 "DELETE FROM subscription_requests WHERE account_id = ?1 AND contact = ?2",
-                params![account, contact.as_str()],
             )
+            .and_then(|mut stmt| stmt.execute(params![account, contact.as_str()]))
             .map_err(backend("remove subscription request"))?;
             roster_version(tx, account)
         }
@@ -283,22 +299,20 @@ fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageEr
     let Some(node) = jid.node() else {
         return Ok(None);
     };
-    conn.query_row(
-        "SELECT id FROM accounts WHERE host = ?1 AND username = ?2",
-        params![jid.domain().as_str(), node.as_str()],
-        |row| row.get(0),
-    )
-    .optional()
-    .map_err(backend("look up account"))
+    conn.prepare_cached("SELECT id FROM accounts WHERE host = ?1 AND username = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![jid.domain().as_str(), node.as_str()], |row| {
+                row.get(0)
+            })
+        })
+        .optional()
+        .map_err(backend("look up account"))
 }
 
 fn roster_version(conn: &Connection, account: i64) -> Result<u64, StorageError> {
     let version: Option<i64> = conn
-        .query_row(
-            "SELECT version FROM roster_versions WHERE account_id = ?1",
-            params![account],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT version FROM roster_versions WHERE account_id = ?1")
+        .and_then(|mut stmt| stmt.query_row(params![account], |row| row.get(0)))
         .optional()
         .map_err(backend("read roster version"))?;
     Ok(version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
@@ -306,13 +320,12 @@ fn roster_version(conn: &Connection, account: i64) -> Result<u64, StorageError> 
 
 fn bump_version(tx: &Transaction<'_>, account: i64) -> Result<u64, StorageError> {
     let version: i64 = tx
-        .query_row(
+        .prepare_cached(
             "INSERT INTO roster_versions (account_id, version) VALUES (?1, 1)
              ON CONFLICT (account_id) DO UPDATE SET version = version + 1
              RETURNING version",
-            params![account],
-            |row| row.get(0),
         )
+        .and_then(|mut stmt| stmt.query_row(params![account], |row| row.get(0)))
         .map_err(backend("bump roster version"))?;
     u64::try_from(version)
         .map_err(|_| StorageError::Corrupt(format!("negative roster version {version}")))
@@ -324,11 +337,10 @@ fn load_item(
     contact: &str,
 ) -> Result<Option<RosterItem>, StorageError> {
     let row: Option<(Option<String>, String, bool, bool)> = conn
-        .query_row(
-            "SELECT name, subscription, pending_out, approved FROM roster_items WHERE account_id = ?1 AND contact = ?2",
-            params![account, contact],
+        .prepare_cached("SELECT name, subscription, pending_out, approved FROM roster_items WHERE account_id = ?1 AND contact = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![account, contact],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
+        ))
         .optional()
         .map_err(backend("read roster item"))?;
     let Some((name, subscription, pending_out, approved)) = row else {
@@ -368,4 +380,9 @@ mod tests {
     crate::roster_tests::roster_store_tests!(
         SqliteStore::open_in_memory().expect("in-memory database opens")
     );
+
+    mod on_file {
+        use crate::sqlite::tests::file_store;
+        crate::roster_tests::roster_store_tests!(file_store().store);
+    }
 }
