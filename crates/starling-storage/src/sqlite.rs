@@ -457,6 +457,10 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "the test holds the reader's lock to make a lookup wait for it"
+    )]
     async fn a_read_while_the_reader_is_busy_waits_for_it() {
         let file = file_store();
         file.store
