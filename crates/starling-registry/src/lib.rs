@@ -29,7 +29,7 @@
 //! assert_eq!(registry.highest_priority_available(&jid.to_bare()).len(), 1);
 //!
 //! handle.send("<message xmlns='jabber:client'/>".parse().unwrap()).unwrap();
-//! assert!(receiver.stanzas.try_recv().is_ok());
+//! assert!(receiver.try_recv().is_some());
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -38,6 +38,6 @@ mod session;
 
 pub use registry::{BindRefusal, ConflictPolicy, Registry, RegistryConfig};
 pub use session::{
-    CloseReason, ConnectedResource, SendError, SessionHandle, SessionOrigin, SessionReceiver,
-    StreamTransport,
+    CloseReason, ConnectedResource, SendError, SessionEvent, SessionHandle, SessionOrigin,
+    SessionReceiver, StreamTransport,
 };

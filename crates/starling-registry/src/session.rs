@@ -1,5 +1,6 @@
 //! One connected resource and the handle through which everything else reaches it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use jid::{BareJid, FullJid};
 use minidom::Element;
 use starling_stanza::StreamErrorCondition;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::Notify;
 
 /// Why a session is being closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +36,85 @@ pub enum SendError {
 }
 
 /// What the connection task reads: queued stanzas and a close request.
+///
+/// Dropping it ends the session for senders: [`SessionHandle::send`] then fails with
+/// [`SendError::Closed`].
 pub struct SessionReceiver {
-    /// Stanzas to write to the client, in order. Boxed so that the channel's slots are a
-    /// pointer wide: tokio allocates them in blocks of 32 up front, and a block of whole
-    /// elements would cost every idle session a few kilobytes.
-    pub stanzas: mpsc::Receiver<Box<Element>>,
-    /// Becomes `Some` when someone asks the session to close.
-    pub close: watch::Receiver<Option<CloseReason>>,
+    session: Arc<Session>,
+    /// Whether [`SessionReceiver::next`] already reported the close request.
+    close_reported: bool,
+}
+
+/// What [`SessionReceiver::next`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// A stanza to write to the client.
+    Stanza(Element),
+    /// Someone asked the session to close; reported once, after the stanzas queued before it.
+    Close(CloseReason),
+}
+
+impl SessionReceiver {
+    /// The next queued stanza, without waiting.
+    pub fn try_recv(&mut self) -> Option<Element> {
+        lock(&self.session.outbox).queue.pop_front()
+    }
+
+    /// Waits for the next stanza or, once the queue is empty, the close request. After the
+    /// close was reported this waits for stanzas only.
+    pub async fn next(&mut self) -> SessionEvent {
+        loop {
+            {
+                let mut outbox = lock(&self.session.outbox);
+                if let Some(stanza) = outbox.queue.pop_front() {
+                    return SessionEvent::Stanza(stanza);
+                }
+                if !self.close_reported
+                    && let Some(reason) = outbox.close.clone()
+                {
+                    self.close_reported = true;
+                    return SessionEvent::Close(reason);
+                }
+            }
+            // One consumer and `notify_one` on every change: a change made after the check
+            // above leaves a permit, so this returns at once and the loop looks again.
+            self.session.wake.notified().await;
+        }
+    }
+
+    /// Resolves once someone asked the session to close.
+    pub async fn close_requested(&self) {
+        while lock(&self.session.outbox).close.is_none() {
+            self.session.wake.notified().await;
+        }
+    }
+
+    /// Whether someone asked the session to close.
+    pub fn is_closing(&self) -> bool {
+        lock(&self.session.outbox).close.is_some()
+    }
+
+    /// The close request, if there is one.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        lock(&self.session.outbox).close.clone()
+    }
+
+    /// Gives back the queue's storage when it is empty; for connections gone quiet, so an idle
+    /// session keeps no room for the burst it once had.
+    pub fn release_idle_memory(&mut self) {
+        let mut outbox = lock(&self.session.outbox);
+        if outbox.queue.is_empty() {
+            outbox.queue = VecDeque::new();
+        }
+    }
+}
+
+impl Drop for SessionReceiver {
+    fn drop(&mut self) {
+        let mut outbox = lock(&self.session.outbox);
+        outbox.receiver_gone = true;
+        outbox.queue = VecDeque::new();
+    }
 }
 
 /// A snapshot of a connected resource (the session model's `ConnectedResource`).
@@ -93,16 +166,31 @@ struct Session {
     full_jid: FullJid,
     /// Peer, start time and transport; `None` for sessions made without them (tests).
     origin: Option<SessionOrigin>,
-    stanzas: mpsc::Sender<Box<Element>>,
-    close: watch::Sender<Option<CloseReason>>,
+    /// The stanzas queued for the client and the close request, read by [`SessionReceiver`].
+    /// A plain queue under a lock rather than a channel: tokio's bounded channel allocates
+    /// its state and a first block of 32 slots up front (with a watch channel for the close
+    /// request, about 1.2 kB a session), while an empty `VecDeque` holds no heap at all.
+    outbox: Mutex<Outbox>,
+    /// Wakes the receiver after each change to `outbox`.
+    wake: Notify,
     state: Mutex<ResourceState>,
-    /// When the queue was first found full, for the slow-reader grace period.
-    overflow_since: Mutex<Option<Instant>>,
     /// JIDs this resource sent directed available presence to (RFC 6121 §4.6), which must hear
     /// its unavailable presence when it goes away.
     directed: Mutex<Vec<String>>,
     queue_depth: usize,
     overflow_grace: Duration,
+}
+
+#[derive(Default)]
+struct Outbox {
+    /// In order; at most `queue_depth`.
+    queue: VecDeque<Element>,
+    /// The first close request; later ones are ignored.
+    close: Option<CloseReason>,
+    /// Set when the [`SessionReceiver`] is dropped.
+    receiver_gone: bool,
+    /// When the queue was first found full, for the slow-reader grace period.
+    overflow_since: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -139,29 +227,22 @@ impl SessionHandle {
         queue_depth: usize,
         overflow_grace: Duration,
     ) -> (Self, SessionReceiver) {
-        let (stanza_tx, stanza_rx) = mpsc::channel(queue_depth.max(1));
-        let (close_tx, close_rx) = watch::channel(None);
-        let handle = Self {
-            inner: Arc::new(Session {
-                id,
-                full_jid,
-                origin,
-                stanzas: stanza_tx,
-                close: close_tx,
-                state: Mutex::new(ResourceState::default()),
-                overflow_since: Mutex::new(None),
-                directed: Mutex::new(Vec::new()),
-                queue_depth,
-                overflow_grace,
-            }),
+        let session = Arc::new(Session {
+            id,
+            full_jid,
+            origin,
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
+            state: Mutex::new(ResourceState::default()),
+            directed: Mutex::new(Vec::new()),
+            queue_depth: queue_depth.max(1),
+            overflow_grace,
+        });
+        let receiver = SessionReceiver {
+            session: Arc::clone(&session),
+            close_reported: false,
         };
-        (
-            handle,
-            SessionReceiver {
-                stanzas: stanza_rx,
-                close: close_rx,
-            },
-        )
+        (Self { inner: session }, receiver)
     }
 
     /// The session's unique id.
@@ -188,50 +269,51 @@ impl SessionHandle {
     /// that has stayed full for longer than the grace period also closes the session with
     /// `<policy-violation/>`, so a client that stops reading cannot hold memory forever.
     pub fn send(&self, stanza: Element) -> Result<(), SendError> {
-        match self.inner.stanzas.try_send(Box::new(stanza)) {
-            Ok(()) => {
-                *lock(&self.inner.overflow_since) = None;
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let now = Instant::now();
-                let since = *lock(&self.inner.overflow_since).get_or_insert(now);
-                if now.duration_since(since) >= self.inner.overflow_grace {
-                    self.close(CloseReason::StreamError {
-                        condition: StreamErrorCondition::PolicyViolation,
-                        text: Some(format!(
-                            "outbound queue of {} stanzas stayed full; the client is not reading",
-                            self.inner.queue_depth
-                        )),
-                    });
-                }
-                Err(SendError::QueueFull)
-            }
+        let mut outbox = lock(&self.inner.outbox);
+        if outbox.receiver_gone {
+            return Err(SendError::Closed);
         }
+        if outbox.queue.len() >= self.inner.queue_depth {
+            let now = Instant::now();
+            let since = *outbox.overflow_since.get_or_insert(now);
+            if now.duration_since(since) >= self.inner.overflow_grace && outbox.close.is_none() {
+                outbox.close = Some(CloseReason::StreamError {
+                    condition: StreamErrorCondition::PolicyViolation,
+                    text: Some(format!(
+                        "outbound queue of {} stanzas stayed full; the client is not reading",
+                        self.inner.queue_depth
+                    )),
+                });
+                drop(outbox);
+                self.inner.wake.notify_one();
+            }
+            return Err(SendError::QueueFull);
+        }
+        outbox.overflow_since = None;
+        outbox.queue.push_back(stanza);
+        drop(outbox);
+        self.inner.wake.notify_one();
+        Ok(())
     }
 
     /// Ask the connection task to end the session. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        self.inner.close.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        let mut outbox = lock(&self.inner.outbox);
+        if outbox.close.is_none() {
+            outbox.close = Some(reason);
+            drop(outbox);
+            self.inner.wake.notify_one();
+        }
     }
 
     /// Whether someone asked this session to close.
     pub fn is_closing(&self) -> bool {
-        self.inner.close.borrow().is_some()
+        lock(&self.inner.outbox).close.is_some()
     }
 
-    /// Stanzas waiting in the outbound queue (for the metrics endpoint; it takes no lock).
+    /// Stanzas waiting in the outbound queue (for the metrics endpoint).
     pub fn queued_stanzas(&self) -> usize {
-        let sender = &self.inner.stanzas;
-        sender.max_capacity().saturating_sub(sender.capacity())
+        lock(&self.inner.outbox).queue.len()
     }
 
     /// Record a presence broadcast (RFC 6121 §4.2, §4.4, §4.5): `Some` with its priority makes
@@ -303,4 +385,97 @@ impl SessionHandle {
 /// holds consistent data, so it is used as is.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn session() -> (SessionHandle, SessionReceiver) {
+        SessionHandle::new(
+            "alice@localhost/phone".parse().expect("jid"),
+            uuid::Uuid::nil(),
+            None,
+            4,
+            Duration::from_secs(60),
+        )
+    }
+
+    fn message(id: &str) -> Element {
+        format!("<message xmlns='jabber:client' id='{id}'/>")
+            .parse()
+            .expect("message parses")
+    }
+
+    #[tokio::test]
+    async fn stanzas_queued_before_a_close_come_first_and_the_close_once() {
+        let (handle, mut receiver) = session();
+        handle.send(message("1")).expect("queued");
+        handle.send(message("2")).expect("queued");
+        handle.close(CloseReason::Graceful);
+        assert_eq!(receiver.next().await, SessionEvent::Stanza(message("1")));
+        assert_eq!(receiver.next().await, SessionEvent::Stanza(message("2")));
+        assert_eq!(
+            receiver.next().await,
+            SessionEvent::Close(CloseReason::Graceful)
+        );
+        let again = tokio::time::timeout(Duration::from_millis(50), receiver.next()).await;
+        assert!(again.is_err(), "the close is reported once: {again:?}");
+        handle.send(message("3")).expect("still queued");
+        assert_eq!(receiver.next().await, SessionEvent::Stanza(message("3")));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_for_a_stanza_from_another_task() {
+        let (handle, mut receiver) = session();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            handle.send(message("late")).expect("queued");
+            handle
+        });
+        let event = tokio::time::timeout(Duration::from_secs(5), receiver.next())
+            .await
+            .expect("woken");
+        assert_eq!(event, SessionEvent::Stanza(message("late")));
+        drop(sender.await.expect("sender task"));
+    }
+
+    #[tokio::test]
+    async fn close_requested_resolves_only_after_a_close() {
+        let (handle, receiver) = session();
+        handle.send(message("1")).expect("queued");
+        let early = tokio::time::timeout(Duration::from_millis(50), receiver.close_requested());
+        assert!(early.await.is_err(), "a stanza is not a close request");
+        assert!(!receiver.is_closing());
+        handle.close(CloseReason::Graceful);
+        tokio::time::timeout(Duration::from_secs(5), receiver.close_requested())
+            .await
+            .expect("resolved");
+        assert!(receiver.is_closing());
+    }
+
+    #[test]
+    fn sends_fail_once_the_receiver_is_gone() {
+        let (handle, receiver) = session();
+        handle.send(message("1")).expect("queued");
+        drop(receiver);
+        assert_eq!(handle.send(message("2")), Err(SendError::Closed));
+        assert_eq!(handle.queued_stanzas(), 0, "the queue went with the receiver");
+    }
+
+    #[test]
+    fn idle_release_frees_an_empty_queue_only() {
+        let (handle, mut receiver) = session();
+        for id in ["1", "2", "3"] {
+            handle.send(message(id)).expect("queued");
+        }
+        receiver.release_idle_memory();
+        assert_eq!(handle.queued_stanzas(), 3, "nothing queued is dropped");
+        while receiver.try_recv().is_some() {}
+        assert!(lock(&handle.inner.outbox).queue.capacity() > 0);
+        receiver.release_idle_memory();
+        assert_eq!(lock(&handle.inner.outbox).queue.capacity(), 0);
+    }
 }

@@ -423,7 +423,7 @@ mod tests {
         let answer = handler.kick("alice@a.test/phone", Some("spam".to_owned()));
         assert_eq!(answer, Ok(Response::Kicked { count: 1 }));
         assert_eq!(
-            *sessions[0].1.close.borrow(),
+            sessions[0].1.close_reason(),
             Some(CloseReason::StreamError {
                 condition: StreamErrorCondition::PolicyViolation,
                 text: Some("spam".to_owned()),
@@ -441,7 +441,7 @@ mod tests {
             Ok(Response::Kicked { count: 2 })
         );
         assert_eq!(
-            *sessions[1].1.close.borrow(),
+            sessions[1].1.close_reason(),
             Some(CloseReason::StreamError {
                 condition: StreamErrorCondition::PolicyViolation,
                 text: Some(DEFAULT_KICK_TEXT.to_owned()),
@@ -476,10 +476,10 @@ mod tests {
             handler.announce("a.test", "hello"),
             Ok(Response::Announced { count: 1 })
         );
-        let got = sessions[0].1.stanzas.try_recv().unwrap();
+        let got = sessions[0].1.try_recv().unwrap();
         assert_eq!(got.attr("to"), Some("alice@a.test/phone"));
-        assert!(sessions[1].1.stanzas.try_recv().is_err(), "not available");
-        assert!(sessions[2].1.stanzas.try_recv().is_err(), "other host");
+        assert!(sessions[1].1.try_recv().is_none(), "not available");
+        assert!(sessions[2].1.try_recv().is_none(), "other host");
         let Err(Response::Error { kind, .. }) = handler.announce("c.test", "hello") else {
             panic!("announced to an unknown host");
         };

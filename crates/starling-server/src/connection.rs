@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_registry::{
-    BindRefusal, CloseReason, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
+    BindRefusal, CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver,
+    StreamTransport,
 };
 use starling_storage::AccountStore as _;
 use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
@@ -449,9 +450,9 @@ async fn drive<S: Socket>(
                         // Take what is queued for us now (often the answer to this very
                         // stanza): one read can carry more stanzas than the queue holds, and
                         // answers to a client's own burst must not overflow its own queue.
-                        while let Ok(stanza) = receiver.stanzas.try_recv() {
+                        while let Some(stanza) = receiver.try_recv() {
                             crate::metrics::stanza_sent(&stanza);
-                            engine.handle(Input::Deliver(*stanza));
+                            engine.handle(Input::Deliver(stanza));
                         }
                     }
                 }
@@ -529,6 +530,9 @@ async fn drive<S: Socket>(
                 Timer::ReleaseIdleMemory => {
                     cx.idle_memory_released = true;
                     engine.release_idle_memory();
+                    if let Some((_, receiver)) = cx.session.as_mut() {
+                        receiver.release_idle_memory();
+                    }
                 }
             },
             event = next_session_event(cx.session) => match event {
@@ -596,7 +600,7 @@ async fn write<S: Socket>(
     let is_closing = cx
         .session
         .as_ref()
-        .is_some_and(|(_, receiver)| receiver.close.borrow().is_some());
+        .is_some_and(|(_, receiver)| receiver.is_closing());
     if is_closing {
         return match tokio::time::timeout(CLOSING_WRITE_TIMEOUT, socket.write_all(bytes)).await {
             Ok(result) => result,
@@ -623,12 +627,10 @@ async fn write<S: Socket>(
 
 /// Resolves once someone asked the bound session to close; never before binding.
 async fn close_requested(session: &mut Option<(SessionHandle, SessionReceiver)>) {
-    let Some((_, receiver)) = session.as_mut() else {
+    let Some((_, receiver)) = session.as_ref() else {
         return std::future::pending().await;
     };
-    if receiver.close.wait_for(Option::is_some).await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    receiver.close_requested().await;
 }
 
 /// A failed SASL attempt: count it against the peer's address and hold the `<failure/>` (the
@@ -685,11 +687,6 @@ fn bind(cx: &mut Context<'_>, full_jid: jid::FullJid) -> Result<(), starling_bin
     }
 }
 
-enum SessionEvent {
-    Stanza(minidom::Element),
-    Close(CloseReason),
-}
-
 /// The next stanza or close request for the bound session; never resolves before binding.
 async fn next_session_event(
     session: &mut Option<(SessionHandle, SessionReceiver)>,
@@ -697,18 +694,5 @@ async fn next_session_event(
     let Some((_, receiver)) = session.as_mut() else {
         return std::future::pending().await;
     };
-    tokio::select! {
-        stanza = receiver.stanzas.recv() => match stanza {
-            Some(stanza) => SessionEvent::Stanza(*stanza),
-            // The session holds a sender itself, so the channel cannot close under it.
-            None => std::future::pending().await,
-        },
-        changed = receiver.close.changed() => {
-            let reason = receiver.close.borrow_and_update().clone();
-            match (changed, reason) {
-                (Ok(()), Some(reason)) => SessionEvent::Close(reason),
-                _ => std::future::pending().await,
-            }
-        }
-    }
+    receiver.next().await
 }

@@ -744,8 +744,14 @@ impl C2sStream {
         self.close();
     }
 
+    /// Queues bytes for the peer. Bytes queued back to back (a stream header and its
+    /// features, a burst of deliveries) join the write before them, so they leave in one
+    /// system call and, under TLS, one record.
     fn write(&mut self, bytes: Vec<u8>) {
-        self.actions.push_back(Action::Write(bytes));
+        match self.actions.back_mut() {
+            Some(Action::Write(queued)) => queued.extend_from_slice(&bytes),
+            _ => self.actions.push_back(Action::Write(bytes)),
+        }
     }
 
     fn close(&mut self) {

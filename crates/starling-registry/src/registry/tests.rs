@@ -87,7 +87,7 @@ fn kick_old_replaces_and_closes_the_old_session_with_conflict() {
         Some(new.clone())
     );
     assert_eq!(
-        *old_rx.close.borrow(),
+        old_rx.close_reason(),
         Some(CloseReason::StreamError {
             condition: StreamErrorCondition::Conflict,
             text: Some("replaced by a new session for the same resource".to_owned()),
@@ -109,7 +109,7 @@ fn refuse_new_keeps_the_old_session() {
     registry.bind(&old).unwrap();
     assert_eq!(registry.bind(&new), Err(BindRefusal::Conflict));
     assert_eq!(registry.resource(&full("alice@localhost/phone")), Some(old));
-    assert_eq!(*old_rx.close.borrow(), None);
+    assert_eq!(old_rx.close_reason(), None);
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn full_queue_reports_queue_full_then_closes_after_the_grace() {
     assert_eq!(handle.send(stanza.clone()), Ok(()));
     assert_eq!(handle.send(stanza.clone()), Err(SendError::QueueFull));
     assert!(matches!(
-        &*rx.close.borrow(),
+        &rx.close_reason(),
         Some(CloseReason::StreamError {
             condition: StreamErrorCondition::PolicyViolation,
             ..
@@ -213,7 +213,7 @@ fn queued_stanzas_counts_what_the_reader_has_not_taken() {
     handle.send(stanza.clone()).unwrap();
     handle.send(stanza).unwrap();
     assert_eq!(handle.queued_stanzas(), 2);
-    rx.stanzas.try_recv().unwrap();
+    rx.try_recv().unwrap();
     assert_eq!(handle.queued_stanzas(), 1);
 }
 
@@ -228,8 +228,8 @@ fn full_queue_within_the_grace_does_not_close() {
     let stanza: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
     handle.send(stanza.clone()).unwrap();
     assert_eq!(handle.send(stanza.clone()), Err(SendError::QueueFull));
-    assert_eq!(*rx.close.borrow(), None);
-    rx.stanzas.try_recv().unwrap();
+    assert_eq!(rx.close_reason(), None);
+    rx.try_recv().unwrap();
     assert_eq!(
         handle.send(stanza),
         Ok(()),
@@ -246,7 +246,7 @@ fn first_close_reason_wins() {
         condition: StreamErrorCondition::Conflict,
         text: None,
     });
-    assert_eq!(*rx.close.borrow(), Some(CloseReason::Graceful));
+    assert_eq!(rx.close_reason(), Some(CloseReason::Graceful));
     assert!(handle.is_closing());
 }
 

@@ -19,7 +19,7 @@ impl Client {
     /// Everything queued for this client, serialized with single quotes.
     fn received(&mut self) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(element) = self.rx.stanzas.try_recv() {
+        while let Some(element) = self.rx.try_recv() {
             let mut bytes = Vec::new();
             element.write_to(&mut bytes).unwrap();
             out.push(String::from_utf8(bytes).unwrap());
