@@ -462,7 +462,11 @@ mod tests {
         handle.send(message("1")).expect("queued");
         drop(receiver);
         assert_eq!(handle.send(message("2")), Err(SendError::Closed));
-        assert_eq!(handle.queued_stanzas(), 0, "the queue went with the receiver");
+        assert_eq!(
+            handle.queued_stanzas(),
+            0,
+            "the queue went with the receiver"
+        );
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub async fn serve(
         admission,
         auth_deadline: now + limits.auth_timeout,
         last_read: now,
+        last_busy: now,
         pinged_at: None,
         idle_memory_released: false,
         bucket: TokenBucket::new(
@@ -204,7 +205,11 @@ struct Context<'a> {
     last_read: Instant,
     /// When the idle ping went out, if it is unanswered.
     pinged_at: Option<Instant>,
-    /// Set once the engine was asked to release its idle memory; cleared by the next read.
+    /// When the connection last read or was handed a stanza or close request; the idle
+    /// memory release waits for quiet in both directions.
+    last_busy: Instant,
+    /// Set once the engine was asked to release its idle memory; cleared by the next read or
+    /// session event, which may take memory again.
     idle_memory_released: bool,
     /// Read budget (`limits.read_bytes_per_sec*`).
     bucket: TokenBucket,
@@ -478,6 +483,7 @@ async fn drive<S: Socket>(
             match read_now(&mut socket, engine) {
                 ReadOutcome::Bytes(n) => {
                     cx.last_read = now;
+                    cx.last_busy = now;
                     cx.pinged_at = None;
                     cx.idle_memory_released = false;
                     cx.bucket.consume(n, now.into_std());
@@ -535,20 +541,24 @@ async fn drive<S: Socket>(
                     }
                 }
             },
-            event = next_session_event(cx.session) => match event {
-                SessionEvent::Stanza(stanza) => {
-                    crate::metrics::stanza_sent(&stanza);
-                    engine.handle(Input::Deliver(stanza));
+            event = next_session_event(cx.session) => {
+                cx.last_busy = Instant::now();
+                cx.idle_memory_released = false;
+                match event {
+                    SessionEvent::Stanza(stanza) => {
+                        crate::metrics::stanza_sent(&stanza);
+                        engine.handle(Input::Deliver(stanza));
+                    }
+                    SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
+                        cx.record.ending(EndReason::Kicked(Some(condition.name())));
+                        engine.handle(Input::Close(Some((condition, text))));
+                    }
+                    SessionEvent::Close(CloseReason::Graceful) => {
+                        cx.record.ending(EndReason::Kicked(None));
+                        engine.handle(Input::Close(None));
+                    }
                 }
-                SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
-                    cx.record.ending(EndReason::Kicked(Some(condition.name())));
-                    engine.handle(Input::Close(Some((condition, text))));
-                }
-                SessionEvent::Close(CloseReason::Graceful) => {
-                    cx.record.ending(EndReason::Kicked(None));
-                    engine.handle(Input::Close(None));
-                }
-            },
+            }
             changed = cx.shutdown.changed() => {
                 if changed.is_err() || *cx.shutdown.borrow() {
                     cx.record.ending(EndReason::Shutdown);
@@ -576,7 +586,7 @@ fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
     if !matches!(engine.session_state(), SessionState::Bound { .. }) {
         return (cx.auth_deadline, Timer::Auth);
     }
-    let release_at = cx.last_read + RELEASE_IDLE_MEMORY_AFTER;
+    let release_at = cx.last_busy + RELEASE_IDLE_MEMORY_AFTER;
     let ping = match cx.pinged_at {
         None => (cx.last_read + limits.idle_timeout, Timer::Idle),
         Some(pinged_at) => (pinged_at + limits.idle_ping_timeout, Timer::PingAnswer),
