@@ -235,7 +235,7 @@ async fn run(
                 cx.record.ending(EndReason::TlsFailed);
                 return Ok(());
             };
-            let info = live.tls.session_info(tls.get_ref().1);
+            let info = live.tls.session_info(tls.info());
             (Transport::DirectTls(info), Opened::Tls(tls))
         }
     };
@@ -257,9 +257,7 @@ async fn run(
                 engine.handle(Input::TlsFailed);
                 return Ok(());
             };
-            engine.handle(Input::TlsEstablished(
-                live.tls.session_info(tls.get_ref().1),
-            ));
+            engine.handle(Input::TlsEstablished(live.tls.session_info(tls.info())));
             cx.origin.transport = StreamTransport::StartTls;
             tls
         }
@@ -273,19 +271,16 @@ async fn run(
 /// TLS (XEP-0368).
 enum Opened {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<starling_tls::TlsStream>),
 }
 
 /// The TLS handshake with the certificate current when the connection was accepted (SIGHUP
 /// may replace it for later connections; the same `TlsSetup` then gives this session's channel
 /// bindings).
-async fn handshake(
-    live: &Live,
-    socket: TcpStream,
-) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&live.tls.server_config));
+async fn handshake(live: &Live, socket: TcpStream) -> Option<Box<starling_tls::TlsStream>> {
+    let config = Arc::clone(&live.tls.server_config);
     let timeout = live.connection_limits.tls_handshake_timeout;
-    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+    match tokio::time::timeout(timeout, starling_tls::accept(config, socket)).await {
         Ok(Ok(tls)) => Some(Box::new(tls)),
         Ok(Err(err)) => {
             warn!(error = %err, "TLS handshake failed");
@@ -309,7 +304,7 @@ trait Socket: AsyncRead + AsyncWrite + Unpin {
 struct PlainSocket(TcpStream);
 /// Boxed: rustls's connection state is over a kilobyte, and kept inline it would be stored
 /// in the connection task's futures (and copied between them) rather than once.
-struct TlsSocket(Box<tokio_rustls::server::TlsStream<TcpStream>>);
+struct TlsSocket(Box<starling_tls::TlsStream>);
 
 impl Socket for PlainSocket {
     fn into_tcp(self) -> Option<TcpStream> {
@@ -325,7 +320,7 @@ impl Socket for TlsSocket {
         None
     }
     fn tcp(&self) -> &TcpStream {
-        self.0.get_ref().0
+        self.0.tcp()
     }
 }
 
@@ -611,8 +606,14 @@ async fn write<S: Socket>(
         .session
         .as_ref()
         .is_some_and(|(_, receiver)| receiver.is_closing());
+    // Flushed too: a TLS stream may keep the end of a write queued (when the socket was full)
+    // until the next write, which an idle session may never make.
+    let write_all = async {
+        socket.write_all(bytes).await?;
+        socket.flush().await
+    };
     if is_closing {
-        return match tokio::time::timeout(CLOSING_WRITE_TIMEOUT, socket.write_all(bytes)).await {
+        return match tokio::time::timeout(CLOSING_WRITE_TIMEOUT, write_all).await {
             Ok(result) => result,
             Err(_) => {
                 warn!(peer = %cx.peer, "closing a session that does not read");
@@ -624,7 +625,7 @@ async fn write<S: Socket>(
         };
     }
     tokio::select! {
-        result = socket.write_all(bytes) => result,
+        result = write_all => result,
         () = close_requested(cx.session) => {
             warn!(peer = %cx.peer, "closing a session that does not read");
             Err(std::io::Error::new(

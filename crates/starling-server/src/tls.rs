@@ -92,6 +92,9 @@ impl TlsSetup {
             .with_cert_resolver(Arc::clone(&certificates) as Arc<dyn ResolvesServerCert>);
         let mut server_config = server_config;
         server_config.ignore_client_order = true;
+        // The SNI name and the TLS 1.3 exporter secret, which connections driven through
+        // rustls's unbuffered API cannot ask for afterwards (see `starling-tls`).
+        starling_tls::prepare_server_config(&mut server_config);
         Ok(Self {
             server_config: Arc::new(server_config),
             certificates,
@@ -110,13 +113,12 @@ impl TlsSetup {
     }
 
     /// Channel bindings this established session can offer SASL (RFC 5929, RFC 9266).
-    pub fn session_info(&self, conn: &rustls::ServerConnection) -> TlsInfo {
+    pub fn session_info(&self, handshake: &starling_tls::HandshakeInfo) -> TlsInfo {
         let mut channel_bindings = Vec::new();
         // RFC 9266 defines tls-exporter for TLS 1.3; on TLS 1.2 it is only safe with the extended
         // master secret, so it is not offered there.
-        if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-            && let Ok(data) =
-                conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+        if handshake.protocol_version == rustls::ProtocolVersion::TLSv1_3
+            && let Some(data) = handshake.exporter
         {
             channel_bindings.push(ChannelBinding {
                 kind: ChannelBindingType::TlsExporter,
@@ -127,7 +129,7 @@ impl TlsSetup {
         // chose from the same SNI.
         if let Some(data) = &self
             .certificates
-            .for_name(conn.server_name())
+            .for_name(handshake.server_name.as_deref())
             .server_end_point
         {
             channel_bindings.push(ChannelBinding {
@@ -442,8 +444,13 @@ mod tests {
             }
         }
         let leaf = client.peer_certificates().unwrap()[0].to_vec();
+        let handshake = starling_tls::HandshakeInfo {
+            server_name: server.server_name().map(str::to_owned),
+            protocol_version: server.protocol_version().unwrap(),
+            exporter: None,
+        };
         let end_point = setup
-            .session_info(&server)
+            .session_info(&handshake)
             .channel_bindings
             .into_iter()
             .find(|binding| binding.kind == ChannelBindingType::TlsServerEndPoint)
