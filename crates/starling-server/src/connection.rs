@@ -155,9 +155,8 @@ pub async fn serve(
         admission,
         auth_deadline: now + limits.auth_timeout,
         last_read: now,
-        last_busy: now,
         pinged_at: None,
-        idle_memory_released: false,
+        idle_memory: IdleMemory::InUse,
         bucket: TokenBucket::new(
             limits.read_bytes_per_sec_unauthenticated,
             limits.read_burst_bytes,
@@ -205,12 +204,8 @@ struct Context<'a> {
     last_read: Instant,
     /// When the idle ping went out, if it is unanswered.
     pinged_at: Option<Instant>,
-    /// When the connection last read or was handed a stanza or close request; the idle
-    /// memory release waits for quiet in both directions.
-    last_busy: Instant,
-    /// Set once the engine was asked to release its idle memory; cleared by the next read or
-    /// session event, which may take memory again.
-    idle_memory_released: bool,
+    /// Whether the memory an idle connection can give back is given back.
+    idle_memory: IdleMemory,
     /// Read budget (`limits.read_bytes_per_sec*`).
     bucket: TokenBucket,
 }
@@ -425,8 +420,14 @@ async fn drive<S: Socket>(
                             Input::CredentialsUnavailable
                         }
                     };
-                    // PLAIN runs PBKDF2 here; let the runtime move other tasks off this thread.
-                    tokio::task::block_in_place(|| engine.handle(input));
+                    // PLAIN runs PBKDF2 here; let the runtime move other tasks off this
+                    // thread. SCRAM only compares stored keys, which costs less than the
+                    // hand-over (a thread switch, and a new thread when none is idle).
+                    if engine.mechanism() == Some(starling_sasl::Mechanism::Plain) {
+                        tokio::task::block_in_place(|| engine.handle(input));
+                    } else {
+                        engine.handle(input);
+                    }
                 }
                 Action::Authenticated(jid) => {
                     info!(%jid, "authenticated");
@@ -478,9 +479,8 @@ async fn drive<S: Socket>(
             match read_now(&mut socket, engine) {
                 ReadOutcome::Bytes(n) => {
                     cx.last_read = now;
-                    cx.last_busy = now;
                     cx.pinged_at = None;
-                    cx.idle_memory_released = false;
+                    cx.idle_memory = IdleMemory::InUse;
                     cx.bucket.consume(n, now.into_std());
                     // Let other tasks run between reads of a fast sender.
                     tokio::task::consume_budget().await;
@@ -529,7 +529,7 @@ async fn drive<S: Socket>(
                     engine.handle(Input::TimedOut);
                 }
                 Timer::ReleaseIdleMemory => {
-                    cx.idle_memory_released = true;
+                    cx.idle_memory = IdleMemory::Released;
                     engine.release_idle_memory();
                     if let Some((_, receiver)) = cx.session.as_mut() {
                         receiver.release_idle_memory();
@@ -537,8 +537,9 @@ async fn drive<S: Socket>(
                 }
             },
             event = next_session_event(cx.session) => {
-                cx.last_busy = Instant::now();
-                cx.idle_memory_released = false;
+                if cx.idle_memory != IdleMemory::InUse {
+                    cx.idle_memory = IdleMemory::RegrownAt(Instant::now());
+                }
                 match event {
                     SessionEvent::Stanza(stanza) => {
                         crate::metrics::stanza_sent(&stanza);
@@ -581,15 +582,33 @@ fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
     if !matches!(engine.session_state(), SessionState::Bound { .. }) {
         return (cx.auth_deadline, Timer::Auth);
     }
-    let release_at = cx.last_busy + RELEASE_IDLE_MEMORY_AFTER;
+    let release_at = match cx.idle_memory {
+        IdleMemory::InUse => Some(cx.last_read + RELEASE_IDLE_MEMORY_AFTER),
+        IdleMemory::Released => None,
+        IdleMemory::RegrownAt(at) => Some(at + RELEASE_IDLE_MEMORY_AFTER),
+    };
     let ping = match cx.pinged_at {
         None => (cx.last_read + limits.idle_timeout, Timer::Idle),
         Some(pinged_at) => (pinged_at + limits.idle_ping_timeout, Timer::PingAnswer),
     };
-    if !cx.idle_memory_released && release_at < ping.0 {
-        return (release_at, Timer::ReleaseIdleMemory);
+    match release_at {
+        Some(release_at) if release_at < ping.0 => (release_at, Timer::ReleaseIdleMemory),
+        _ => ping,
     }
-    ping
+}
+
+/// The memory a quiet connection gives back (the parser's tokenizer, emptied queues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdleMemory {
+    /// Since the last read: released [`RELEASE_IDLE_MEMORY_AFTER`] after it. Stanzas handed to
+    /// the connection meanwhile do not postpone that, or a resource whose contacts keep
+    /// changing presence would never release its parser.
+    InUse,
+    /// Released, and nothing has taken memory again since.
+    Released,
+    /// Released, then a stanza or close request came at this time; the queues it regrew are
+    /// released again once deliveries have been quiet for [`RELEASE_IDLE_MEMORY_AFTER`].
+    RegrownAt(Instant),
 }
 
 /// Write all of `bytes`. A peer that does not read blocks the write once the socket buffers
