@@ -814,15 +814,15 @@ fn run_ejabberd(
     // An ejabberdctl call now and then fails under the parallel load (its VM did not reach the
     // node in time); such accounts are retried one at a time, and one whose first attempt did
     // land after all is recognised with `check_account`.
+    let succeeds = |ctl_args: &[&str]| -> anyhow::Result<bool> {
+        Ok(ctl(ctl_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success())
+    };
     for i in failed {
         let user = format!("bench{i}");
-        let succeeds = |ctl_args: &[&str]| -> anyhow::Result<bool> {
-            Ok(ctl(ctl_args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?
-                .success())
-        };
         let mut created = false;
         for _attempt in 0..3 {
             if succeeds(&["check_account", &user, "localhost"])?

@@ -91,6 +91,18 @@ async fn connect(server: Arc<ServerConfig>, client: ClientConfig) -> (TlsStream,
     (server.unwrap(), client.unwrap())
 }
 
+/// [`connect`] with the test identity, the given version and every cipher suite offered.
+async fn connect_default(
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (TlsStream, Client) {
+    let identity = identity();
+    connect(
+        server_config(&identity),
+        client_config(&identity, version, None),
+    )
+    .await
+}
+
 /// Send `message` each way and check it arrives whole.
 async fn echo(server: &mut TlsStream, client: &mut Client, message: &[u8]) {
     client.write_all(message).await.unwrap();
@@ -194,12 +206,7 @@ async fn a_client_without_sni_has_no_server_name() {
 /// 100 KiB each way: writes span several records, and the server reads in pieces smaller
 /// than a record, so decrypted bytes wait in the stream between reads.
 async fn check_large_transfers(version: &'static SupportedProtocolVersion) {
-    let identity = identity();
-    let (mut server, mut client) = connect(
-        server_config(&identity),
-        client_config(&identity, version, None),
-    )
-    .await;
+    let (mut server, mut client) = connect_default(version).await;
     let data: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
     let (_, received) = tokio::join!(
         async {
@@ -321,12 +328,7 @@ async fn records_arriving_byte_by_byte_tls12() {
 #[tokio::test]
 async fn close_notify_is_end_of_file_and_shutdown_sends_one() {
     within(async {
-        let identity = identity();
-        let (mut server, mut client) = connect(
-            server_config(&identity),
-            client_config(&identity, &rustls::version::TLS13, None),
-        )
-        .await;
+        let (mut server, mut client) = connect_default(&rustls::version::TLS13).await;
         client.write_all(b"last words").await.unwrap();
         client.shutdown().await.unwrap();
         let mut received = Vec::new();
@@ -410,12 +412,7 @@ fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
 }
 
 async fn check_corrupted_record(version: &'static SupportedProtocolVersion) {
-    let identity = identity();
-    let (mut server, mut client) = connect(
-        server_config(&identity),
-        client_config(&identity, version, None),
-    )
-    .await;
+    let (mut server, mut client) = connect_default(version).await;
     echo(&mut server, &mut client, b"fine so far").await;
     // An application-data record whose contents are noise: it cannot be decrypted.
     let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
@@ -451,12 +448,7 @@ async fn a_corrupted_record_is_an_error_and_the_alert_is_sent_tls12() {
 #[tokio::test]
 async fn a_client_key_update_is_answered_and_traffic_goes_on() {
     within(async {
-        let identity = identity();
-        let (mut server, mut client) = connect(
-            server_config(&identity),
-            client_config(&identity, &rustls::version::TLS13, None),
-        )
-        .await;
+        let (mut server, mut client) = connect_default(&rustls::version::TLS13).await;
         echo(&mut server, &mut client, b"before").await;
         for round in 0..3 {
             client.get_mut().1.refresh_traffic_keys().unwrap();
@@ -471,12 +463,7 @@ async fn a_client_key_update_is_answered_and_traffic_goes_on() {
 #[tokio::test]
 async fn an_idle_stream_holds_no_buffers() {
     within(async {
-        let identity = identity();
-        let (mut server, mut client) = connect(
-            server_config(&identity),
-            client_config(&identity, &rustls::version::TLS13, None),
-        )
-        .await;
+        let (mut server, mut client) = connect_default(&rustls::version::TLS13).await;
         assert_eq!(server.buffer_capacities(), [0, 0, 0]);
         echo(&mut server, &mut client, b"<iq type='get' id='1'/>").await;
         // Half a record: the stream must keep it, and give it back once the rest arrives.
