@@ -148,7 +148,20 @@ impl StreamParser {
             return Err(err.clone());
         }
         match self.parse_next() {
-            Ok(event) => Ok(event),
+            Ok(Some(event)) => Ok(Some(event)),
+            Ok(None) => {
+                // Out of input. rxml sizes its token scratch buffer to the longest token
+                // allowed (16 KiB by default) whenever it reads a token; between reads it
+                // holds only a partial token, so the rest goes back to the allocator here
+                // rather than staying with the connection until it goes dormant. A buffer
+                // freed as soon as it is used is the same memory for the next connection on
+                // this thread, where one kept per connection is a 16 KiB hole in the heap
+                // when it is finally freed.
+                if let Some(xml) = self.xml.as_deref_mut() {
+                    xml.release_temporaries();
+                }
+                Ok(None)
+            }
             Err(err) => {
                 self.poison = Some(err.clone());
                 Err(err)
