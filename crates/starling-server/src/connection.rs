@@ -107,27 +107,32 @@ impl ListenerKind {
 /// Serve one accepted connection until it closes. `admission` is the outcome of the
 /// per-address and unauthenticated-connection limits: a refused connection on the STARTTLS
 /// port is sent our stream header and the stream error at once (RFC 6120 §4.9.1.1); on the
-/// direct TLS port it is closed without a handshake, so refusals cost no TLS work.
+/// direct TLS port it is closed without a handshake, so refusals cost no TLS work. `held`
+/// (the caller's connection permit, say) is dropped when the connection has ended.
 ///
 /// The connection runs with the settings in force when it was accepted ([`Shared::live`]);
 /// a SIGHUP reload later does not change them.
-pub async fn serve(
+///
+/// *Why this builds the state first and returns a future, rather than being an `async fn`:*
+/// an idle connection is mostly its task, and a task's future is as large as its largest
+/// state. Arguments of an `async fn` are stored for the future's whole life, and a value
+/// moved from one future into another is stored in both, so everything the connection keeps
+/// lives in one [`Connection`] allocation here and the futures hold a pointer to it.
+pub fn serve(
     shared: Arc<Shared>,
     socket: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
     shutdown: watch::Receiver<bool>,
     admission: Result<Admission, Refusal>,
-) {
+    held: impl Send + 'static,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let session_id = uuid::Uuid::now_v7();
     let span = tracing::info_span!("c2s", session = %session_id, %peer);
     let mut record = span.in_scope(|| SessionRecord::start(peer, kind.name()));
     if admission.is_err() {
         record.ending(EndReason::Refused);
     }
-    // The bound session, once there is one; kept across STARTTLS and removed when the task ends,
-    // however it ends.
-    let mut session: Option<(SessionHandle, SessionReceiver)> = None;
     let now = Instant::now();
     let live = shared.live();
     let limits = &live.connection_limits;
@@ -135,15 +140,20 @@ pub async fn serve(
         Ok(admission) => (Some(admission), None),
         Err(refusal) => (None, Some(refusal)),
     };
+    let bucket = TokenBucket::new(
+        limits.read_bytes_per_sec_unauthenticated,
+        limits.read_burst_bytes,
+        now.into_std(),
+    );
+    let auth_deadline = now + limits.auth_timeout;
     let cx = Context {
-        shared: &shared,
-        live: Arc::clone(&live),
+        shared,
+        live,
         shutdown,
         session_id,
-        session: &mut session,
-        record: &mut record,
+        session: None,
+        record,
         gauge: SessionGauge::new(),
-        peer,
         origin: SessionOrigin {
             peer,
             connected_at: std::time::SystemTime::now(),
@@ -153,27 +163,52 @@ pub async fn serve(
             },
         },
         admission,
-        auth_deadline: now + limits.auth_timeout,
+        auth_deadline,
         last_read: now,
         pinged_at: None,
         idle_memory: IdleMemory::InUse,
-        bucket: TokenBucket::new(
-            limits.read_bytes_per_sec_unauthenticated,
-            limits.read_burst_bytes,
-            now.into_std(),
-        ),
+        bucket,
     };
-    // Boxed, here and at the other large awaits below: a task's future is as large as its
-    // largest state, and every idle connection would otherwise carry the space of a TLS
-    // handshake, a storage lookup and a routing call it is not doing.
-    let result =
-        tracing::Instrument::instrument(Box::pin(run(cx, socket, kind, refusal)), span.clone())
-            .await;
-    if let Some((handle, _receiver)) = session {
-        Box::pin(shared.router.session_ended(&handle)).await;
-        debug!(session = %session_id, jid = %handle.full_jid(), "session removed");
-    }
-    span.in_scope(|| record.finish(result.as_ref().err()));
+    let mut connection = Box::new(Connection {
+        cx,
+        engine: None,
+        opening: Some(Opening {
+            socket,
+            kind,
+            refusal,
+        }),
+    });
+    let task = async move {
+        let result = run(&mut connection).await;
+        let cx = &mut connection.cx;
+        // The bound session, if there was one, is removed however the connection ended.
+        if let Some((handle, _receiver)) = cx.session.take() {
+            Box::pin(cx.shared.router.session_ended(&handle)).await;
+            debug!(session = %cx.session_id, jid = %handle.full_jid(), "session removed");
+        }
+        let Connection { cx, .. } = *connection;
+        cx.record.finish(result.as_ref().err());
+        drop(held);
+    };
+    tracing::Instrument::instrument(task, span)
+}
+
+/// What a connection keeps from its accept to its end.
+struct Connection {
+    cx: Context,
+    /// The engine, once the transport it starts on is known (after the handshake on the
+    /// direct TLS port).
+    engine: Option<C2sStream>,
+    /// The accepted socket, until [`run`] takes it.
+    opening: Option<Opening>,
+}
+
+/// An accepted socket and how it arrived.
+struct Opening {
+    socket: TcpStream,
+    kind: ListenerKind,
+    /// Set when the admission limits refused the connection.
+    refusal: Option<Refusal>,
 }
 
 enum Next {
@@ -182,18 +217,18 @@ enum Next {
 }
 
 /// Per-connection context the drive loop needs besides the socket and the engine.
-struct Context<'a> {
-    shared: &'a Shared,
+struct Context {
+    shared: Arc<Shared>,
     /// This connection's settings, fixed at accept.
     live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
     session_id: uuid::Uuid,
-    session: &'a mut Option<(SessionHandle, SessionReceiver)>,
+    /// The bound session, once there is one; kept across STARTTLS.
+    session: Option<(SessionHandle, SessionReceiver)>,
     /// What the session's end record will say.
-    record: &'a mut SessionRecord,
+    record: SessionRecord,
     /// This connection's place in `starling_sessions`.
     gauge: SessionGauge,
-    peer: SocketAddr,
     /// Peer, accept time and transport, recorded with the session for `list-sessions`.
     origin: SessionOrigin,
     /// The connection's per-address and unauthenticated slots; `None` when refused.
@@ -210,14 +245,23 @@ struct Context<'a> {
     bucket: TokenBucket,
 }
 
-async fn run(
-    mut cx: Context<'_>,
-    socket: TcpStream,
-    kind: ListenerKind,
-    refusal: Option<Refusal>,
-) -> std::io::Result<()> {
+impl Context {
+    fn peer(&self) -> SocketAddr {
+        self.origin.peer
+    }
+}
+
+async fn run(connection: &mut Connection) -> std::io::Result<()> {
+    let Some(Opening {
+        socket,
+        kind,
+        refusal,
+    }) = connection.opening.take()
+    else {
+        return Ok(());
+    };
+    let cx = &mut connection.cx;
     let live = Arc::clone(&cx.live);
-    let config = Arc::clone(&live.stream_config);
     // One engine and one TLS drive call for both listener kinds, so the task's future holds
     // a single copy of each.
     let (transport, opened) = match kind {
@@ -234,7 +278,10 @@ async fn run(
             (Transport::DirectTls(info), Opened::Tls(tls))
         }
     };
-    let mut engine = C2sStream::new(config, transport, Box::new(SystemIds));
+    let config = Arc::clone(&live.stream_config);
+    let engine = connection
+        .engine
+        .insert(C2sStream::new(config, transport, Box::new(SystemIds)));
     let tls = match opened {
         Opened::Tls(tls) => tls,
         Opened::Plain(socket) => {
@@ -242,8 +289,9 @@ async fn run(
                 let (condition, text) = refusal.stream_error();
                 engine.handle(Input::Close(Some((condition, Some(text)))));
             }
-            let Next::StartTls(socket) =
-                Box::pin(drive(&mut cx, &mut engine, PlainSocket(socket))).await?
+            // Boxed: the plain stage is short, and its future would otherwise add its
+            // size to the TLS stage's for the rest of the connection.
+            let Next::StartTls(socket) = Box::pin(drive(cx, engine, PlainSocket(socket))).await?
             else {
                 return Ok(());
             };
@@ -257,9 +305,8 @@ async fn run(
             tls
         }
     };
-    Box::pin(drive(&mut cx, &mut engine, TlsSocket(tls)))
-        .await
-        .map(|_| ())
+    drop(live);
+    drive(cx, engine, TlsSocket(tls)).await.map(|_| ())
 }
 
 /// A connection after its listener's own start: plain TCP (STARTTLS may follow) or already
@@ -390,7 +437,7 @@ delegate_io!(TlsSocket);
 
 /// Run the engine over one socket until it closes or asks for STARTTLS.
 async fn drive<S: Socket>(
-    cx: &mut Context<'_>,
+    cx: &mut Context,
     engine: &mut C2sStream,
     mut socket: S,
 ) -> std::io::Result<Next> {
@@ -402,72 +449,21 @@ async fn drive<S: Socket>(
         engine.handle(Input::Shutdown);
     }
     loop {
-        while let Some(action) = engine.poll_action() {
-            match action {
-                Action::Write(bytes) => write(cx, &mut socket, &bytes).await?,
-                Action::StartTls => {
-                    socket.flush().await?;
+        // `let else` rather than `while let`: the action is moved into `act`, so the
+        // future does not keep a second copy of it across the await.
+        loop {
+            let Some(action) = engine.poll_action() else {
+                break;
+            };
+            match act(cx, engine, &mut socket, action).await? {
+                Flow::Continue => {}
+                Flow::StartTls => {
                     return Ok(match socket.into_tcp() {
                         Some(tcp) => Next::StartTls(tcp),
                         None => Next::Closed,
                     });
                 }
-                Action::LookupCredentials(jid) => {
-                    let input = match Box::pin(cx.shared.store.credentials(&jid)).await {
-                        Ok(creds) => Input::Credentials(creds),
-                        Err(err) => {
-                            tracing::error!(%jid, error = %err, "credential lookup failed");
-                            Input::CredentialsUnavailable
-                        }
-                    };
-                    // PLAIN runs PBKDF2 here; let the runtime move other tasks off this
-                    // thread. SCRAM only compares stored keys, which costs less than the
-                    // hand-over (a thread switch, and a new thread when none is idle).
-                    if engine.mechanism() == Some(starling_sasl::Mechanism::Plain) {
-                        tokio::task::block_in_place(|| engine.handle(input));
-                    } else {
-                        engine.handle(input);
-                    }
-                }
-                Action::Authenticated(jid) => {
-                    info!(%jid, "authenticated");
-                    cx.record.set_jid(&jid);
-                    cx.gauge.authenticated();
-                    crate::metrics::auth_succeeded(engine.mechanism());
-                    if let Some(admission) = cx.admission.as_mut() {
-                        admission.authenticated();
-                    }
-                    let rate = cx.live.connection_limits.read_bytes_per_sec;
-                    cx.bucket.set_rate(rate, Instant::now().into_std());
-                }
-                Action::Bind(full_jid) => {
-                    let answer = bind(cx, full_jid);
-                    engine.handle(Input::Bound(answer));
-                }
-                Action::Route(stanza) => {
-                    crate::metrics::stanza_received(stanza.kind());
-                    if let Some((handle, receiver)) = cx.session.as_mut() {
-                        Box::pin(cx.shared.router.route(handle, stanza)).await;
-                        // Take what is queued for us now (often the answer to this very
-                        // stanza): one read can carry more stanzas than the queue holds, and
-                        // answers to a client's own burst must not overflow its own queue.
-                        while let Some(stanza) = receiver.try_recv() {
-                            crate::metrics::stanza_sent(&stanza);
-                            engine.handle(Input::Deliver(stanza));
-                        }
-                    }
-                }
-                Action::AuthFailed(failure) => Box::pin(auth_failed(cx, failure)).await,
-                Action::StreamError(condition) => {
-                    cx.record.ending(EndReason::StreamError(condition.name()));
-                    warn!(peer = %cx.peer, condition = condition.name(), "stream error")
-                }
-                Action::Close => {
-                    socket.flush().await?;
-                    // Best effort: the peer may already be gone.
-                    let _ = socket.shutdown().await;
-                    return Ok(Next::Closed);
-                }
+                Flow::Closed => return Ok(Next::Closed),
             }
         }
         if engine.is_closed() {
@@ -496,47 +492,29 @@ async fn drive<S: Socket>(
             }
             continue;
         }
+        // One timer for whichever comes first: the read budget refilling (over budget, the
+        // bytes wait in the kernel) or the connection's next deadline.
         let (deadline, timer) = next_timer(cx, engine);
+        let (wake_at, timer) = match read_resumes_at {
+            Some(resume_at) if resume_at < deadline => (resume_at, None),
+            _ => (deadline, Some(timer)),
+        };
         tokio::select! {
-            readable = socket.tcp().readable(), if read_resumes_at.is_none() => match readable {
+            // Readiness through the socket's own waker slot (the one reads use), which
+            // costs the future nothing, where `readable()` would hold a waiter node.
+            readable = std::future::poll_fn(|task_cx| socket.tcp().poll_read_ready(task_cx)),
+                if read_resumes_at.is_none() => match readable {
                 Ok(()) => may_have_input = true,
                 Err(err) => {
                     cx.record.ending(EndReason::of_read_error(&err));
                     engine.handle(Input::PeerClosed);
                 }
             },
-            // Over the read budget: leave the bytes in the kernel until it refills.
-            () = tokio::time::sleep_until(read_resumes_at.unwrap_or(now)),
-                if read_resumes_at.is_some() => {}
-            () = tokio::time::sleep_until(deadline) => match timer {
-                Timer::Auth => {
-                    warn!(
-                        peer = %cx.peer,
-                        timeout_secs = cx.live.connection_limits.auth_timeout.as_secs(),
-                        "authentication not finished in time"
-                    );
-                    cx.record.ending(EndReason::Timeout);
-                    engine.handle(Input::TimedOut);
-                }
-                Timer::Idle => {
-                    debug!("idle; pinging");
-                    cx.pinged_at = Some(Instant::now());
-                    engine.handle(Input::IdleProbe);
-                }
-                Timer::PingAnswer => {
-                    warn!(peer = %cx.peer, "no answer to the idle ping");
-                    cx.record.ending(EndReason::Timeout);
-                    engine.handle(Input::TimedOut);
-                }
-                Timer::ReleaseIdleMemory => {
-                    cx.idle_memory = IdleMemory::Released;
-                    engine.release_idle_memory();
-                    if let Some((_, receiver)) = cx.session.as_mut() {
-                        receiver.release_idle_memory();
-                    }
-                }
+            () = tokio::time::sleep_until(wake_at) => match timer {
+                None => {}
+                Some(timer) => on_timer(cx, engine, timer),
             },
-            event = next_session_event(cx.session) => {
+            event = next_session_event(&mut cx.session) => {
                 if cx.idle_memory != IdleMemory::InUse {
                     cx.idle_memory = IdleMemory::RegrownAt(Instant::now());
                 }
@@ -565,6 +543,126 @@ async fn drive<S: Socket>(
     }
 }
 
+/// What the drive loop does after an action.
+enum Flow {
+    Continue,
+    /// Hand the TCP socket to the TLS handshake.
+    StartTls,
+    /// The stream is closed.
+    Closed,
+}
+
+/// Carry out one of the engine's actions.
+///
+/// Not an `async fn`: its argument would be copied into a local and the 120-byte action
+/// stored twice in the future; an `async` block matches on the captured value in place.
+#[allow(clippy::manual_async_fn)]
+fn act<'a, S: Socket>(
+    cx: &'a mut Context,
+    engine: &'a mut C2sStream,
+    socket: &'a mut S,
+    action: Action,
+) -> impl std::future::Future<Output = std::io::Result<Flow>> + 'a {
+    async move {
+        match action {
+            Action::Write(bytes) => write(cx, socket, &bytes).await?,
+            Action::StartTls => {
+                socket.flush().await?;
+                return Ok(Flow::StartTls);
+            }
+            Action::LookupCredentials(jid) => {
+                let input = match Box::pin(cx.shared.store.credentials(&jid)).await {
+                    Ok(creds) => Input::Credentials(creds),
+                    Err(err) => {
+                        tracing::error!(%jid, error = %err, "credential lookup failed");
+                        Input::CredentialsUnavailable
+                    }
+                };
+                // PLAIN runs PBKDF2 here; let the runtime move other tasks off this
+                // thread. SCRAM only compares stored keys, which costs less than the
+                // hand-over (a thread switch, and a new thread when none is idle).
+                if engine.mechanism() == Some(starling_sasl::Mechanism::Plain) {
+                    tokio::task::block_in_place(|| engine.handle(input));
+                } else {
+                    engine.handle(input);
+                }
+            }
+            Action::Authenticated(jid) => {
+                info!(%jid, "authenticated");
+                cx.record.set_jid(&jid);
+                cx.gauge.authenticated();
+                crate::metrics::auth_succeeded(engine.mechanism());
+                if let Some(admission) = cx.admission.as_mut() {
+                    admission.authenticated();
+                }
+                let rate = cx.live.connection_limits.read_bytes_per_sec;
+                cx.bucket.set_rate(rate, Instant::now().into_std());
+            }
+            Action::Bind(full_jid) => {
+                let answer = bind(cx, full_jid);
+                engine.handle(Input::Bound(answer));
+            }
+            Action::Route(stanza) => {
+                crate::metrics::stanza_received(stanza.kind());
+                if let Some((handle, receiver)) = cx.session.as_mut() {
+                    Box::pin(cx.shared.router.route(handle, stanza)).await;
+                    // Take what is queued for us now (often the answer to this very
+                    // stanza): one read can carry more stanzas than the queue holds, and
+                    // answers to a client's own burst must not overflow its own queue.
+                    while let Some(stanza) = receiver.try_recv() {
+                        crate::metrics::stanza_sent(&stanza);
+                        engine.handle(Input::Deliver(stanza));
+                    }
+                }
+            }
+            Action::AuthFailed(failure) => Box::pin(auth_failed(cx, failure)).await,
+            Action::StreamError(condition) => {
+                cx.record.ending(EndReason::StreamError(condition.name()));
+                warn!(peer = %cx.peer(), condition = condition.name(), "stream error")
+            }
+            Action::Close => {
+                socket.flush().await?;
+                // Best effort: the peer may already be gone.
+                let _ = socket.shutdown().await;
+                return Ok(Flow::Closed);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// A deadline from [`next_timer`] has passed.
+fn on_timer(cx: &mut Context, engine: &mut C2sStream, timer: Timer) {
+    match timer {
+        Timer::Auth => {
+            warn!(
+                peer = %cx.peer(),
+                timeout_secs = cx.live.connection_limits.auth_timeout.as_secs(),
+                "authentication not finished in time"
+            );
+            cx.record.ending(EndReason::Timeout);
+            engine.handle(Input::TimedOut);
+        }
+        Timer::Idle => {
+            debug!("idle; pinging");
+            cx.pinged_at = Some(Instant::now());
+            engine.handle(Input::IdleProbe);
+        }
+        Timer::PingAnswer => {
+            warn!(peer = %cx.peer(), "no answer to the idle ping");
+            cx.record.ending(EndReason::Timeout);
+            engine.handle(Input::TimedOut);
+        }
+        Timer::ReleaseIdleMemory => {
+            cx.idle_memory = IdleMemory::Released;
+            engine.release_idle_memory();
+            if let Some((_, receiver)) = cx.session.as_mut() {
+                receiver.release_idle_memory();
+            }
+        }
+    }
+}
+
 /// Which deadline [`next_timer`] chose.
 enum Timer {
     /// `c2s.auth_timeout_secs` since the accept, until a resource is bound.
@@ -577,7 +675,7 @@ enum Timer {
     ReleaseIdleMemory,
 }
 
-fn next_timer(cx: &Context<'_>, engine: &C2sStream) -> (Instant, Timer) {
+fn next_timer(cx: &Context, engine: &C2sStream) -> (Instant, Timer) {
     let limits = &cx.live.connection_limits;
     if !matches!(engine.session_state(), SessionState::Bound { .. }) {
         return (cx.auth_deadline, Timer::Auth);
@@ -616,11 +714,7 @@ enum IdleMemory {
 /// `starling-registry`), the connection is dropped, since the stream error could not get
 /// through either. Once a close was requested, each write (the stream error) gets
 /// [`CLOSING_WRITE_TIMEOUT`].
-async fn write<S: Socket>(
-    cx: &mut Context<'_>,
-    socket: &mut S,
-    bytes: &[u8],
-) -> std::io::Result<()> {
+async fn write<S: Socket>(cx: &mut Context, socket: &mut S, bytes: &[u8]) -> std::io::Result<()> {
     let is_closing = cx
         .session
         .as_ref()
@@ -635,7 +729,7 @@ async fn write<S: Socket>(
         return match tokio::time::timeout(CLOSING_WRITE_TIMEOUT, write_all).await {
             Ok(result) => result,
             Err(_) => {
-                warn!(peer = %cx.peer, "closing a session that does not read");
+                warn!(peer = %cx.peer(), "closing a session that does not read");
                 Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the peer did not read its stream error",
@@ -645,8 +739,8 @@ async fn write<S: Socket>(
     }
     tokio::select! {
         result = write_all => result,
-        () = close_requested(cx.session) => {
-            warn!(peer = %cx.peer, "closing a session that does not read");
+        () = close_requested(&mut cx.session) => {
+            warn!(peer = %cx.peer(), "closing a session that does not read");
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the peer stopped reading and its session was closed",
@@ -666,19 +760,19 @@ async fn close_requested(session: &mut Option<(SessionHandle, SessionReceiver)>)
 /// A failed SASL attempt: count it against the peer's address and hold the `<failure/>` (the
 /// engine's next action) back for the growing delay, so guessing passwords from one address
 /// gets slower with every try (issue 7; the per-connection limit is the engine's).
-async fn auth_failed(cx: &mut Context<'_>, failure: starling_sasl::SaslFailure) {
+async fn auth_failed(cx: &mut Context, failure: starling_sasl::SaslFailure) {
     crate::metrics::auth_failed(failure);
     if failure == starling_sasl::SaslFailure::TemporaryAuthFailure {
         // Our storage failed; the peer did nothing wrong.
-        warn!(peer = %cx.peer, condition = failure.element_name(), "SASL failure");
+        warn!(peer = %cx.peer(), condition = failure.element_name(), "SASL failure");
         return;
     }
     let (failures, delay) = cx
         .shared
         .peer_limits
-        .record_auth_failure(cx.peer.ip(), Instant::now().into_std());
+        .record_auth_failure(cx.peer().ip(), Instant::now().into_std());
     warn!(
-        peer = %cx.peer,
+        peer = %cx.peer(),
         condition = failure.element_name(),
         failures_from_address = failures,
         delay_ms = delay.as_millis() as u64,
@@ -691,7 +785,7 @@ async fn auth_failed(cx: &mut Context<'_>, failure: starling_sasl::SaslFailure) 
 }
 
 /// Register the bound resource; the registry applies the conflict policy and resource limit.
-fn bind(cx: &mut Context<'_>, full_jid: jid::FullJid) -> Result<(), starling_bind::BindError> {
+fn bind(cx: &mut Context, full_jid: jid::FullJid) -> Result<(), starling_bind::BindError> {
     let registry = cx.shared.router.registry();
     let (handle, receiver) =
         registry.new_session_from(full_jid.clone(), cx.session_id, cx.origin.clone());
@@ -703,7 +797,7 @@ fn bind(cx: &mut Context<'_>, full_jid: jid::FullJid) -> Result<(), starling_bin
             info!(jid = %full_jid, "resource bound");
             cx.record.set_jid(&full_jid);
             cx.gauge.bound();
-            *cx.session = Some((handle, receiver));
+            cx.session = Some((handle, receiver));
             Ok(())
         }
         Err(refusal) => {

@@ -263,14 +263,16 @@ async fn accept_loop(
         if let Err(refusal) = &admission {
             warn!(%peer, reason = ?refusal, "connection refused");
         }
-        let shared = Arc::clone(&shared);
-        let shutdown = shutdown.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            connection::serve(shared, socket, peer, kind, shutdown, admission).await;
-            drop(permit);
-            drop(done);
-        });
+        // The permit and the shutdown tracker are held until the connection ends.
+        tokio::spawn(connection::serve(
+            Arc::clone(&shared),
+            socket,
+            peer,
+            kind,
+            shutdown.clone(),
+            admission,
+            (permit, done.clone()),
+        ));
     }
 }
 

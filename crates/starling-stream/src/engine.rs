@@ -125,9 +125,17 @@ enum Phase {
         waiting_for_credentials: bool,
     },
     /// A bind request is out to the registry; `iq` is the request to answer.
-    Binding { iq: Stanza, full_jid: FullJid },
+    /// Boxed: the request is as large as a stanza and the phase is kept for the stream's life.
+    Binding(Box<PendingBind>),
     /// Closed; no more input is processed.
     Closed,
+}
+
+/// A bind request waiting for the registry.
+struct PendingBind {
+    /// The request, to answer.
+    iq: Stanza,
+    full_jid: FullJid,
 }
 
 /// One client-to-server stream, from the first byte to the close.
@@ -258,11 +266,11 @@ impl C2sStream {
                 }
             }
             Input::Bound(result) => {
-                let Phase::Binding { iq, full_jid } =
-                    std::mem::replace(&mut self.phase, Phase::Open)
+                let Phase::Binding(pending) = std::mem::replace(&mut self.phase, Phase::Open)
                 else {
                     return;
                 };
+                let PendingBind { iq, full_jid } = *pending;
                 match result {
                     Ok(()) => {
                         let mut reply = iq.iq_result();
@@ -318,7 +326,7 @@ impl C2sStream {
     fn process(&mut self) {
         loop {
             match &self.phase {
-                Phase::Closed | Phase::TlsHandshake | Phase::Binding { .. } => return,
+                Phase::Closed | Phase::TlsHandshake | Phase::Binding(_) => return,
                 Phase::Sasl {
                     waiting_for_credentials: true,
                     ..
@@ -590,6 +598,11 @@ impl C2sStream {
                 self.write(nonza::sasl_success(additional_data.as_deref()));
                 self.actions.push_back(Action::Authenticated(user.clone()));
                 self.state = SessionState::Authenticated { user };
+                // Channel bindings serve SASL only, and SASL is over for this stream's life
+                // (RFC 6120 §6.4.6); an idle session does not keep them.
+                if let Some(tls) = self.tls.as_mut() {
+                    tls.channel_bindings = Vec::new();
+                }
                 self.parser.set_limits(self.config.limits_authenticated);
                 // §6.4.6: after <success/> both sides restart the stream.
                 self.restart_stream();
@@ -644,10 +657,10 @@ impl C2sStream {
             Ok(resource) => {
                 let full_jid = user.with_resource(&resource);
                 self.actions.push_back(Action::Bind(full_jid.clone()));
-                self.phase = Phase::Binding {
+                self.phase = Phase::Binding(Box::new(PendingBind {
                     iq: stanza,
                     full_jid,
-                };
+                }));
             }
             Err(err) => self.reply_error(&stanza, bind_condition(&err)),
         }

@@ -160,6 +160,7 @@ impl StreamParser {
                 if let Some(xml) = self.xml.as_deref_mut() {
                     xml.release_temporaries();
                 }
+                self.free_consumed_input();
                 Ok(None)
             }
             Err(err) => {
@@ -229,6 +230,12 @@ impl StreamParser {
     #[cfg(test)]
     fn xml_is_dropped(&self) -> bool {
         self.xml.is_none()
+    }
+
+    /// Capacity of the input buffer (for tests).
+    #[cfg(test)]
+    fn input_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Rebuilds the tokenizer of a dormant parser by replaying the stream header into it.
@@ -492,6 +499,22 @@ impl StreamParser {
 
     /// Drops bytes already turned into events once they make up at least half
     /// the buffer, so a large feed is not moved once per event.
+    /// Frees the input buffer when nothing in it is needed any more (what [`Self::compact`]
+    /// would discard is all of it), so a connection between reads holds no copy of the bytes
+    /// it has parsed; the next read allocates afresh.
+    fn free_consumed_input(&mut self) {
+        let keep_from = match self.phase {
+            Phase::Prolog => self.doc_start,
+            Phase::Open | Phase::Closed => self.head,
+        };
+        if keep_from == self.buf.len() && self.cursor == self.buf.len() {
+            self.buf = Vec::new();
+            self.head = self.head.saturating_sub(keep_from);
+            self.cursor = 0;
+            self.doc_start = self.doc_start.saturating_sub(keep_from);
+        }
+    }
+
     fn compact(&mut self) {
         let keep_from = match self.phase {
             Phase::Prolog => self.doc_start,
@@ -696,6 +719,48 @@ mod tests {
             Ok(Some(StreamEvent::Element(_)))
         ));
         assert!(parser.make_dormant());
+        assert!(!parser.has_pending_input());
+    }
+
+    /// Between reads the parser keeps no copy of input it has finished with, but keeps what
+    /// a partial element still needs, and the element parses whole when the rest arrives.
+    #[test]
+    fn consumed_input_is_freed_and_partial_input_kept() {
+        let mut parser = StreamParser::new(Limits::authenticated());
+        parser.feed(b"<?xml version='1.0'?>");
+        assert_eq!(parser.next_event(), Ok(None));
+        parser.feed(BARE_HEADER.as_bytes());
+        assert!(matches!(
+            parser.next_event(),
+            Ok(Some(StreamEvent::Header(_)))
+        ));
+        assert_eq!(parser.next_event(), Ok(None));
+        assert_eq!(parser.input_capacity(), 0, "after the header");
+        parser.feed(b"<message to='a@b'><body>one</body></message>");
+        assert!(matches!(
+            parser.next_event(),
+            Ok(Some(StreamEvent::Element(_)))
+        ));
+        assert_eq!(parser.next_event(), Ok(None));
+        assert_eq!(parser.input_capacity(), 0, "after a whole stanza");
+        parser.feed(b"<message to='a@b'><bo");
+        assert_eq!(parser.next_event(), Ok(None));
+        assert!(parser.has_pending_input(), "a partial tag");
+        assert!(parser.input_capacity() > 0, "a partial tag");
+        parser.feed(b"dy>tw");
+        assert_eq!(parser.next_event(), Ok(None));
+        parser.feed(b"o</body></mess");
+        assert_eq!(parser.next_event(), Ok(None));
+        parser.feed(b"age>");
+        let Ok(Some(StreamEvent::Element(message))) = parser.next_event() else {
+            panic!("the split stanza did not parse");
+        };
+        assert_eq!(
+            message.get_child("body", "jabber:client").map(|b| b.text()),
+            Some("two".to_owned())
+        );
+        assert_eq!(parser.next_event(), Ok(None));
+        assert_eq!(parser.input_capacity(), 0, "after the split stanza");
         assert!(!parser.has_pending_input());
     }
 

@@ -289,6 +289,24 @@ fn plain_login_restarts_and_offers_bind_then_binds() {
     );
 }
 
+/// Channel bindings are for SASL; once it succeeds the stream lets go of them and stays a
+/// TLS stream.
+#[test]
+fn channel_bindings_are_dropped_after_sasl_success() {
+    let mut h = tls_session();
+    let bindings = |h: &Harness| h.stream.tls.as_ref().map(|tls| tls.channel_bindings.len());
+    assert_eq!(bindings(&h), Some(1));
+    let out = h.send(plain_auth("alice", "secret").as_bytes());
+    assert_eq!(out, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    assert_eq!(bindings(&h), Some(0));
+    let out = h.send(HEADER.as_bytes());
+    assert!(
+        out.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
+            && !out.contains("starttls"),
+        "{out}"
+    );
+}
+
 #[test]
 fn wrong_password_fails_and_keeps_the_stream_until_the_limit() {
     let mut h = tls_session();
