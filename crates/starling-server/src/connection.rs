@@ -522,6 +522,14 @@ async fn drive<S: Socket>(
                     SessionEvent::Stanza(stanza) => {
                         crate::metrics::stanza_sent(&stanza);
                         engine.handle(Input::Deliver(stanza));
+                        // And whatever else is queued now: the engine joins adjacent writes,
+                        // so a burst goes to the socket in one write, not one per stanza.
+                        if let Some((_, receiver)) = cx.session.as_mut() {
+                            while let Some(stanza) = receiver.try_recv() {
+                                crate::metrics::stanza_sent(&stanza);
+                                engine.handle(Input::Deliver(stanza));
+                            }
+                        }
                     }
                     SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
                         cx.record.ending(EndReason::Kicked(Some(condition.name())));
