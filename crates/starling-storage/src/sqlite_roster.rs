@@ -58,28 +58,56 @@ impl RosterStore for SqliteStore {
     async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
         let owner = owner.clone();
         self.read(move |conn| {
-            // One snapshot for the version and the items it numbers.
-            let conn = &conn.transaction().map_err(backend("begin roster read"))?;
-            let Some(account) = account_id(conn, &owner)? else {
+            let Some(node) = owner.node() else {
                 return Ok((0, Vec::new()));
             };
-            let version = roster_version(conn, account)?;
-            let contacts: Vec<String> = {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT contact FROM roster_items WHERE account_id = ?1 ORDER BY contact",
-                    )
-                    .map_err(backend("prepare roster query"))?;
-                let rows = stmt
-                    .query_map(params![account], |row| row.get(0))
-                    .map_err(backend("query roster"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(backend("read roster"))?
-            };
-            let mut items = Vec::with_capacity(contacts.len());
-            for contact in contacts {
-                if let Some(item) = load_item(conn, account, &contact)? {
-                    items.push(item);
+            // One statement, so the version and the items it numbers come from one snapshot
+            // without an explicit transaction: a row per (item, group), or one row with a NULL
+            // contact for an account without items, or none for an unknown account. Items come
+            // in contact order and each item's groups in position order.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT v.version, i.contact, i.name, i.subscription, i.pending_out,
+                            i.approved, g.name
+                     FROM accounts a
+                     LEFT JOIN roster_versions v ON v.account_id = a.id
+                     LEFT JOIN roster_items i ON i.account_id = a.id
+                     LEFT JOIN roster_groups g
+                         ON g.account_id = i.account_id AND g.contact = i.contact
+                     WHERE a.host = ?1 AND a.username = ?2
+                     ORDER BY i.contact, g.position",
+                )
+                .map_err(backend("prepare roster query"))?;
+            let mut rows = stmt
+                .query(params![owner.domain().as_str(), node.as_str()])
+                .map_err(backend("query roster"))?;
+            let mut version = 0;
+            let mut items: Vec<RosterItem> = Vec::new();
+            let mut last_contact: Option<String> = None;
+            while let Some(row) = rows.next().map_err(backend("read roster"))? {
+                let stored: Option<i64> = row.get(0).map_err(backend("read roster version"))?;
+                version = stored.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+                let contact: Option<String> = row.get(1).map_err(backend("read roster item"))?;
+                let Some(contact) = contact else { continue };
+                let group: Option<String> = row.get(6).map_err(backend("read roster group"))?;
+                if last_contact.as_deref() != Some(contact.as_str()) {
+                    let subscription: String = row.get(3).map_err(backend("read roster item"))?;
+                    items.push(RosterItem {
+                        jid: parse_jid(&contact)?,
+                        name: row.get(2).map_err(backend("read roster item"))?,
+                        groups: Vec::new(),
+                        subscription: Subscription::parse(&subscription).ok_or_else(|| {
+                            StorageError::Corrupt(format!(
+                                "unknown subscription state {subscription:?}"
+                            ))
+                        })?,
+                        pending_out: row.get(4).map_err(backend("read roster item"))?,
+                        approved: row.get(5).map_err(backend("read roster item"))?,
+                    });
+                    last_contact = Some(contact);
+                }
+                if let (Some(group), Some(item)) = (group, items.last_mut()) {
+                    item.groups.push(group);
                 }
             }
             Ok((version, items))
@@ -134,14 +162,21 @@ impl RosterStore for SqliteStore {
     async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
         let owner = owner.clone();
         self.read(move |conn| {
-            let Some(account) = account_id(conn, &owner)? else {
+            let Some(node) = owner.node() else {
                 return Ok(Vec::new());
             };
+            // One statement (one implicit read transaction) with the account lookup joined in.
             let mut stmt = conn
-                .prepare_cached("SELECT contact, stanza FROM subscription_requests WHERE account_id = ?1 ORDER BY id")
+                .prepare_cached(
+                    "SELECT r.contact, r.stanza FROM subscription_requests r
+                     JOIN accounts a ON a.id = r.account_id
+                     WHERE a.host = ?1 AND a.username = ?2 ORDER BY r.id",
+                )
                 .map_err(backend("prepare subscription requests query"))?;
             let rows = stmt
-                .query_map(params![account], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .query_map(params![owner.domain().as_str(), node.as_str()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
                 .map_err(backend("query subscription requests"))?;
             let mut out = Vec::new();
             for row in rows {
