@@ -73,7 +73,19 @@ impl<S: Store> Router<S> {
         // that comes online at a negative priority gets them when it raises its priority.
         let now_reachable = priority >= 0 && (!was_available || old_priority < 0);
         let user = sender.bare_jid();
-        let roster = self.roster_of(&user).await;
+        // Initial presence also needs the pending requests and whether offline messages wait:
+        // the store reads all three together.
+        let (roster, initial) = if was_available {
+            (self.roster_of(&user).await, None)
+        } else {
+            match self.store.initial_presence(&user).await {
+                Ok(state) => (state.roster, Some((state.requests, state.offline_waiting))),
+                Err(err) => {
+                    tracing::error!(%user, error = %err, "reading the roster and pending subscription requests failed");
+                    (Vec::new(), Some((Vec::new(), true)))
+                }
+            }
+        };
         // To the account's own available resources, the sender included (§4.2.2).
         for target in self.registry.available_resources(&user) {
             self.deliver(&target, presence.clone(), Some(user.as_str()));
@@ -84,12 +96,12 @@ impl<S: Store> Router<S> {
                 self.deliver(&target, presence.clone(), Some(item.jid.as_str()));
             }
         }
-        if was_available {
+        let Some((requests, offline_waiting)) = initial else {
             if now_reachable {
                 self.flush_offline(sender).await;
             }
             return;
-        }
+        };
         // Initial presence: the account's other available resources are probed like contacts,
         // so the new resource learns of them.
         for other in self.registry.available_resources(&user) {
@@ -109,20 +121,13 @@ impl<S: Store> Router<S> {
             }
         }
         // Requests that arrived while the user was away (§3.1.3).
-        match self.store.requests(&user).await {
-            Ok(requests) => {
-                for (_, stanza) in requests {
-                    if let Ok(element) = stanza.parse::<Element>() {
-                        self.deliver(sender, element, None);
-                    }
-                }
-            }
-            Err(err) => {
-                tracing::error!(%user, error = %err, "reading pending subscription requests failed")
+        for (_, stanza) in requests {
+            if let Ok(element) = stanza.parse::<Element>() {
+                self.deliver(sender, element, None);
             }
         }
         // XEP-0160 §3: offline messages go to the first resource with non-negative priority.
-        if now_reachable {
+        if now_reachable && offline_waiting {
             self.flush_offline(sender).await;
         }
     }

@@ -4,7 +4,9 @@ use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
 use crate::portable::{AccountData, ExistingAccounts, PortableStore};
-use crate::roster::{OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore};
+use crate::roster::{
+    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
+};
 use crate::{AccountStore, PostgresStore, SqliteStore, StorageError};
 
 /// A store whose backend is chosen at run time, from configuration.
@@ -111,6 +113,10 @@ impl RosterStore for AnyStore {
 
     async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
         forward!(self, store => store.requests(owner))
+    }
+
+    async fn initial_presence(&self, owner: &BareJid) -> Result<InitialPresence, StorageError> {
+        forward!(self, store => store.initial_presence(owner))
     }
 }
 

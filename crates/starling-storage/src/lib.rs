@@ -86,7 +86,8 @@ pub use any::AnyStore;
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::PostgresStore;
 pub use roster::{
-    OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,
+    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
+    Subscription,
 };
 pub use sqlite::SqliteStore;
 

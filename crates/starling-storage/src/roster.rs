@@ -178,6 +178,40 @@ pub trait RosterStore: Send + Sync + 'static {
         &self,
         owner: &BareJid,
     ) -> impl Future<Output = Result<Vec<(BareJid, String)>, StorageError>> + Send;
+
+    /// What a resource's initial presence reads (RFC 6121 §4.2, §3.1.3; XEP-0160 §3), in one
+    /// snapshot where the backend can: a login reads all three. The default reads
+    /// [`RosterStore::roster`] and [`RosterStore::requests`] one after the other and leaves
+    /// [`InitialPresence::offline_waiting`] set, so the caller asks the offline store itself.
+    fn initial_presence(
+        &self,
+        owner: &BareJid,
+    ) -> impl Future<Output = Result<InitialPresence, StorageError>> + Send {
+        async move {
+            let (version, roster) = self.roster(owner).await?;
+            let requests = self.requests(owner).await?;
+            Ok(InitialPresence {
+                version,
+                roster,
+                requests,
+                offline_waiting: true,
+            })
+        }
+    }
+}
+
+/// What [`RosterStore::initial_presence`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialPresence {
+    /// As [`RosterStore::roster`]: the roster version.
+    pub version: u64,
+    /// As [`RosterStore::roster`]: the items, sorted by contact JID.
+    pub roster: Vec<RosterItem>,
+    /// As [`RosterStore::requests`].
+    pub requests: Vec<(BareJid, String)>,
+    /// `false` only if the backend saw no offline message for the owner; `true` when it saw
+    /// some or did not look.
+    pub offline_waiting: bool,
 }
 
 /// A stored offline message (XEP-0160).

@@ -28,6 +28,7 @@ macro_rules! roster_store_tests {
             one_apply_changes_two_rosters,
             a_failing_change_leaves_nothing_applied,
             requests_are_kept_until_removed,
+            initial_presence_reads_roster_requests_and_offline,
             unknown_owner_has_nothing_and_cannot_be_written,
             offline_messages_in_order_with_a_limit_and_taken_once,
             offline_messages_are_per_account,
@@ -285,6 +286,62 @@ pub(crate) async fn requests_are_kept_until_removed(store: &impl Store) {
         ])
     );
     assert_eq!(store.roster(&alice()).await.expect("roster").0, 1);
+}
+
+pub(crate) async fn initial_presence_reads_roster_requests_and_offline(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    let state = store
+        .initial_presence(&alice())
+        .await
+        .expect("initial presence");
+    let (version, roster) = store.roster(&alice()).await.expect("roster");
+    assert_eq!((state.version, &state.roster), (version, &roster));
+    assert_eq!(
+        state.requests,
+        store.requests(&alice()).await.expect("requests")
+    );
+    assert!(state.roster.is_empty() && state.requests.is_empty());
+    let mut item = RosterItem::new(bob());
+    item.groups = vec!["b".to_owned(), "a".to_owned()];
+    apply(
+        store,
+        &[
+            put(&alice(), &item),
+            put(&alice(), &RosterItem::new(jid("carol@localhost"))),
+            RosterChange::AddRequest {
+                owner: alice(),
+                contact: jid("dave@localhost"),
+                stanza: "<dave/>".to_owned(),
+            },
+        ],
+    )
+    .await;
+    assert!(
+        store
+            .push_offline(&alice(), &message(1), 10)
+            .await
+            .expect("push")
+    );
+    let state = store
+        .initial_presence(&alice())
+        .await
+        .expect("initial presence");
+    let (version, roster) = store.roster(&alice()).await.expect("roster");
+    assert_eq!((state.version, &state.roster), (version, &roster));
+    assert_eq!(
+        state.requests,
+        store.requests(&alice()).await.expect("requests")
+    );
+    assert_eq!(state.roster.len(), 2);
+    assert_eq!(state.requests.len(), 1);
+    // A backend may not know, but it must never say nothing waits when something does.
+    assert!(state.offline_waiting);
+    assert_eq!(store.take_offline(&alice()).await.expect("take").len(), 1);
+    let unknown = store.initial_presence(&jid("nobody@localhost")).await;
+    assert_eq!(
+        unknown.map(|state| (state.roster, state.requests)),
+        Ok((vec![], vec![]))
+    );
 }
 
 pub(crate) async fn unknown_owner_has_nothing_and_cannot_be_written(store: &impl Store) {

@@ -4,7 +4,8 @@ use jid::BareJid;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::roster::{
-    OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,
+    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
+    Subscription,
 };
 use crate::sqlite::{backend, write_transaction};
 use crate::{SqliteStore, StorageError};
@@ -57,34 +58,7 @@ CREATE INDEX offline_messages_by_account ON offline_messages (account_id, id);
 impl RosterStore for SqliteStore {
     async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
         let owner = owner.clone();
-        self.read(move |conn| {
-            // One snapshot for the version and the items it numbers.
-            let conn = &conn.transaction().map_err(backend("begin roster read"))?;
-            let Some(account) = account_id(conn, &owner)? else {
-                return Ok((0, Vec::new()));
-            };
-            let version = roster_version(conn, account)?;
-            let contacts: Vec<String> = {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT contact FROM roster_items WHERE account_id = ?1 ORDER BY contact",
-                    )
-                    .map_err(backend("prepare roster query"))?;
-                let rows = stmt
-                    .query_map(params![account], |row| row.get(0))
-                    .map_err(backend("query roster"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(backend("read roster"))?
-            };
-            let mut items = Vec::with_capacity(contacts.len());
-            for contact in contacts {
-                if let Some(item) = load_item(conn, account, &contact)? {
-                    items.push(item);
-                }
-            }
-            Ok((version, items))
-        })
-        .await
+        self.read(move |conn| read_roster(conn, &owner)).await
     }
 
     async fn roster_item(
@@ -133,22 +107,26 @@ impl RosterStore for SqliteStore {
 
     async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
         let owner = owner.clone();
+        self.read(move |conn| read_requests(conn, &owner)).await
+    }
+
+    async fn initial_presence(&self, owner: &BareJid) -> Result<InitialPresence, StorageError> {
+        let owner = owner.clone();
         self.read(move |conn| {
-            let Some(account) = account_id(conn, &owner)? else {
-                return Ok(Vec::new());
-            };
-            let mut stmt = conn
-                .prepare_cached("SELECT contact, stanza FROM subscription_requests WHERE account_id = ?1 ORDER BY id")
-                .map_err(backend("prepare subscription requests query"))?;
-            let rows = stmt
-                .query_map(params![account], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
-                .map_err(backend("query subscription requests"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (contact, stanza) = row.map_err(backend("read subscription request"))?;
-                out.push((parse_jid(&contact)?, stanza));
-            }
-            Ok(out)
+            // One read transaction (one snapshot, one set of WAL-index lock calls) for the
+            // three reads of a login.
+            let tx = conn
+                .transaction()
+                .map_err(backend("begin initial presence read"))?;
+            let (version, roster) = read_roster(&tx, &owner)?;
+            let requests = read_requests(&tx, &owner)?;
+            let offline_waiting = any_offline(&tx, &owner)?;
+            Ok(InitialPresence {
+                version,
+                roster,
+                requests,
+                offline_waiting,
+            })
         })
         .await
     }
@@ -191,21 +169,7 @@ impl OfflineStore for SqliteStore {
         // Most logins find nothing stored: a read answers that without the write lock and a
         // commit. A message stored after this read is delivered by the next take.
         let probe = owner.clone();
-        let any_stored = self
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM offline_messages o JOIN accounts a ON a.id = o.account_id
-                     WHERE a.host = ?1 AND a.username = ?2)",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        params![probe.domain().as_str(), probe.node().map(|node| node.as_str())],
-                        |row| row.get::<_, bool>(0),
-                    )
-                })
-                .map_err(backend("look for offline messages"))
-            })
-            .await?;
+        let any_stored = self.read(move |conn| any_offline(conn, &probe)).await?;
         if !any_stored {
             return Ok(Vec::new());
         }
@@ -293,6 +257,108 @@ fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, Storage
             roster_version(tx, account)
         }
     }
+}
+
+/// `owner`'s roster version and items, in one statement (see [`RosterStore::roster`]).
+fn read_roster(conn: &Connection, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
+    let Some(node) = owner.node() else {
+        return Ok((0, Vec::new()));
+    };
+    // One statement, so the version and the items it numbers come from one snapshot
+    // without an explicit transaction: a row per (item, group), or one row with a NULL
+    // contact for an account without items, or none for an unknown account. Items come
+    // in contact order and each item's groups in position order.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT v.version, i.contact, i.name, i.subscription, i.pending_out,
+                    i.approved, g.name
+             FROM accounts a
+             LEFT JOIN roster_versions v ON v.account_id = a.id
+             LEFT JOIN roster_items i ON i.account_id = a.id
+             LEFT JOIN roster_groups g
+                 ON g.account_id = i.account_id AND g.contact = i.contact
+             WHERE a.host = ?1 AND a.username = ?2
+             ORDER BY i.contact, g.position",
+        )
+        .map_err(backend("prepare roster query"))?;
+    let mut rows = stmt
+        .query(params![owner.domain().as_str(), node.as_str()])
+        .map_err(backend("query roster"))?;
+    let mut version = 0;
+    let mut items: Vec<RosterItem> = Vec::new();
+    let mut last_contact: Option<String> = None;
+    while let Some(row) = rows.next().map_err(backend("read roster"))? {
+        let stored: Option<i64> = row.get(0).map_err(backend("read roster version"))?;
+        version = stored.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+        let contact: Option<String> = row.get(1).map_err(backend("read roster item"))?;
+        let Some(contact) = contact else { continue };
+        let group: Option<String> = row.get(6).map_err(backend("read roster group"))?;
+        if last_contact.as_deref() != Some(contact.as_str()) {
+            let subscription: String = row.get(3).map_err(backend("read roster item"))?;
+            items.push(RosterItem {
+                jid: parse_jid(&contact)?,
+                name: row.get(2).map_err(backend("read roster item"))?,
+                groups: Vec::new(),
+                subscription: Subscription::parse(&subscription).ok_or_else(|| {
+                    StorageError::Corrupt(format!("unknown subscription state {subscription:?}"))
+                })?,
+                pending_out: row.get(4).map_err(backend("read roster item"))?,
+                approved: row.get(5).map_err(backend("read roster item"))?,
+            });
+            last_contact = Some(contact);
+        }
+        if let (Some(group), Some(item)) = (group, items.last_mut()) {
+            item.groups.push(group);
+        }
+    }
+    Ok((version, items))
+}
+
+/// `owner`'s pending inbound requests, oldest first, in one statement.
+fn read_requests(
+    conn: &Connection,
+    owner: &BareJid,
+) -> Result<Vec<(BareJid, String)>, StorageError> {
+    let Some(node) = owner.node() else {
+        return Ok(Vec::new());
+    };
+    // One statement (one implicit read transaction) with the account lookup joined in.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT r.contact, r.stanza FROM subscription_requests r
+             JOIN accounts a ON a.id = r.account_id
+             WHERE a.host = ?1 AND a.username = ?2 ORDER BY r.id",
+        )
+        .map_err(backend("prepare subscription requests query"))?;
+    let rows = stmt
+        .query_map(params![owner.domain().as_str(), node.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(backend("query subscription requests"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (contact, stanza) = row.map_err(backend("read subscription request"))?;
+        out.push((parse_jid(&contact)?, stanza));
+    }
+    Ok(out)
+}
+
+/// Whether any offline message is stored for `owner`.
+fn any_offline(conn: &Connection, owner: &BareJid) -> Result<bool, StorageError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM offline_messages o JOIN accounts a ON a.id = o.account_id
+         WHERE a.host = ?1 AND a.username = ?2)",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![
+                owner.domain().as_str(),
+                owner.node().map(|node| node.as_str())
+            ],
+            |row| row.get::<_, bool>(0),
+        )
+    })
+    .map_err(backend("look for offline messages"))
 }
 
 fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageError> {
@@ -384,5 +450,43 @@ mod tests {
     mod on_file {
         use crate::sqlite::tests::file_store;
         crate::roster_tests::roster_store_tests!(file_store().store);
+    }
+
+    #[tokio::test]
+    async fn initial_presence_knows_whether_offline_messages_wait() {
+        use crate::AccountStore as _;
+        use crate::account_tests::{credentials, jid};
+        let store = memory_store();
+        let alice = jid("alice@localhost");
+        store
+            .create_account(&alice, &credentials(1))
+            .await
+            .expect("account");
+        let state = store.initial_presence(&alice).await.expect("read");
+        assert!(!state.offline_waiting);
+        let message = OfflineMessage {
+            stored_at_unix_ms: 1,
+            stanza: "<message/>".to_owned(),
+        };
+        assert_eq!(store.push_offline(&alice, &message, 10).await, Ok(true));
+        assert!(
+            store
+                .initial_presence(&alice)
+                .await
+                .expect("read")
+                .offline_waiting
+        );
+        store.take_offline(&alice).await.expect("take");
+        assert!(
+            !store
+                .initial_presence(&alice)
+                .await
+                .expect("read")
+                .offline_waiting
+        );
+    }
+
+    fn memory_store() -> SqliteStore {
+        SqliteStore::open_in_memory().expect("in-memory database opens")
     }
 }

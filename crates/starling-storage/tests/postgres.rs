@@ -238,6 +238,13 @@ impl<S: RosterStore> RosterStore for TestDb<S> {
     async fn requests(&self, owner: &BareJid) -> Result<Vec<(BareJid, String)>, StorageError> {
         self.store.requests(owner).await
     }
+
+    async fn initial_presence(
+        &self,
+        owner: &BareJid,
+    ) -> Result<starling_storage::InitialPresence, StorageError> {
+        self.store.initial_presence(owner).await
+    }
 }
 
 impl<S: OfflineStore> OfflineStore for TestDb<S> {

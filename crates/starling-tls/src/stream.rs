@@ -160,6 +160,12 @@ struct Session {
     read_end: Option<ReadEnd>,
     /// Set once `close_notify` was encrypted; later writes fail.
     is_write_closed: bool,
+    /// `outgoing` holds what rustls produced as the handshake completed (TLS 1.3 session
+    /// tickets) while the client's first application data already waits in `plaintext`. Those
+    /// records are held back to leave in one segment with our answer to that data: the next
+    /// write queues behind them and its flush sends both. A read that has to wait on the
+    /// socket, a flush or a shutdown sends them first, so they are never held while idle.
+    is_held_for_first_write: bool,
 }
 
 impl Session {
@@ -172,6 +178,7 @@ impl Session {
             outgoing: Pending::default(),
             read_end: None,
             is_write_closed: false,
+            is_held_for_first_write: false,
         }
     }
 
@@ -182,7 +189,9 @@ impl Session {
         capture: &mut Capture,
     ) -> Poll<Result<(), TlsError>> {
         loop {
-            ready!(self.poll_flush_outgoing(cx))?;
+            if !self.is_held_for_first_write {
+                ready!(self.poll_flush_outgoing(cx))?;
+            }
             match &self.read_end {
                 Some(ReadEnd::Failed(err)) => return Poll::Ready(Err(TlsError::Tls(err.clone()))),
                 Some(ReadEnd::CloseNotify | ReadEnd::UnexpectedEof) => {
@@ -199,8 +208,9 @@ impl Session {
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         // A reply rustls produced while reading (a KeyUpdate, say) that the socket did not take
-        // then; without this an idle connection could hold it until its next write.
-        if !self.outgoing.is_empty() {
+        // then; without this an idle connection could hold it until its next write. Records
+        // held for the first write wait until this read has to go to the socket (below).
+        if !self.outgoing.is_empty() && !self.is_held_for_first_write {
             let _ = self.write_outgoing_now();
         }
         if buf.remaining() == 0 {
@@ -223,6 +233,11 @@ impl Session {
                 }
                 None => {}
             }
+            if self.is_held_for_first_write {
+                // Nothing stashed is left to answer: send the held records before waiting.
+                self.is_held_for_first_write = false;
+                let _ = self.write_outgoing_now();
+            }
             let filled_before = buf.filled().len();
             ready!(self.poll_receive(cx, Some(&mut *buf), None))?;
             if buf.filled().len() > filled_before {
@@ -243,6 +258,7 @@ impl Session {
         if self.read_end.is_some() {
             return Poll::Ready(Ok(()));
         }
+        let is_handshake = capture.is_some();
         // Bytes rustls is holding on to beyond one record (only a handshake message spread
         // over several records) do not fit the scratch buffer; they get one of their own.
         let work_len = if self.incoming.len() < MAX_RECORD_LEN {
@@ -280,8 +296,20 @@ impl Session {
                     Request::Nothing,
                     capture,
                 );
-                // A failed write means the peer is gone; the next read will say so.
-                let _ = self.outgoing.send(&self.tcp, out);
+                if is_handshake
+                    && outcome.error.is_none()
+                    && !self.conn.is_handshaking()
+                    && !self.plaintext.is_empty()
+                    && self.outgoing.is_empty()
+                {
+                    // The handshake just completed and the client's first data came with its
+                    // Finished: hold what rustls produced (the session tickets) for our answer.
+                    self.outgoing.push(out);
+                    self.is_held_for_first_write = !self.outgoing.is_empty();
+                } else {
+                    // A failed write means the peer is gone; the next read will say so.
+                    let _ = self.outgoing.send(&self.tcp, out);
+                }
                 outcome
             });
             let rest = work.get(outcome.consumed..filled).unwrap_or_default();
@@ -304,7 +332,12 @@ impl Session {
                 "write after TLS close_notify",
             )));
         }
-        ready!(self.poll_flush_outgoing(cx))?;
+        if self.is_held_for_first_write {
+            // This write's records queue behind the held ones; the caller's flush sends both.
+            self.is_held_for_first_write = false;
+        } else {
+            ready!(self.poll_flush_outgoing(cx))?;
+        }
         let chunk = buf.get(..MAX_PLAINTEXT_PER_WRITE).unwrap_or(buf);
         let (outcome, sent) = self.run_without_input(Request::Encrypt(chunk));
         sent?;
@@ -388,6 +421,7 @@ impl Session {
 
     /// Write the queued ciphertext, registering for writability when the socket is full.
     fn poll_flush_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.is_held_for_first_write = false;
         while !self.outgoing.is_empty() {
             let written = ready!(Pin::new(&mut self.tcp).poll_write(cx, self.outgoing.unread()))?;
             if written == 0 {

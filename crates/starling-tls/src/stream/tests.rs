@@ -504,3 +504,122 @@ async fn a_handshake_cut_short_is_an_eof_error() {
     })
     .await;
 }
+
+/// A TLS 1.3 handshake with a buffered rustls client that sends its Finished and `first` in
+/// one TCP write, as XMPP clients send their stream header. Returns the server stream, the
+/// client and its socket.
+async fn pipelined_handshake(first: &[u8]) -> (TlsStream, rustls::ClientConnection, TcpStream) {
+    let identity = identity();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = client_config(&identity, &rustls::version::TLS13, None);
+    let mut client =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let (server, tcp) = tokio::join!(
+        async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept(server_config(&identity), tcp).await.unwrap()
+        },
+        async {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let mut out = Vec::new();
+            client.write_tls(&mut out).unwrap();
+            tcp.write_all(&out).await.unwrap();
+            let mut buf = vec![0; 65536];
+            while client.is_handshaking() {
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "the server closed during the handshake");
+                client.read_tls(&mut &buf[..n]).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            std::io::Write::write_all(&mut client.writer(), first).unwrap();
+            let mut out = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut out).unwrap();
+            }
+            tcp.write_all(&out).await.unwrap();
+            tcp
+        }
+    );
+    (server, client, tcp)
+}
+
+/// Read what the server sent in one socket read and run the client over it; the plaintext.
+async fn client_receive(
+    client: &mut rustls::ClientConnection,
+    tcp: &mut TcpStream,
+) -> (usize, Vec<u8>) {
+    let mut buf = vec![0; 65536];
+    let n = tcp.read(&mut buf).await.unwrap();
+    client.read_tls(&mut &buf[..n]).unwrap();
+    client.process_new_packets().unwrap();
+    let mut plaintext = Vec::new();
+    match std::io::Read::read_to_end(&mut client.reader(), &mut plaintext) {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("unexpected client read result {other:?}"),
+    }
+    (n, plaintext)
+}
+
+#[tokio::test]
+async fn session_tickets_leave_with_the_answer_to_pipelined_data() {
+    within(async {
+        let (mut server, mut client, mut tcp) = pipelined_handshake(b"hello").await;
+        let mut received = [0; 5];
+        server.read_exact(&mut received).await.unwrap();
+        assert_eq!(&received, b"hello");
+        // The tickets wait for the answer, so that both leave in one segment.
+        let [_, _, held] = server.buffer_capacities();
+        assert_ne!(held, 0, "the tickets were sent on their own");
+        server.write_all(b"world").await.unwrap();
+        server.flush().await.unwrap();
+        assert_eq!(server.buffer_capacities(), [0, 0, 0]);
+        // More than the answer's record (5 header + 5 data + 1 type + 16 tag bytes).
+        let (n, plaintext) = client_receive(&mut client, &mut tcp).await;
+        assert_eq!(plaintext, b"world");
+        assert!(n > 27, "only {n} bytes: no tickets came");
+        echo_raw(&mut server, &mut client, &mut tcp).await;
+        assert_eq!(server.buffer_capacities(), [0, 0, 0]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn held_session_tickets_are_sent_when_the_server_waits_to_read() {
+    within(async {
+        let (mut server, mut client, mut tcp) = pipelined_handshake(b"hello").await;
+        let mut received = [0; 5];
+        server.read_exact(&mut received).await.unwrap();
+        // Nothing to answer yet: the next read waits, and the tickets go out before it does.
+        let mut more = [0; 1];
+        let waited = tokio::time::timeout(Duration::from_millis(100), server.read(&mut more)).await;
+        assert!(waited.is_err(), "the client sent nothing more");
+        let (n, plaintext) = client_receive(&mut client, &mut tcp).await;
+        assert!(n > 0 && plaintext.is_empty());
+        assert_eq!(server.buffer_capacities(), [0, 0, 0]);
+        echo_raw(&mut server, &mut client, &mut tcp).await;
+    })
+    .await;
+}
+
+/// Traffic still flows both ways after the tickets.
+async fn echo_raw(
+    server: &mut TlsStream,
+    client: &mut rustls::ClientConnection,
+    tcp: &mut TcpStream,
+) {
+    std::io::Write::write_all(&mut client.writer(), b"ping").unwrap();
+    let mut out = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut out).unwrap();
+    }
+    tcp.write_all(&out).await.unwrap();
+    let mut received = [0; 4];
+    server.read_exact(&mut received).await.unwrap();
+    assert_eq!(&received, b"ping");
+    server.write_all(b"pong").await.unwrap();
+    server.flush().await.unwrap();
+    let (_, plaintext) = client_receive(client, tcp).await;
+    assert_eq!(plaintext, b"pong");
+}
