@@ -525,10 +525,7 @@ async fn drive<S: Socket>(
                         // And whatever else is queued now: the engine joins adjacent writes,
                         // so a burst goes to the socket in one write, not one per stanza.
                         if let Some((_, receiver)) = cx.session.as_mut() {
-                            while let Some(stanza) = receiver.try_recv() {
-                                crate::metrics::stanza_sent(&stanza);
-                                engine.handle(Input::Deliver(stanza));
-                            }
+                            deliver_queued(receiver, engine);
                         }
                     }
                     SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
@@ -617,10 +614,7 @@ fn act<'a, S: Socket>(
                     // Take what is queued for us now (often the answer to this very
                     // stanza): one read can carry more stanzas than the queue holds, and
                     // answers to a client's own burst must not overflow its own queue.
-                    while let Some(stanza) = receiver.try_recv() {
-                        crate::metrics::stanza_sent(&stanza);
-                        engine.handle(Input::Deliver(stanza));
-                    }
+                    deliver_queued(receiver, engine);
                 }
             }
             Action::AuthFailed(failure) => Box::pin(auth_failed(cx, failure)).await,
@@ -636,6 +630,14 @@ fn act<'a, S: Socket>(
             }
         }
         Ok(Flow::Continue)
+    }
+}
+
+/// Hand the engine every stanza queued for the session now, without waiting.
+fn deliver_queued(receiver: &mut SessionReceiver, engine: &mut C2sStream) {
+    while let Some(stanza) = receiver.try_recv() {
+        crate::metrics::stanza_sent(&stanza);
+        engine.handle(Input::Deliver(stanza));
     }
 }
 

@@ -412,7 +412,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::account_tests::{alice, credentials, dump};
 
-    fn memory_store() -> SqliteStore {
+    pub(crate) fn memory_store() -> SqliteStore {
         SqliteStore::open_in_memory().expect("in-memory database opens")
     }
 

@@ -442,10 +442,9 @@ fn parse_jid(value: &str) -> Result<BareJid, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::tests::memory_store;
 
-    crate::roster_tests::roster_store_tests!(
-        SqliteStore::open_in_memory().expect("in-memory database opens")
-    );
+    crate::roster_tests::roster_store_tests!(memory_store());
 
     mod on_file {
         use crate::sqlite::tests::file_store;
@@ -484,9 +483,5 @@ mod tests {
                 .expect("read")
                 .offline_waiting
         );
-    }
-
-    fn memory_store() -> SqliteStore {
-        SqliteStore::open_in_memory().expect("in-memory database opens")
     }
 }

@@ -14,9 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 use starling_storage::{
-    AccountData, AccountStore, AnyStore, ExistingAccounts, OfflineMessage, OfflineStore,
-    PortableStore, PostgresStore, RosterChange, RosterItem, RosterStore, StorageError,
-    Subscription,
+    AccountData, AccountStore, AnyStore, ExistingAccounts, InitialPresence, OfflineMessage,
+    OfflineStore, PortableStore, PostgresStore, RosterChange, RosterItem, RosterStore,
+    StorageError, Subscription,
 };
 use tokio_postgres::NoTls;
 
@@ -239,10 +239,7 @@ impl<S: RosterStore> RosterStore for TestDb<S> {
         self.store.requests(owner).await
     }
 
-    async fn initial_presence(
-        &self,
-        owner: &BareJid,
-    ) -> Result<starling_storage::InitialPresence, StorageError> {
+    async fn initial_presence(&self, owner: &BareJid) -> Result<InitialPresence, StorageError> {
         self.store.initial_presence(owner).await
     }
 }
