@@ -9,9 +9,11 @@
 //! - [`XmppClient`] connects, negotiates STARTTLS (RFC 6120 §5), SASL (§6) and binding (§7), and
 //!   lets a test write arbitrary bytes and read back whole elements.
 //! - [`matcher`] compares elements structurally, with `{*}` wildcards and `{name}` captures.
-//! - [`ChatPair`] keeps two logged-in users chatting while a test attacks the server.
+//! - [`ChatPair`] keeps two logged-in users chatting while a test attacks the server, and
+//!   [`Arena`] adds a fresh server and an RSS sampler around it.
 //! - [`case`] parses and runs the `tests/bad-input/*.case` files.
 
+pub mod arena;
 pub mod case;
 pub mod client;
 pub mod matcher;
@@ -25,6 +27,7 @@ pub mod tls;
 #[cfg(test)]
 mod scram_tests;
 
+pub use arena::{Arena, ArenaReport, attacker, rss_kib};
 pub use case::{Case, Stage, Step, case_files, run_case};
 pub use client::{FloodOutcome, Incoming, SaslFailure, ScramMech, XmppClient, mechanisms};
 pub use matcher::{Captures, matches, matches_with, substitute};
