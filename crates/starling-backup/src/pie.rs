@@ -489,6 +489,8 @@ impl Reader {
             .ok_or_else(|| {
                 BackupError::invalid(&at, "<iter-count/> is not a positive 32-bit number")
             })?;
+        starling_sasl::check_iterations(iterations)
+            .map_err(|err| BackupError::invalid(&at, format!("<iter-count/>: {err}")))?;
         let keys = ScramKeys {
             hash,
             salt: decode("salt")?,

@@ -159,6 +159,12 @@ fn read_account(file: &Path, jid: BareJid) -> Result<ImportedAccount, BackupErro
                 ));
             }
         };
+        if let Err(err) = starling_sasl::check_iterations(iterations) {
+            return Err(BackupError::invalid(
+                &at,
+                format!("'iteration_count': {err}"),
+            ));
+        }
         let hash = [ScramHash::Sha1, ScramHash::Sha256]
             .into_iter()
             .find(|hash| hash.output_len() == stored_key.len())
@@ -520,6 +526,10 @@ mod tests {
         check(
             "return { stored_key = \"0000\", server_key = \"0000\", salt = \"s\", iteration_count = 1 }",
             "'stored_key' is 2 bytes, neither SHA-1's 20 nor SHA-256's 32",
+        );
+        check(
+            "return { stored_key = \"0000\", server_key = \"0000\", salt = \"s\", iteration_count = 4294967295 }",
+            "'iteration_count': PBKDF2 iteration count 4294967295 is over the limit of 600000",
         );
         check("return { }", "neither SCRAM keys");
         check(

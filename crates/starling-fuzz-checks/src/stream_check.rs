@@ -102,6 +102,9 @@ impl Shell {
                     let creds = self.is_account_known.then(|| account(false));
                     self.stream.handle(Input::Credentials(creds));
                 }
+                Action::CheckPassword(check) => {
+                    self.stream.handle(Input::PasswordChecked(check.run()));
+                }
                 Action::Authenticated(_) => {
                     assert!(!self.is_authenticated, "authenticated twice");
                     assert!(self.is_account_known, "authenticated as an unknown account");

@@ -14,6 +14,17 @@ use thiserror::Error;
 /// §5.1's suggested minimum for SHA-1).
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 
+/// The largest PBKDF2 iteration count the server derives keys with, for a new password, an
+/// import or a PLAIN login. Each PLAIN attempt costs the server one PBKDF2 at the account's
+/// count, so an account imported with an absurd count would let one wrong password hold a CPU
+/// for minutes; counts above this are refused wherever they enter. 600,000 is OWASP's current
+/// recommendation for PBKDF2-HMAC-SHA256, the largest count anyone has reason to configure.
+pub const MAX_ITERATIONS: u32 = 600_000;
+
+/// Length in bytes of the salts the server draws for new accounts. Made-up salts for unknown
+/// users have the same length, so a prober cannot tell them apart by size.
+pub const SALT_BYTES: usize = 16;
+
 /// The hash function of a SCRAM family (RFC 5802, RFC 7677).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScramHash {
@@ -54,6 +65,19 @@ pub enum SaslError {
     /// PBKDF2 needs at least one iteration (RFC 8018 §5.2; RFC 5802 §2.2 `Hi`).
     #[error("PBKDF2 iteration count must be at least 1")]
     ZeroIterations,
+    /// The iteration count is over [`MAX_ITERATIONS`].
+    #[error("PBKDF2 iteration count {0} is over the limit of {MAX_ITERATIONS}")]
+    TooManyIterations(u32),
+}
+
+/// Checks an iteration count that is about to be stored or computed: at least 1 and at most
+/// [`MAX_ITERATIONS`].
+pub fn check_iterations(iterations: u32) -> Result<(), SaslError> {
+    match iterations {
+        0 => Err(SaslError::ZeroIterations),
+        n if n > MAX_ITERATIONS => Err(SaslError::TooManyIterations(n)),
+        _ => Ok(()),
+    }
 }
 
 impl ScramHash {
@@ -143,9 +167,7 @@ impl ScramKeys {
         salt: &[u8],
         iterations: u32,
     ) -> Result<ScramKeys, SaslError> {
-        if iterations == 0 {
-            return Err(SaslError::ZeroIterations);
-        }
+        check_iterations(iterations)?;
         let salted = hash.salted_password(prepared_password, salt, iterations);
         let client_key = hash.hmac(&salted, b"Client Key");
         Ok(ScramKeys {

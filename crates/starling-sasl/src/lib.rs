@@ -16,8 +16,10 @@
 //! nonce and passes it to [`SaslSession::start`]; it decodes the base64 text of `<auth/>` and
 //! `<response/>` with [`decode_payload`] and feeds the bytes to [`SaslSession::step`]; when
 //! told [`SaslStep::LookupCredentials`] it fetches the account's [`StoredCredentials`] and hands
-//! them to [`SaslSession::credentials`]. PBKDF2 runs only in [`ScramKeys::derive`] and PLAIN
-//! verification, which the engine should keep off async reactor threads.
+//! them to [`SaslSession::credentials`]. PBKDF2 runs only in [`ScramKeys::derive`] and
+//! [`PasswordCheck::run`]: a PLAIN login hands the engine a [`SaslStep::CheckPassword`], a
+//! self-contained job the engine's shell runs off the async reactor and answers through
+//! [`SaslSession::password_checked`], so the state machine itself never hashes.
 //!
 //! # Failure conditions
 //!
@@ -45,6 +47,8 @@
 //!     channel_bindings: Vec::new(),
 //!     // Random and kept across restarts in a real server (see `ServerContext::decoy_secret`).
 //!     decoy_secret: [0x5a; 32],
+//!     // What a new account gets; decoys for unknown users claim the same.
+//!     new_account_iterations: 4096,
 //! };
 //! // The server nonce is an input: the engine draws it from its random source.
 //! let mut session =
@@ -88,10 +92,13 @@ mod plain;
 mod scram;
 mod session;
 
-pub use credentials::{DEFAULT_ITERATIONS, SaslError, ScramHash, ScramKeys, StoredCredentials};
+pub use credentials::{
+    DEFAULT_ITERATIONS, MAX_ITERATIONS, SALT_BYTES, SaslError, ScramHash, ScramKeys,
+    StoredCredentials, check_iterations,
+};
 pub use failure::SaslFailure;
 pub use mechanism::{
     ChannelBinding, ChannelBindingType, Mechanism, ServerContext, offered_mechanisms,
 };
 pub use payload::{decode_payload, encode_payload};
-pub use session::{SaslSession, SaslStep};
+pub use session::{PasswordCheck, SaslSession, SaslStep};

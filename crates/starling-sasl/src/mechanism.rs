@@ -122,6 +122,10 @@ pub struct ServerContext {
     /// the same on every attempt (as a real account's is) and nobody without it can compute
     /// one to tell a decoy from a real account. Keep it across restarts.
     pub decoy_secret: [u8; 32],
+    /// The PBKDF2 iteration count new accounts get (the configured `scram_iterations`). A
+    /// made-up SCRAM exchange for an unknown user names this count, and the stand-in PBKDF2 a
+    /// PLAIN login for one runs uses it, as they would for an account created now.
+    pub new_account_iterations: u32,
 }
 
 impl ServerContext {
@@ -172,6 +176,7 @@ mod tests {
                 })
                 .collect(),
             decoy_secret: [0; 32],
+            new_account_iterations: crate::DEFAULT_ITERATIONS,
         }
     }
 

@@ -8,12 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq;
 
-use crate::credentials::{DEFAULT_ITERATIONS, ScramHash, ScramKeys};
+use crate::credentials::{SALT_BYTES, ScramHash, ScramKeys};
 use crate::failure::SaslFailure;
 use crate::plain::prepare;
-
-/// Length in bytes of the salt made up for unknown users; matches a typical stored salt.
-const DECOY_SALT_BYTES: usize = 16;
 
 /// The `gs2-cbind-flag` of a client-first-message (RFC 5802 §7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,23 +187,44 @@ pub(crate) fn verify_proof(keys: &ScramKeys, auth_message: &[u8], proof: &[u8]) 
 /// Keys for a user who does not exist or has no keys for this hash.
 ///
 /// The server-first-message must look like a real one so that usernames cannot be probed
-/// (RFC 5802 §9 notes the salt and iteration count are visible to anyone). The salt is
-/// `HMAC(secret, "starling-sasl decoy" NUL username)` cut to 16 bytes: the same on every
-/// attempt for the same name, as a real account's salt is, and unpredictable without the
-/// server's secret. The keys are hashes nobody knows a preimage of, and the caller also
-/// refuses decoys outright.
-pub(crate) fn decoy_keys(hash: ScramHash, username: &str, secret: &[u8; 32]) -> ScramKeys {
+/// (RFC 5802 §9 notes the salt and iteration count are visible to anyone), and like one for an
+/// account created now: the salt is [`SALT_BYTES`] long, as new accounts' salts are, and the
+/// count is `iterations`, the one new accounts get. The salt is
+/// `HMAC(secret, "starling-sasl decoy" NUL account)` cut to that length, where `account` is
+/// the normalised `node@domain` of [`decoy_account`]: the same on every attempt for every
+/// spelling of the same account (as a real account's salt is), different per host, and
+/// unpredictable without the server's secret. The keys are hashes nobody knows a preimage
+/// of, and the caller also refuses decoys outright.
+pub(crate) fn decoy_keys(
+    hash: ScramHash,
+    account: &str,
+    secret: &[u8; 32],
+    iterations: u32,
+) -> ScramKeys {
     let mut seed = b"starling-sasl decoy\0".to_vec();
-    seed.extend_from_slice(username.as_bytes());
+    seed.extend_from_slice(account.as_bytes());
     let mut salt = hash.hmac(secret, &seed);
-    salt.truncate(DECOY_SALT_BYTES);
+    salt.truncate(SALT_BYTES);
     ScramKeys {
         hash,
         stored_key: hash.digest(&[b"stored".as_slice(), &salt].concat()),
         server_key: hash.digest(&[b"server".as_slice(), &salt].concat()),
         salt,
-        iterations: DEFAULT_ITERATIONS,
+        iterations,
     }
+}
+
+/// The account a SASL username names on `domain`, normalised as account lookups normalise it
+/// (nodeprep folds case, RFC 3920 Appendix A; nameprep the domain), so `GHOST` and `ghost`
+/// share one decoy. A name nodeprep refuses can have no account; it is only lower-cased.
+pub(crate) fn decoy_account(username: &str, domain: &str) -> String {
+    let node = stringprep::nodeprep(username)
+        .map(|node| node.into_owned())
+        .unwrap_or_else(|_| username.to_lowercase());
+    let domain = stringprep::nameprep(domain)
+        .map(|domain| domain.into_owned())
+        .unwrap_or_else(|_| domain.to_lowercase());
+    format!("{node}@{domain}")
 }
 
 /// `nonce = "r=" c-nonce [s-nonce]` where each is `1*printable` (RFC 5802 §7):
@@ -426,15 +444,30 @@ mod tests {
 
     #[test]
     fn decoy_is_deterministic_and_plausible() {
-        let a = decoy_keys(ScramHash::Sha256, "nobody", &[1; 32]);
-        let b = decoy_keys(ScramHash::Sha256, "nobody", &[1; 32]);
-        let c = decoy_keys(ScramHash::Sha256, "nobody2", &[1; 32]);
-        let other_server = decoy_keys(ScramHash::Sha256, "nobody", &[2; 32]);
+        let a = decoy_keys(ScramHash::Sha256, "nobody@localhost", &[1; 32], 4096);
+        let b = decoy_keys(ScramHash::Sha256, "nobody@localhost", &[1; 32], 4096);
+        let c = decoy_keys(ScramHash::Sha256, "nobody2@localhost", &[1; 32], 4096);
+        let other_server = decoy_keys(ScramHash::Sha256, "nobody@localhost", &[2; 32], 4096);
         assert_eq!(a, b);
         assert_ne!(a.salt, c.salt);
         assert_ne!(a.salt, other_server.salt);
-        assert_eq!(a.salt.len(), 16);
-        assert_eq!(a.iterations, DEFAULT_ITERATIONS);
+        assert_eq!(a.salt.len(), SALT_BYTES);
+        assert_eq!(a.iterations, 4096);
         assert_eq!(a.stored_key.len(), 32);
+        let sha1 = decoy_keys(ScramHash::Sha1, "nobody@localhost", &[1; 32], 10_000);
+        assert_eq!(sha1.salt.len(), SALT_BYTES);
+        assert_eq!(sha1.iterations, 10_000);
+    }
+
+    #[test]
+    fn decoy_account_folds_case_and_names_the_host() {
+        assert_eq!(decoy_account("GHOST", "LocalHost"), "ghost@localhost");
+        assert_eq!(decoy_account("ghost", "localhost"), "ghost@localhost");
+        assert_ne!(
+            decoy_account("ghost", "a.example"),
+            decoy_account("ghost", "b.example")
+        );
+        // Not a valid localpart: no account can have it, but it still gets a stable decoy.
+        assert_eq!(decoy_account("Gh@st", "localhost"), "gh@st@localhost");
     }
 }

@@ -3,7 +3,7 @@
 //! The engine feeds decoded client data in through [`SaslSession::step`] and account data
 //! through [`SaslSession::credentials`]; each call returns the one thing to do next.
 
-use crate::credentials::{DEFAULT_ITERATIONS, ScramHash, ScramKeys, StoredCredentials};
+use crate::credentials::{MAX_ITERATIONS, ScramHash, ScramKeys, StoredCredentials};
 use crate::failure::SaslFailure;
 use crate::mechanism::{ChannelBinding, ChannelBindingType, Mechanism, ServerContext};
 use crate::plain;
@@ -27,8 +27,41 @@ pub enum SaslStep {
         /// Additional data with success (RFC 6120 §6.3.10): the SCRAM server-final-message.
         additional_data: Option<Vec<u8>>,
     },
+    /// Run this PBKDF2 check (CPU-heavy: off the async reactor) and pass its outcome to
+    /// [`SaslSession::password_checked`].
+    CheckPassword(PasswordCheck),
     /// Send `<failure/>` with this condition; the session is over.
     Failure(SaslFailure),
+}
+
+/// One PLAIN password check: the PBKDF2 derivation and comparison a PLAIN login costs, as a
+/// value that owns everything it needs, so the engine's shell can run it on a blocking thread
+/// (and bound how many run at once) while the step machine waits.
+///
+/// For an unknown account it derives keys for a made-up salt at the count a new account gets,
+/// so the answer takes as long as a real check and says no.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordCheck {
+    password: Secret,
+    /// The account's keys, or the decoy's (never matched: the session refuses decoys).
+    keys: ScramKeys,
+}
+
+impl PasswordCheck {
+    /// Derives and compares in constant time; true when the password matches the keys. Costs
+    /// one PBKDF2 at the keys' iteration count (at most [`MAX_ITERATIONS`]).
+    pub fn run(&self) -> bool {
+        self.keys.verify_prepared(&self.password.0)
+    }
+}
+
+// The password stays out of logs: Debug shows only the count the check costs.
+impl std::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordCheck")
+            .field("iterations", &self.keys.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One SASL negotiation on one stream.
@@ -43,6 +76,8 @@ pub struct SaslSession {
     server_nonce: String,
     /// Keys made-up salts for unknown users ([`ServerContext::decoy_secret`]).
     decoy_secret: [u8; 32],
+    /// The count made-up keys claim ([`ServerContext::new_account_iterations`]).
+    new_account_iterations: u32,
     /// Where the exchange is.
     state: State,
 }
@@ -52,6 +87,8 @@ enum State {
     Initial { sent_empty_challenge: bool },
     /// PLAIN message accepted syntactically; waiting for the account's keys.
     PlainAwaitingCredentials { authcid: String, password: Secret },
+    /// A [`PasswordCheck`] is out; `is_decoy` when the account does not exist or has no keys.
+    PlainAwaitingCheck { authcid: String, is_decoy: bool },
     /// client-first-message accepted; waiting for the account's keys.
     ScramAwaitingCredentials {
         first: scram::ClientFirst,
@@ -76,6 +113,7 @@ struct ScramPending {
 }
 
 /// A prepared PLAIN password.
+#[derive(Clone, PartialEq, Eq)]
 struct Secret(String);
 
 // Passwords, keys and channel binding data stay out of logs: Debug names only the state.
@@ -86,6 +124,7 @@ impl std::fmt::Debug for SaslSession {
             State::PlainAwaitingCredentials { .. } | State::ScramAwaitingCredentials { .. } => {
                 "AwaitingCredentials"
             }
+            State::PlainAwaitingCheck { .. } => "AwaitingPasswordCheck",
             State::ScramAwaitingFinal(_) => "AwaitingClientFinal",
             State::Finished => "Finished",
         };
@@ -129,6 +168,7 @@ impl SaslSession {
             domain: ctx.domain.clone(),
             channel_bindings: ctx.channel_bindings.clone(),
             decoy_secret: ctx.decoy_secret,
+            new_account_iterations: ctx.new_account_iterations,
             server_nonce: server_nonce.to_owned(),
             state: State::Initial {
                 sent_empty_challenge: false,
@@ -160,6 +200,7 @@ impl SaslSession {
                 None => SaslStep::Failure(SaslFailure::MalformedRequest),
             },
             State::PlainAwaitingCredentials { .. }
+            | State::PlainAwaitingCheck { .. }
             | State::ScramAwaitingCredentials { .. }
             | State::Finished => SaslStep::Failure(SaslFailure::MalformedRequest),
         }
@@ -170,20 +211,47 @@ impl SaslSession {
     /// An unknown account and a wrong password end the same way, `<not-authorized/>`
     /// (RFC 6120 §6.5.10). For SCRAM the unknown account still gets a plausible
     /// server-first-message and fails only at the proof, as does an account without keys for
-    /// the mechanism's hash. Called when no lookup is pending, it is the engine's fault:
-    /// `<temporary-auth-failure/>` (§6.5.11).
+    /// the mechanism's hash. PLAIN answers with [`SaslStep::CheckPassword`], for unknown
+    /// accounts too. Called when no lookup is pending, it is the engine's fault:
+    /// `<temporary-auth-failure/>` (§6.5.11), as is a PLAIN login to an account whose keys
+    /// have more than [`MAX_ITERATIONS`] iterations (stored before the cap; the server will
+    /// not spend that much CPU on one attempt).
     pub fn credentials(&mut self, creds: Option<StoredCredentials>) -> SaslStep {
         match std::mem::replace(&mut self.state, State::Finished) {
             State::PlainAwaitingCredentials { authcid, password } => {
-                plain_verify(authcid, &password.0, creds.as_ref())
+                self.plain_check(authcid, password, creds.as_ref())
             }
             State::ScramAwaitingCredentials {
                 first,
                 expected_cbind,
             } => self.scram_server_first(first, expected_cbind, creds.as_ref()),
-            State::Initial { .. } | State::ScramAwaitingFinal(_) | State::Finished => {
-                SaslStep::Failure(SaslFailure::TemporaryAuthFailure)
+            State::Initial { .. }
+            | State::PlainAwaitingCheck { .. }
+            | State::ScramAwaitingFinal(_)
+            | State::Finished => SaslStep::Failure(SaslFailure::TemporaryAuthFailure),
+        }
+    }
+
+    /// Answers [`SaslStep::CheckPassword`] with [`PasswordCheck::run`]'s outcome. A match for
+    /// a made-up account is still `<not-authorized/>`; called when no check is out, it is the
+    /// engine's fault: `<temporary-auth-failure/>`.
+    pub fn password_checked(&mut self, matches: bool) -> SaslStep {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::PlainAwaitingCheck { authcid, is_decoy } => {
+                if matches && !is_decoy {
+                    SaslStep::Success {
+                        username: authcid,
+                        additional_data: None,
+                    }
+                } else {
+                    SaslStep::Failure(SaslFailure::NotAuthorized)
+                }
             }
+            State::Initial { .. }
+            | State::PlainAwaitingCredentials { .. }
+            | State::ScramAwaitingCredentials { .. }
+            | State::ScramAwaitingFinal(_)
+            | State::Finished => SaslStep::Failure(SaslFailure::TemporaryAuthFailure),
         }
     }
 
@@ -271,7 +339,12 @@ impl SaslSession {
         let (keys, is_decoy) = match creds.and_then(|c| c.keys_for(hash)) {
             Some(keys) => (keys.clone(), false),
             None => (
-                scram::decoy_keys(hash, &first.username, &self.decoy_secret),
+                scram::decoy_keys(
+                    hash,
+                    &scram::decoy_account(&first.username, &self.domain),
+                    &self.decoy_secret,
+                    self.new_account_iterations,
+                ),
                 true,
             ),
         };
@@ -286,6 +359,39 @@ impl SaslSession {
             is_decoy,
         });
         SaslStep::Challenge(server_first.into_bytes())
+    }
+
+    /// The PLAIN check for these credentials: against the account's SHA-256 keys, or its
+    /// SHA-1 keys if those are all it has; against made-up keys if it has neither.
+    fn plain_check(
+        &mut self,
+        authcid: String,
+        password: Secret,
+        creds: Option<&StoredCredentials>,
+    ) -> SaslStep {
+        let keys = creds.and_then(|c| {
+            c.keys_for(ScramHash::Sha256)
+                .or_else(|| c.keys_for(ScramHash::Sha1))
+        });
+        let (keys, is_decoy) = match keys {
+            Some(keys) if keys.iterations > MAX_ITERATIONS => {
+                return SaslStep::Failure(SaslFailure::TemporaryAuthFailure);
+            }
+            Some(keys) => (keys.clone(), false),
+            // Spend the time a check for an account created now takes, so the answer's timing
+            // does not reveal whether the account exists.
+            None => (
+                scram::decoy_keys(
+                    ScramHash::Sha256,
+                    &scram::decoy_account(&authcid, &self.domain),
+                    &self.decoy_secret,
+                    self.new_account_iterations.min(MAX_ITERATIONS),
+                ),
+                true,
+            ),
+        };
+        self.state = State::PlainAwaitingCheck { authcid, is_decoy };
+        SaslStep::CheckPassword(PasswordCheck { password, keys })
     }
 }
 
@@ -307,35 +413,6 @@ fn scram_verify(pending: ScramPending, data: &[u8]) -> Result<SaslStep, SaslFail
         username: pending.username,
         additional_data: Some(server_final),
     })
-}
-
-/// Checks a PLAIN password against the account's SHA-256 keys, or its SHA-1 keys if those are
-/// all it has.
-fn plain_verify(authcid: String, password: &str, creds: Option<&StoredCredentials>) -> SaslStep {
-    let keys = creds.and_then(|c| {
-        c.keys_for(ScramHash::Sha256)
-            .or_else(|| c.keys_for(ScramHash::Sha1))
-    });
-    let Some(keys) = keys else {
-        // Spend about the time a real check takes, so the answer's timing does not reveal
-        // whether the account exists.
-        let decoy = ScramKeys::derive_prepared(
-            ScramHash::Sha256,
-            password,
-            authcid.as_bytes(),
-            DEFAULT_ITERATIONS,
-        );
-        std::hint::black_box(decoy).ok();
-        return SaslStep::Failure(SaslFailure::NotAuthorized);
-    };
-    if keys.verify_prepared(password) {
-        SaslStep::Success {
-            username: authcid,
-            additional_data: None,
-        }
-    } else {
-        SaslStep::Failure(SaslFailure::NotAuthorized)
-    }
 }
 
 /// The authzid may only name the account itself: the bare JID `authcid@domain`

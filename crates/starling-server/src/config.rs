@@ -526,6 +526,11 @@ impl Config {
             "must be at least 4096 (RFC 7677)",
         );
         check(
+            self.c2s.scram_iterations <= starling_sasl::MAX_ITERATIONS,
+            "c2s.scram_iterations",
+            "must be at most 600000 (each PLAIN login costs the server one PBKDF2 at this count)",
+        );
+        check(
             self.limits.max_depth >= 2,
             "limits.max_depth",
             "must be at least 2",
@@ -773,6 +778,7 @@ impl Config {
         stream.require_encryption = self.c2s.require_encryption;
         stream.allow_plain_without_tls = self.c2s.allow_plain_without_tls;
         stream.max_auth_failures = self.c2s.max_auth_failures;
+        stream.new_account_iterations = self.c2s.scram_iterations;
         stream.extra_bound_features = starling_roster::stream_features();
         let mut limits = starling_xml::Limits::authenticated();
         limits.max_depth = self.limits.max_depth;

@@ -583,14 +583,11 @@ fn act<'a, S: Socket>(
                         Input::CredentialsUnavailable
                     }
                 };
-                // PLAIN runs PBKDF2 here; let the runtime move other tasks off this
-                // thread. SCRAM only compares stored keys, which costs less than the
-                // hand-over (a thread switch, and a new thread when none is idle).
-                if engine.mechanism() == Some(starling_sasl::Mechanism::Plain) {
-                    tokio::task::block_in_place(|| engine.handle(input));
-                } else {
-                    engine.handle(input);
-                }
+                engine.handle(input);
+            }
+            Action::CheckPassword(check) => {
+                let input = Box::pin(cx.shared.password_checks.run(check)).await;
+                engine.handle(input);
             }
             Action::Authenticated(jid) => {
                 info!(%jid, "authenticated");

@@ -9,6 +9,7 @@ mod check;
 mod config;
 mod connection;
 mod data;
+mod hashing;
 mod ids;
 mod limits;
 mod logging;

@@ -65,6 +65,8 @@ pub struct Shared {
     pub peer_limits: PeerLimits,
     /// `limits.max_connections`.
     connection_cap: ConnectionCap,
+    /// PLAIN password checks, off the reactor and a bounded number at once.
+    pub password_checks: crate::hashing::PasswordChecks,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         config_path,
         router,
         store,
+        password_checks: crate::hashing::PasswordChecks::for_this_machine(),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

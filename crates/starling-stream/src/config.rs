@@ -30,6 +30,10 @@ pub struct StreamConfig {
     /// (`starling_sasl::ServerContext::decoy_secret`). All zeros by default, which keeps the
     /// salt stable but computable by anyone; a server sets a random one it keeps.
     pub sasl_decoy_secret: [u8; 32],
+    /// The PBKDF2 iteration count new accounts get (`c2s.scram_iterations`); SASL's made-up
+    /// answers for unknown users name the same count
+    /// (`starling_sasl::ServerContext::new_account_iterations`).
+    pub new_account_iterations: u32,
 }
 
 /// Default number of SASL failures tolerated on one connection.
@@ -48,6 +52,7 @@ impl StreamConfig {
             limits_authenticated: Limits::authenticated(),
             extra_bound_features: Vec::new(),
             sasl_decoy_secret: [0; 32],
+            new_account_iterations: starling_sasl::DEFAULT_ITERATIONS,
         }
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use jid::{BareJid, DomainPart, FullJid, NodePart};
 use minidom::Element;
 use starling_sasl::{
-    ChannelBinding, SaslFailure, SaslSession, SaslStep, ServerContext, StoredCredentials,
+    ChannelBinding, PasswordCheck, SaslFailure, SaslSession, SaslStep, ServerContext,
+    StoredCredentials,
 };
 use starling_stanza::{
     IqType, NS_CLIENT, NS_SASL, NS_TLS, Stanza, StanzaErrorCondition, StreamErrorCondition,
@@ -42,9 +43,12 @@ pub enum Input<'a> {
     TlsFailed,
     /// The answer to [`Action::LookupCredentials`]: `None` when no such account exists.
     Credentials(Option<StoredCredentials>),
-    /// [`Action::LookupCredentials`] could not be answered (storage is down): the attempt fails
-    /// with `temporary-auth-failure` (RFC 6120 §6.5.11) and does not count as a wrong password.
+    /// [`Action::LookupCredentials`] or [`Action::CheckPassword`] could not be answered
+    /// (storage is down, the check did not run): the attempt fails with
+    /// `temporary-auth-failure` (RFC 6120 §6.5.11) and does not count as a wrong password.
     CredentialsUnavailable,
+    /// The outcome of [`Action::CheckPassword`]'s [`PasswordCheck::run`].
+    PasswordChecked(bool),
     /// The answer to [`Action::Bind`]: the session is registered under this full JID, or the
     /// registry refused it.
     Bound(Result<(), starling_bind::BindError>),
@@ -78,6 +82,9 @@ pub enum Action {
     StartTls,
     /// Fetch the stored credentials of this account and answer with [`Input::Credentials`].
     LookupCredentials(BareJid),
+    /// Run this PLAIN password check (one PBKDF2: CPU-heavy, so off the async reactor) and
+    /// answer with [`Input::PasswordChecked`].
+    CheckPassword(PasswordCheck),
     /// The stream is authenticated as this account (for logging and the registry).
     Authenticated(BareJid),
     /// Register this full JID in the session registry (RFC 6120 §7) and answer with
@@ -119,10 +126,11 @@ enum Phase {
     Open,
     /// `<proceed/>` was sent; waiting for the shell's TLS handshake.
     TlsHandshake,
-    /// A SASL exchange is running; `waiting_for_credentials` while the lookup is out.
+    /// A SASL exchange is running; `waiting_for_shell` while a credential lookup or a
+    /// password check is out.
     Sasl {
         session: Box<SaslSession>,
-        waiting_for_credentials: bool,
+        waiting_for_shell: bool,
     },
     /// A bind request is out to the registry; `iq` is the request to answer.
     /// Boxed: the request is as large as a stanza and the phase is kept for the stream's life.
@@ -242,10 +250,23 @@ impl C2sStream {
                 let step = match &mut self.phase {
                     Phase::Sasl {
                         session,
-                        waiting_for_credentials,
-                    } if *waiting_for_credentials => {
-                        *waiting_for_credentials = false;
+                        waiting_for_shell,
+                    } if *waiting_for_shell => {
+                        *waiting_for_shell = false;
                         session.credentials(creds)
+                    }
+                    _ => return,
+                };
+                self.on_sasl_step(step);
+            }
+            Input::PasswordChecked(matches) => {
+                let step = match &mut self.phase {
+                    Phase::Sasl {
+                        session,
+                        waiting_for_shell,
+                    } if *waiting_for_shell => {
+                        *waiting_for_shell = false;
+                        session.password_checked(matches)
                     }
                     _ => return,
                 };
@@ -255,7 +276,7 @@ impl C2sStream {
                 if matches!(
                     self.phase,
                     Phase::Sasl {
-                        waiting_for_credentials: true,
+                        waiting_for_shell: true,
                         ..
                     }
                 ) {
@@ -328,7 +349,7 @@ impl C2sStream {
             match &self.phase {
                 Phase::Closed | Phase::TlsHandshake | Phase::Binding(_) => return,
                 Phase::Sasl {
-                    waiting_for_credentials: true,
+                    waiting_for_shell: true,
                     ..
                 } => return,
                 Phase::AwaitHeader | Phase::Open | Phase::Sasl { .. } => {}
@@ -454,6 +475,7 @@ impl C2sStream {
                 .map(|t| t.channel_bindings.clone())
                 .unwrap_or_default(),
             decoy_secret: self.config.sasl_decoy_secret,
+            new_account_iterations: self.config.new_account_iterations,
         }
     }
 
@@ -531,7 +553,7 @@ impl C2sStream {
         let step = session.step(response.as_deref());
         self.phase = Phase::Sasl {
             session: Box::new(session),
-            waiting_for_credentials: false,
+            waiting_for_shell: false,
         };
         self.on_sasl_step(step);
     }
@@ -565,13 +587,7 @@ impl C2sStream {
             SaslStep::Challenge(data) => self.write(nonza::sasl_challenge(&data)),
             SaslStep::LookupCredentials { username } => match self.account_jid(&username) {
                 Some(jid) => {
-                    if let Phase::Sasl {
-                        waiting_for_credentials,
-                        ..
-                    } = &mut self.phase
-                    {
-                        *waiting_for_credentials = true;
-                    }
+                    self.wait_for_shell();
                     self.actions.push_back(Action::LookupCredentials(jid));
                 }
                 None => {
@@ -607,7 +623,21 @@ impl C2sStream {
                 // §6.4.6: after <success/> both sides restart the stream.
                 self.restart_stream();
             }
+            SaslStep::CheckPassword(check) => {
+                self.wait_for_shell();
+                self.actions.push_back(Action::CheckPassword(check));
+            }
             SaslStep::Failure(failure) => self.sasl_failed(failure),
+        }
+    }
+
+    /// Marks the running SASL exchange as waiting for the shell's answer.
+    fn wait_for_shell(&mut self) {
+        if let Phase::Sasl {
+            waiting_for_shell, ..
+        } = &mut self.phase
+        {
+            *waiting_for_shell = true;
         }
     }
 

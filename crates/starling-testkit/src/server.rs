@@ -66,6 +66,8 @@ pub struct ServerOptions {
     pub idle_timeout_secs: u64,
     /// `c2s.idle_ping_timeout_secs`.
     pub idle_ping_timeout_secs: u64,
+    /// `c2s.scram_iterations`: PBKDF2 iterations for passwords set from now on.
+    pub scram_iterations: u32,
     /// `STARLING_LOG` for the server process (a tracing filter); `None` keeps its default.
     pub log_filter: Option<String>,
     /// `storage.postgres_url` with `storage.backend = "postgres"`; `None` keeps the embedded
@@ -102,6 +104,7 @@ impl Default for ServerOptions {
             auth_timeout_secs: 60,
             idle_timeout_secs: 300,
             idle_ping_timeout_secs: 30,
+            scram_iterations: 4096,
             log_filter: None,
             postgres_url: None,
             extra_toml: String::new(),
@@ -156,6 +159,7 @@ impl ServerOptions {
             "auth_timeout_secs" => self.auth_timeout_secs = parse(key, value)?,
             "idle_timeout_secs" => self.idle_timeout_secs = parse(key, value)?,
             "idle_ping_timeout_secs" => self.idle_ping_timeout_secs = parse(key, value)?,
+            "scram_iterations" => self.scram_iterations = parse(key, value)?,
             _ => bail!("unknown server option {key:?}"),
         }
         Ok(())
@@ -180,6 +184,7 @@ max_resources_per_account = {}
 auth_timeout_secs = {}
 idle_timeout_secs = {}
 idle_ping_timeout_secs = {}
+scram_iterations = {}
 
 [limits]
 max_stanza_bytes = {}
@@ -209,6 +214,7 @@ max_auth_failure_delay_ms = {}
             self.auth_timeout_secs,
             self.idle_timeout_secs,
             self.idle_ping_timeout_secs,
+            self.scram_iterations,
             self.max_stanza_bytes,
             self.max_stanza_bytes_unauthenticated,
             self.max_depth,
@@ -436,14 +442,7 @@ impl TestServer {
         let pid = self
             .pid()
             .context("the server has no pid (it has exited)")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .with_context(|| format!("reading /proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse().ok())
-            .context("no VmRSS line in /proc/<pid>/status")
+        crate::arena::rss_kib(pid).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
     }
 
     /// Creates the account `localpart@domain` with `password`.
@@ -813,6 +812,7 @@ max_resources_per_account = 10
 auth_timeout_secs = 60
 idle_timeout_secs = 300
 idle_ping_timeout_secs = 30
+scram_iterations = 4096
 
 [limits]
 max_stanza_bytes = 262144

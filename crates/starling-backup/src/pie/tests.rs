@@ -290,6 +290,14 @@ fn refusals_name_the_place_and_the_reason() {
         )),
         "host capulet.example, user juliet, SCRAM-SHA-1 credentials: <iter-count/> is not a positive 32-bit number"
     );
+    // Issue 15: an absurd count would make every PLAIN attempt on the account stall a core.
+    assert_eq!(
+        error(&user_file(
+            "<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'>\
+             <iter-count>4294967295</iter-count></scram-credentials>"
+        )),
+        "host capulet.example, user juliet, SCRAM-SHA-1 credentials: <iter-count/>: PBKDF2 iteration count 4294967295 is over the limit of 600000"
+    );
     assert_eq!(
         error(&user_file(
             "<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'>\

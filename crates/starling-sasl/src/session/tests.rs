@@ -28,6 +28,7 @@ fn ctx(is_encrypted: bool, channel_bindings: &[(ChannelBindingType, &[u8])]) -> 
             })
             .collect(),
         decoy_secret: [7; 32],
+        new_account_iterations: ITERATIONS,
     }
 }
 
@@ -82,7 +83,10 @@ fn first_step(mechanism: &str, ctx: &ServerContext, initial: &[u8]) -> SaslStep 
 fn plain(message: &[u8], account: Option<StoredCredentials>) -> SaslStep {
     let mut session = start("PLAIN", &tls12());
     match session.step(Some(message)) {
-        SaslStep::LookupCredentials { .. } => session.credentials(account),
+        SaslStep::LookupCredentials { .. } => match session.credentials(account) {
+            SaslStep::CheckPassword(check) => session.password_checked(check.run()),
+            other => other,
+        },
         other => other,
     }
 }
@@ -482,10 +486,10 @@ fn plain_without_initial_response_sends_empty_challenge() {
     let mut session = start("PLAIN", &tls12());
     assert_eq!(session.step(None), SaslStep::Challenge(Vec::new()));
     assert_eq!(session.step(Some(b"\0user\0pencil")), lookup("user"));
-    assert_eq!(
-        session.credentials(Some(creds("pencil"))),
-        success("user", None)
-    );
+    let SaslStep::CheckPassword(check) = session.credentials(Some(creds("pencil"))) else {
+        panic!("expected a password check");
+    };
+    assert_eq!(session.password_checked(check.run()), success("user", None));
 }
 
 #[test]
@@ -787,12 +791,12 @@ fn scram_missing_final_is_malformed_request() {
 fn scram_unknown_user_gets_plausible_challenge_then_not_authorized() {
     let (mut session, server_first) = awaiting_final(None);
     let text = String::from_utf8(server_first.clone()).unwrap();
-    let salt = scram::decoy_keys(ScramHash::Sha256, "user", &[7; 32]).salt;
-    assert_eq!(salt.len(), 16);
+    let salt = scram::decoy_keys(ScramHash::Sha256, "user@localhost", &[7; 32], ITERATIONS).salt;
+    assert_eq!(salt.len(), crate::SALT_BYTES);
     assert_eq!(
         text,
         format!(
-            "r=clientnonce{SERVER_NONCE},s={},i={DEFAULT_ITERATIONS}",
+            "r=clientnonce{SERVER_NONCE},s={},i={ITERATIONS}",
             STANDARD.encode(&salt)
         )
     );
@@ -830,10 +834,10 @@ fn scram_account_without_keys_for_hash_is_not_authorized() {
 fn step_after_success_is_malformed_request() {
     let mut session = start("PLAIN", &tls12());
     session.step(Some(b"\0user\0pencil"));
-    assert_eq!(
-        session.credentials(Some(creds("pencil"))),
-        success("user", None)
-    );
+    let SaslStep::CheckPassword(check) = session.credentials(Some(creds("pencil"))) else {
+        panic!("expected a password check");
+    };
+    assert_eq!(session.password_checked(check.run()), success("user", None));
     assert!(session.is_finished());
     assert_eq!(
         session.step(Some(b"\0user\0pencil")),
@@ -1064,5 +1068,113 @@ fn unknown_user_sees_the_same_salt_on_every_attempt() {
     assert_eq!(
         server_first_salt("nonce-one"),
         server_first_salt("nonce-two")
+    );
+}
+
+/// The server-first-message for `username` on a context, with the nonces cut out: the part
+/// (salt and iteration count) a prober compares between names.
+fn decoy_shape(ctx: &ServerContext, username: &str, account: Option<StoredCredentials>) -> String {
+    let mut session = SaslSession::start("SCRAM-SHA-256", ctx, SERVER_NONCE).unwrap();
+    let first = format!("n,,n={username},r=clientnonce");
+    assert!(matches!(
+        session.step(Some(first.as_bytes())),
+        SaslStep::LookupCredentials { .. }
+    ));
+    let SaslStep::Challenge(server_first) = session.credentials(account) else {
+        panic!("expected server-first-message");
+    };
+    let text = String::from_utf8(server_first).unwrap();
+    text.split_once(',').unwrap().1.to_owned()
+}
+
+/// `s=` decoded and `i=` of a server-first-message tail.
+fn salt_and_iterations(shape: &str) -> (Vec<u8>, u32) {
+    let (salt, iterations) = shape.split_once(',').unwrap();
+    (
+        STANDARD.decode(salt.strip_prefix("s=").unwrap()).unwrap(),
+        iterations.strip_prefix("i=").unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn decoy_is_the_same_for_every_spelling_of_a_name() {
+    // Account lookups fold case (nodeprep), so GHOST and ghost name one account; the decoy
+    // must not tell them apart when neither exists.
+    assert_eq!(
+        decoy_shape(&plaintext(), "GHOST", None),
+        decoy_shape(&plaintext(), "ghost", None)
+    );
+    assert_eq!(
+        decoy_shape(&plaintext(), "Ghost", None),
+        decoy_shape(&plaintext(), "ghost", None)
+    );
+}
+
+#[test]
+fn decoy_differs_between_hosts() {
+    let mut other_host = plaintext();
+    other_host.domain = "other.example".to_owned();
+    assert_ne!(
+        decoy_shape(&plaintext(), "ghost", None),
+        decoy_shape(&other_host, "ghost", None)
+    );
+}
+
+#[test]
+fn decoy_has_the_shape_of_an_account_created_now() {
+    for iterations in [ITERATIONS, 4096, 10_000] {
+        let mut ctx = plaintext();
+        ctx.new_account_iterations = iterations;
+        let salt: [u8; crate::SALT_BYTES] = [3; crate::SALT_BYTES];
+        let real = StoredCredentials {
+            keys: vec![ScramKeys::derive(ScramHash::Sha256, "pw", &salt, iterations).unwrap()],
+        };
+        let (real_salt, real_iterations) =
+            salt_and_iterations(&decoy_shape(&ctx, "alice", Some(real)));
+        let (decoy_salt, decoy_iterations) = salt_and_iterations(&decoy_shape(&ctx, "ghost", None));
+        assert_eq!(decoy_iterations, real_iterations, "at {iterations}");
+        assert_eq!(decoy_salt.len(), real_salt.len(), "at {iterations}");
+    }
+}
+
+#[test]
+fn plain_for_an_unknown_user_checks_at_the_new_account_count_and_fails() {
+    let mut ctx = tls12();
+    ctx.new_account_iterations = 5000;
+    let mut session = SaslSession::start("PLAIN", &ctx, SERVER_NONCE).unwrap();
+    assert_eq!(session.step(Some(b"\0Ghost\0pw")), lookup("Ghost"));
+    let SaslStep::CheckPassword(check) = session.credentials(None) else {
+        panic!("expected a password check");
+    };
+    assert_eq!(
+        format!("{check:?}"),
+        "PasswordCheck { iterations: 5000, .. }"
+    );
+    // Even a check that (impossibly) matched does not log anyone in to a made-up account.
+    assert_eq!(
+        session.password_checked(true),
+        failure(SaslFailure::NotAuthorized)
+    );
+}
+
+#[test]
+fn plain_refuses_keys_over_the_iteration_cap_without_hashing() {
+    let mut keys = ScramKeys::derive(ScramHash::Sha256, "pencil", b"salt", 1).unwrap();
+    keys.iterations = crate::MAX_ITERATIONS + 1;
+    assert_eq!(
+        plain(
+            b"\0user\0pencil",
+            Some(StoredCredentials { keys: vec![keys] })
+        ),
+        failure(SaslFailure::TemporaryAuthFailure)
+    );
+}
+
+#[test]
+fn password_checked_without_a_check_out_is_temporary_auth_failure() {
+    let mut session = start("PLAIN", &tls12());
+    assert_eq!(
+        session.password_checked(true),
+        failure(SaslFailure::TemporaryAuthFailure)
     );
 }

@@ -79,6 +79,10 @@ impl Harness {
                     };
                     self.stream.handle(Input::Credentials(creds));
                 }
+                Action::CheckPassword(check) => {
+                    self.events.push("check-password".to_owned());
+                    self.stream.handle(Input::PasswordChecked(check.run()));
+                }
                 Action::Authenticated(jid) => self.events.push(format!("authenticated {jid}")),
                 Action::Bind(jid) => {
                     self.events.push(format!("bind {jid}"));
@@ -277,6 +281,7 @@ fn plain_login_restarts_and_offers_bind_then_binds() {
         [
             "starttls",
             "lookup alice@localhost",
+            "check-password",
             "authenticated alice@localhost",
             "bind alice@localhost/phone"
         ]
@@ -575,6 +580,7 @@ fn auth_failed_comes_before_the_failure_is_written() {
             Action::LookupCredentials(_) => {
                 h.stream.handle(Input::Credentials(h.credentials.clone()))
             }
+            Action::CheckPassword(check) => h.stream.handle(Input::PasswordChecked(check.run())),
             Action::AuthFailed(_) => order.push("auth-failed"),
             Action::Write(bytes) if bytes.starts_with(b"<failure") => order.push("write failure"),
             _ => {}
