@@ -1,6 +1,6 @@
 //! One connected resource and the handle through which everything else reaches it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -175,8 +175,9 @@ struct Session {
     wake: Notify,
     state: Mutex<ResourceState>,
     /// JIDs this resource sent directed available presence to (RFC 6121 §4.6), which must hear
-    /// its unavailable presence when it goes away.
-    directed: Mutex<Vec<String>>,
+    /// its unavailable presence when it goes away. A set, bounded by the caller's cap: a
+    /// resource probing many addresses costs a lookup each, not a scan.
+    directed: Mutex<BTreeSet<Box<str>>>,
     queue_depth: usize,
     overflow_grace: Duration,
 }
@@ -234,7 +235,7 @@ impl SessionHandle {
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             state: Mutex::new(ResourceState::default()),
-            directed: Mutex::new(Vec::new()),
+            directed: Mutex::new(BTreeSet::new()),
             queue_depth: queue_depth.max(1),
             overflow_grace,
         });
@@ -327,21 +328,27 @@ impl SessionHandle {
         was_available
     }
 
-    /// Remember that directed available presence went to `jid` (RFC 6121 §4.6.2).
-    pub fn add_directed(&self, jid: &str) {
+    /// Remember that directed available presence went to `jid` (RFC 6121 §4.6.2). False, and
+    /// nothing remembered, when `max` other recipients are remembered already.
+    pub fn add_directed(&self, jid: &str, max: usize) -> bool {
         let mut directed = lock(&self.inner.directed);
-        if !directed.iter().any(|j| j == jid) {
-            directed.push(jid.to_owned());
+        if directed.contains(jid) {
+            return true;
         }
+        if directed.len() >= max {
+            return false;
+        }
+        directed.insert(jid.into());
+        true
     }
 
     /// Forget `jid` after directed unavailable presence went to it.
     pub fn remove_directed(&self, jid: &str) {
-        lock(&self.inner.directed).retain(|j| j != jid);
+        lock(&self.inner.directed).remove(jid);
     }
 
     /// Every directed-presence recipient, forgetting them (on unavailable or disconnect).
-    pub fn take_directed(&self) -> Vec<String> {
+    pub fn take_directed(&self) -> BTreeSet<Box<str>> {
         std::mem::take(&mut *lock(&self.inner.directed))
     }
 
@@ -467,6 +474,28 @@ mod tests {
             0,
             "the queue went with the receiver"
         );
+    }
+
+    #[test]
+    fn directed_recipients_are_a_set_with_a_cap() {
+        let (handle, _receiver) = session();
+        assert!(handle.add_directed("a@localhost", 2));
+        assert!(handle.add_directed("a@localhost", 2), "already there");
+        assert!(handle.add_directed("b@localhost/r", 2));
+        assert!(!handle.add_directed("c@localhost", 2), "over the cap");
+        assert!(
+            handle.add_directed("a@localhost", 2),
+            "a known one is still fine"
+        );
+        handle.remove_directed("a@localhost");
+        assert!(handle.add_directed("c@localhost", 2), "room again");
+        let taken: Vec<String> = handle
+            .take_directed()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(taken, ["b@localhost/r", "c@localhost"]);
+        assert!(handle.take_directed().is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use jid::BareJid;
 use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
-use starling_stanza::{NS_CLIENT, Stanza};
+use starling_stanza::{NS_CLIENT, Stanza, StanzaErrorCondition};
 use starling_storage::{RosterChange, RosterItem};
 
 use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
@@ -44,17 +44,27 @@ impl<S: Store> Router<S> {
                 self.unavailable(sender, stanza.element()).await
             }
             (Destination::Bare(bare), None | Some("unavailable")) => {
-                // §4.6: directed presence, remembered so unavailable presence follows it.
-                self.track_directed(sender, bare.as_str(), presence_type.is_none())
-                    .await;
-                for target in self.registry.available_resources(&bare) {
+                // §4.6: directed presence to whoever of the account is online, remembered so
+                // unavailable presence follows it. An address nobody heard it at is not
+                // remembered: there is nobody to tell later.
+                let targets = self.registry.available_resources(&bare);
+                if !self
+                    .directed(sender, &stanza, bare.as_str(), !targets.is_empty())
+                    .await
+                {
+                    return;
+                }
+                for target in targets {
                     self.deliver(&target, stanza.element().clone(), None);
                 }
             }
             (Destination::Full(full), None | Some("unavailable")) => {
-                self.track_directed(sender, full.as_str(), presence_type.is_none())
-                    .await;
-                if let Some(target) = self.registry.resource(&full) {
+                let target = self.registry.resource(&full);
+                if self
+                    .directed(sender, &stanza, full.as_str(), target.is_some())
+                    .await
+                    && let Some(target) = target
+                {
                     self.deliver(&target, stanza.element().clone(), None);
                 }
             }
@@ -154,15 +164,15 @@ impl<S: Store> Router<S> {
             }
         }
         let roster = self.roster_of(&user).await;
-        let mut told: Vec<String> = Vec::new();
+        let mut told = std::collections::HashSet::new();
         for item in roster.iter().filter(|item| item.subscription.has_from()) {
             for target in self.registry.available_resources(&item.jid) {
                 self.deliver(&target, presence.clone(), Some(item.jid.as_str()));
             }
-            told.push(item.jid.to_string());
+            told.insert(item.jid.as_str());
         }
         for jid in sender.take_directed() {
-            if told.contains(&jid) {
+            if told.contains(&*jid) {
                 continue;
             }
             match jid::Jid::new(&jid).map(jid::Jid::try_into_full) {
@@ -181,23 +191,40 @@ impl<S: Store> Router<S> {
         }
     }
 
-    async fn track_directed(&self, sender: &SessionHandle, to: &str, is_available: bool) {
-        if is_available {
-            // A subscribed contact hears the broadcast anyway; only others need remembering.
-            let bare = jid::Jid::new(to).map(|j| j.to_bare()).ok();
-            let subscribed = match bare {
-                Some(bare) => self
-                    .roster_item(&sender.bare_jid(), &bare)
-                    .await
-                    .is_some_and(|i| i.subscription.has_from()),
-                None => false,
-            };
-            if !subscribed {
-                sender.add_directed(to);
-            }
-        } else {
+    /// Directed presence from `sender` to `to`, which is online when `is_reachable` (RFC 6121
+    /// §4.6): unavailable forgets the address; available remembers a reachable one. False when
+    /// the presence must not go out: nobody is there, or the sender already has
+    /// `max_directed_presences` others, in which case it is told `policy-violation`
+    /// (RFC 6120 §8.3.3.12), since every address that saw a resource available must hear when
+    /// it goes away.
+    async fn directed(
+        &self,
+        sender: &SessionHandle,
+        stanza: &Stanza,
+        to: &str,
+        is_reachable: bool,
+    ) -> bool {
+        if stanza.type_attr() == Some("unavailable") {
             sender.remove_directed(to);
+            return is_reachable;
         }
+        if !is_reachable {
+            return false;
+        }
+        // A subscribed contact hears the broadcast anyway; only others need remembering.
+        let bare = jid::Jid::new(to).map(|j| j.to_bare()).ok();
+        let subscribed = match bare {
+            Some(bare) => self
+                .roster_item(&sender.bare_jid(), &bare)
+                .await
+                .is_some_and(|i| i.subscription.has_from()),
+            None => false,
+        };
+        if subscribed || sender.add_directed(to, self.limits.max_directed_presences) {
+            return true;
+        }
+        self.bounce(sender, stanza, StanzaErrorCondition::PolicyViolation);
+        false
     }
 
     async fn flush_offline(&self, sender: &SessionHandle) {

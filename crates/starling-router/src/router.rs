@@ -26,6 +26,9 @@ pub struct RouterLimits {
     /// Offline messages kept per account (XEP-0160); past it, senders get
     /// `service-unavailable`.
     pub max_offline_messages: usize,
+    /// Addresses one resource may have sent directed available presence to and not yet
+    /// unavailable (RFC 6121 §4.6); past it, directed presence gets `policy-violation`.
+    pub max_directed_presences: usize,
 }
 
 impl Default for RouterLimits {
@@ -33,6 +36,7 @@ impl Default for RouterLimits {
         Self {
             roster: RosterLimits::default(),
             max_offline_messages: 100,
+            max_directed_presences: 1000,
         }
     }
 }

@@ -306,6 +306,9 @@ pub struct LimitsConfig {
     /// Offline messages kept per account (XEP-0160); more gets `service-unavailable`.
     /// Default 100.
     pub max_offline_messages: usize,
+    /// Addresses one resource may have sent directed presence to (RFC 6121 §4.6) and not yet
+    /// unavailable; more gets `policy-violation`. Default 1000.
+    pub max_directed_presences: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -399,6 +402,7 @@ impl Default for LimitsConfig {
             max_roster_items: starling_roster::RosterLimits::default().max_items,
             max_roster_text_bytes: starling_roster::RosterLimits::default().max_name_bytes,
             max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
+            max_directed_presences: starling_router::RouterLimits::default().max_directed_presences,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -662,6 +666,7 @@ impl Config {
             "limits.max_roster_items" => limits.max_roster_items;
             "limits.max_roster_text_bytes" => limits.max_roster_text_bytes;
             "limits.max_offline_messages" => limits.max_offline_messages;
+            "limits.max_directed_presences" => limits.max_directed_presences;
         }
         let mut changed = Vec::new();
         macro_rules! live {
@@ -769,6 +774,7 @@ impl Config {
                 ..starling_roster::RosterLimits::default()
             },
             max_offline_messages: self.limits.max_offline_messages,
+            max_directed_presences: self.limits.max_directed_presences,
         }
     }
 

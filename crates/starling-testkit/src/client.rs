@@ -586,6 +586,30 @@ impl XmppClient {
         }
     }
 
+    /// Pings the server and returns every element that arrived before the answer: the server
+    /// handles a session's stanzas in order, so whatever an earlier stanza caused for this
+    /// session has been queued by then. A stream error or end is an error.
+    pub async fn sync(&mut self) -> anyhow::Result<Vec<Element>> {
+        let id = self.fresh_id("sync");
+        self.send_str(&format!(
+            "<iq type='get' id='{id}'><ping xmlns='{NS_PING}'/></iq>"
+        ))
+        .await?;
+        let mut before = Vec::new();
+        loop {
+            match self.next_element().await? {
+                Incoming::Element(element)
+                    if element.is("iq", crate::reader::NS_CLIENT)
+                        && element.attr("id") == Some(id.as_str()) =>
+                {
+                    return Ok(before);
+                }
+                Incoming::Element(element) => before.push(element),
+                other => bail!("waiting for the answer to ping {id}: {other:?}"),
+            }
+        }
+    }
+
     /// Sends `</stream:stream>` (RFC 6120 §4.4).
     pub async fn close_stream(&mut self) -> anyhow::Result<()> {
         self.send_str("</stream:stream>").await

@@ -60,6 +60,8 @@ pub struct ServerOptions {
     pub auth_failure_delay_ms: u64,
     /// `limits.max_auth_failure_delay_ms`.
     pub max_auth_failure_delay_ms: u64,
+    /// `limits.max_directed_presences`.
+    pub max_directed_presences: usize,
     /// `c2s.auth_timeout_secs`.
     pub auth_timeout_secs: u64,
     /// `c2s.idle_timeout_secs`.
@@ -101,6 +103,7 @@ impl Default for ServerOptions {
             read_burst_bytes: 65_536,
             auth_failure_delay_ms: 250,
             max_auth_failure_delay_ms: 8000,
+            max_directed_presences: 1000,
             auth_timeout_secs: 60,
             idle_timeout_secs: 300,
             idle_ping_timeout_secs: 30,
@@ -156,6 +159,7 @@ impl ServerOptions {
             "read_burst_bytes" => self.read_burst_bytes = parse(key, value)?,
             "auth_failure_delay_ms" => self.auth_failure_delay_ms = parse(key, value)?,
             "max_auth_failure_delay_ms" => self.max_auth_failure_delay_ms = parse(key, value)?,
+            "max_directed_presences" => self.max_directed_presences = parse(key, value)?,
             "auth_timeout_secs" => self.auth_timeout_secs = parse(key, value)?,
             "idle_timeout_secs" => self.idle_timeout_secs = parse(key, value)?,
             "idle_ping_timeout_secs" => self.idle_ping_timeout_secs = parse(key, value)?,
@@ -200,6 +204,7 @@ read_bytes_per_sec = {}
 read_burst_bytes = {}
 auth_failure_delay_ms = {}
 max_auth_failure_delay_ms = {}
+max_directed_presences = {}
 "#,
             self.hosts
                 .iter()
@@ -228,6 +233,7 @@ max_auth_failure_delay_ms = {}
             self.read_burst_bytes,
             self.auth_failure_delay_ms,
             self.max_auth_failure_delay_ms,
+            self.max_directed_presences,
             data_dir = data_dir.display().to_string(),
         ) + &self.storage_toml()
             + &self.extra_toml_section()
@@ -828,6 +834,7 @@ read_bytes_per_sec = 262144
 read_burst_bytes = 65536
 auth_failure_delay_ms = 250
 max_auth_failure_delay_ms = 8000
+max_directed_presences = 1000
 "#
         );
     }

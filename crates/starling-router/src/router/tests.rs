@@ -29,6 +29,10 @@ impl Client {
 }
 
 async fn world() -> World {
+    world_with(RouterLimits::default()).await
+}
+
+async fn world_with(limits: RouterLimits) -> World {
     let store = SqliteStore::open_in_memory().unwrap();
     let creds =
         StoredCredentials::from_password("pw", b"0123456789abcdef", b"0123456789abcdef", 4096)
@@ -44,7 +48,7 @@ async fn world() -> World {
         RegistryConfig::default(),
     ));
     World {
-        router: Router::new(registry, store, RouterLimits::default()),
+        router: Router::new(registry, store, limits),
     }
 }
 
@@ -391,4 +395,53 @@ async fn presence_reaches_own_resources_and_leaving_sends_unavailable() {
             .resource(&"alice@localhost/phone".parse().unwrap())
             .is_none()
     );
+}
+
+// RFC 6121 §4.6 with the directed-presence cap (issue 15): addresses where nobody is online are
+// not remembered, so they do not use up the cap; past the cap the sender gets policy-violation
+// and the presence does not go out; unavailable reaches exactly the remembered ones.
+#[tokio::test]
+async fn directed_presence_remembers_reachable_addresses_up_to_the_cap() {
+    let w = world_with(RouterLimits {
+        max_directed_presences: 2,
+        ..RouterLimits::default()
+    })
+    .await;
+    let mut alice = w.connect("alice@localhost/a");
+    w.available(&mut alice, 0).await;
+    let mut bobs: Vec<Client> = ["b1", "b2", "b3"]
+        .iter()
+        .map(|r| w.connect(&format!("bob@localhost/{r}")))
+        .collect();
+    for n in 0..5 {
+        w.send(&alice, &format!("<presence to='nobody{n}@localhost'/>"))
+            .await;
+        w.send(&alice, &format!("<presence to='bob@localhost/gone{n}'/>"))
+            .await;
+    }
+    assert!(
+        alice.received().is_empty(),
+        "nobody there: dropped, not refused"
+    );
+    for bob in &bobs {
+        let to = bob.handle.full_jid().to_string();
+        w.send(&alice, &format!("<presence to='{to}' id='p-{to}'/>"))
+            .await;
+    }
+    assert_eq!(bobs[0].received().len(), 1);
+    assert_eq!(bobs[1].received().len(), 1);
+    assert!(bobs[2].received().is_empty(), "over the cap: not sent");
+    assert_eq!(
+        alice.received(),
+        [
+            "<presence xmlns='jabber:client' from='bob@localhost/b3' id='p-bob@localhost/b3' to='alice@localhost/a' type='error'><error type='modify'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        ]
+    );
+    w.send(&alice, "<presence type='unavailable'/>").await;
+    for bob in &mut bobs[..2] {
+        let got = bob.received();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("type='unavailable'"), "{got:?}");
+    }
+    assert!(bobs[2].received().is_empty());
 }
