@@ -38,6 +38,7 @@ pub fn c2s_stream(data: &[u8]) {
             max_stanza_bytes: 200,
             max_depth: 3,
             max_attributes_per_element: 3,
+            max_elements_per_stanza: 8,
             max_name_bytes: 16,
             max_attribute_value_bytes: 64,
             max_header_bytes: 300,

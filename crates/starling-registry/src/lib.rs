@@ -28,7 +28,8 @@
 //! handle.set_presence(Some("<presence xmlns='jabber:client'/>".parse().unwrap()), 0);
 //! assert_eq!(registry.highest_priority_available(&jid.to_bare()).len(), 1);
 //!
-//! handle.send("<message xmlns='jabber:client'/>".parse().unwrap()).unwrap();
+//! let message: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+//! handle.send(starling_stanza::OutboundStanza::new(&message)).unwrap();
 //! assert!(receiver.try_recv().is_some());
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use jid::{BareJid, FullJid};
 use starling_stanza::StreamErrorCondition;
 
-use crate::session::{CloseReason, SessionHandle, SessionOrigin, SessionReceiver};
+use crate::session::{CloseReason, QueueLimits, SessionHandle, SessionOrigin, SessionReceiver};
 
 /// What happens when a client binds a full JID that is already in use (RFC 6120 §7.7.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +30,9 @@ pub struct RegistryConfig {
     pub max_resources_per_account: usize,
     /// Stanzas queued for one session before `send` reports `QueueFull`.
     pub queue_depth: usize,
+    /// Bytes of stanzas queued for one session before `send` reports `QueueFull`; a stanza
+    /// larger than this still goes into an empty queue.
+    pub queue_bytes: usize,
     /// How long a queue may stay full before its session is closed.
     pub overflow_grace: Duration,
 }
@@ -38,6 +41,9 @@ pub struct RegistryConfig {
 pub const DEFAULT_MAX_RESOURCES_PER_ACCOUNT: usize = 10;
 /// Default outbound queue depth per session, in stanzas.
 pub const DEFAULT_QUEUE_DEPTH: usize = 512;
+/// Default outbound queue size per session, in bytes on the wire: eight of the largest
+/// stanzas, far more than a client that reads ever has waiting.
+pub const DEFAULT_QUEUE_BYTES: usize = 2 * 1024 * 1024;
 /// Default time a full queue is tolerated.
 pub const DEFAULT_OVERFLOW_GRACE: Duration = Duration::from_secs(5);
 
@@ -47,6 +53,7 @@ impl Default for RegistryConfig {
             conflict_policy: ConflictPolicy::default(),
             max_resources_per_account: DEFAULT_MAX_RESOURCES_PER_ACCOUNT,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             overflow_grace: DEFAULT_OVERFLOW_GRACE,
         }
     }
@@ -97,13 +104,7 @@ impl Registry {
         full_jid: FullJid,
         id: uuid::Uuid,
     ) -> (SessionHandle, SessionReceiver) {
-        SessionHandle::new(
-            full_jid,
-            id,
-            None,
-            self.config.queue_depth,
-            self.config.overflow_grace,
-        )
+        SessionHandle::new(full_jid, id, None, QueueLimits::of(&self.config))
     }
 
     /// Like [`Registry::new_session`], recording where the connection came from for
@@ -114,13 +115,7 @@ impl Registry {
         id: uuid::Uuid,
         origin: SessionOrigin,
     ) -> (SessionHandle, SessionReceiver) {
-        SessionHandle::new(
-            full_jid,
-            id,
-            Some(origin),
-            self.config.queue_depth,
-            self.config.overflow_grace,
-        )
+        SessionHandle::new(full_jid, id, Some(origin), QueueLimits::of(&self.config))
     }
 
     /// Register a session as a connected resource, applying the conflict policy and the

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use jid::{BareJid, FullJid};
 use minidom::Element;
-use starling_stanza::StreamErrorCondition;
+use starling_stanza::{OutboundStanza, StreamErrorCondition};
 use tokio::sync::Notify;
 
 /// Why a session is being closed.
@@ -49,15 +49,15 @@ pub struct SessionReceiver {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
     /// A stanza to write to the client.
-    Stanza(Element),
+    Stanza(OutboundStanza),
     /// Someone asked the session to close; reported once, after the stanzas queued before it.
     Close(CloseReason),
 }
 
 impl SessionReceiver {
     /// The next queued stanza, without waiting.
-    pub fn try_recv(&mut self) -> Option<Element> {
-        lock(&self.session.outbox).queue.pop_front()
+    pub fn try_recv(&mut self) -> Option<OutboundStanza> {
+        lock(&self.session.outbox).pop()
     }
 
     /// Waits for the next stanza or, once the queue is empty, the close request. After the
@@ -66,7 +66,7 @@ impl SessionReceiver {
         loop {
             {
                 let mut outbox = lock(&self.session.outbox);
-                if let Some(stanza) = outbox.queue.pop_front() {
+                if let Some(stanza) = outbox.pop() {
                     return SessionEvent::Stanza(stanza);
                 }
                 if !self.close_reported
@@ -114,6 +114,7 @@ impl Drop for SessionReceiver {
         let mut outbox = lock(&self.session.outbox);
         outbox.receiver_gone = true;
         outbox.queue = VecDeque::new();
+        outbox.queued_bytes = 0;
     }
 }
 
@@ -178,14 +179,37 @@ struct Session {
     /// its unavailable presence when it goes away. A set, bounded by the caller's cap: a
     /// resource probing many addresses costs a lookup each, not a scan.
     directed: Mutex<BTreeSet<Box<str>>>,
-    queue_depth: usize,
+    limits: QueueLimits,
+}
+
+/// How much one session's queue may hold, and for how long it may stay full.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    /// Stanzas; at least 1.
+    stanzas: usize,
+    /// Bytes on the wire; a larger stanza still goes into an empty queue.
+    bytes: usize,
+    /// How long the queue may stay full before the session is closed.
     overflow_grace: Duration,
+}
+
+impl QueueLimits {
+    pub(crate) fn of(config: &crate::RegistryConfig) -> Self {
+        Self {
+            stanzas: config.queue_depth.max(1),
+            bytes: config.queue_bytes,
+            overflow_grace: config.overflow_grace,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Outbox {
-    /// In order; at most `queue_depth`.
-    queue: VecDeque<Element>,
+    /// In order; at most `QueueLimits::stanzas` and, unless it holds one stanza,
+    /// `QueueLimits::bytes`. Recipients of one routed stanza share its bytes.
+    queue: VecDeque<OutboundStanza>,
+    /// The bytes of the stanzas in `queue`.
+    queued_bytes: usize,
     /// The first close request; later ones are ignored.
     close: Option<CloseReason>,
     /// Set when the [`SessionReceiver`] is dropped.
@@ -201,6 +225,21 @@ struct ResourceState {
     /// only read again when someone new must be told of it (probes, new resources).
     presence: Option<Box<str>>,
     is_interested: bool,
+}
+
+impl Outbox {
+    fn pop(&mut self) -> Option<OutboundStanza> {
+        let stanza = self.queue.pop_front()?;
+        self.queued_bytes -= stanza.len();
+        Some(stanza)
+    }
+
+    /// Whether `stanza` does not fit (an empty queue takes any one stanza).
+    fn is_full_for(&self, stanza: &OutboundStanza, limits: &QueueLimits) -> bool {
+        !self.queue.is_empty()
+            && (self.queue.len() >= limits.stanzas
+                || self.queued_bytes + stanza.len() > limits.bytes)
+    }
 }
 
 impl PartialEq for SessionHandle {
@@ -225,8 +264,7 @@ impl SessionHandle {
         full_jid: FullJid,
         id: uuid::Uuid,
         origin: Option<SessionOrigin>,
-        queue_depth: usize,
-        overflow_grace: Duration,
+        limits: QueueLimits,
     ) -> (Self, SessionReceiver) {
         let session = Arc::new(Session {
             id,
@@ -236,8 +274,7 @@ impl SessionHandle {
             wake: Notify::new(),
             state: Mutex::new(ResourceState::default()),
             directed: Mutex::new(BTreeSet::new()),
-            queue_depth: queue_depth.max(1),
-            overflow_grace,
+            limits,
         });
         let receiver = SessionReceiver {
             session: Arc::clone(&session),
@@ -266,23 +303,25 @@ impl SessionHandle {
         self.inner.full_jid.to_bare()
     }
 
-    /// Queue a stanza for the client. Never waits: a full queue is `QueueFull`, and a queue
-    /// that has stayed full for longer than the grace period also closes the session with
-    /// `<policy-violation/>`, so a client that stops reading cannot hold memory forever.
-    pub fn send(&self, stanza: Element) -> Result<(), SendError> {
+    /// Queue a stanza for the client. Never waits: a full queue (by stanzas or by bytes) is
+    /// `QueueFull`, and a queue that has stayed full for longer than the grace period also
+    /// closes the session with `<policy-violation/>`, so a client that stops reading cannot
+    /// hold memory forever.
+    pub fn send(&self, stanza: OutboundStanza) -> Result<(), SendError> {
+        let limits = &self.inner.limits;
         let mut outbox = lock(&self.inner.outbox);
         if outbox.receiver_gone {
             return Err(SendError::Closed);
         }
-        if outbox.queue.len() >= self.inner.queue_depth {
+        if outbox.is_full_for(&stanza, limits) {
             let now = Instant::now();
             let since = *outbox.overflow_since.get_or_insert(now);
-            if now.duration_since(since) >= self.inner.overflow_grace && outbox.close.is_none() {
+            if now.duration_since(since) >= limits.overflow_grace && outbox.close.is_none() {
                 outbox.close = Some(CloseReason::StreamError {
                     condition: StreamErrorCondition::PolicyViolation,
                     text: Some(format!(
-                        "outbound queue of {} stanzas stayed full; the client is not reading",
-                        self.inner.queue_depth
+                        "outbound queue of {} stanzas or {} bytes stayed full; the client is not reading",
+                        limits.stanzas, limits.bytes
                     )),
                 });
                 drop(outbox);
@@ -291,6 +330,7 @@ impl SessionHandle {
             return Err(SendError::QueueFull);
         }
         outbox.overflow_since = None;
+        outbox.queued_bytes += stanza.len();
         outbox.queue.push_back(stanza);
         drop(outbox);
         self.inner.wake.notify_one();
@@ -315,6 +355,11 @@ impl SessionHandle {
     /// Stanzas waiting in the outbound queue (for the metrics endpoint).
     pub fn queued_stanzas(&self) -> usize {
         lock(&self.inner.outbox).queue.len()
+    }
+
+    /// Bytes of the stanzas waiting in the outbound queue.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.inner.outbox).queued_bytes
     }
 
     /// Record a presence broadcast (RFC 6121 §4.2, §4.4, §4.5): `Some` with its priority makes
@@ -400,20 +445,65 @@ mod tests {
 
     use super::*;
 
-    fn session() -> (SessionHandle, SessionReceiver) {
+    fn session_with(bytes: usize) -> (SessionHandle, SessionReceiver) {
         SessionHandle::new(
             "alice@localhost/phone".parse().expect("jid"),
             uuid::Uuid::nil(),
             None,
-            4,
-            Duration::from_secs(60),
+            QueueLimits {
+                stanzas: 4,
+                bytes,
+                overflow_grace: Duration::from_secs(60),
+            },
         )
     }
 
-    fn message(id: &str) -> Element {
-        format!("<message xmlns='jabber:client' id='{id}'/>")
+    fn session() -> (SessionHandle, SessionReceiver) {
+        session_with(1 << 20)
+    }
+
+    fn message(id: &str) -> OutboundStanza {
+        let element: Element = format!("<message xmlns='jabber:client' id='{id}'/>")
             .parse()
-            .expect("message parses")
+            .expect("message parses");
+        OutboundStanza::new(&element)
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_but_takes_one_stanza_of_any_size() {
+        let one = message("1").len();
+        let (handle, mut receiver) = session_with(2 * one);
+        let big = OutboundStanza::new(
+            &format!(
+                "<message xmlns='jabber:client'><body>{}</body></message>",
+                "x".repeat(10 * one)
+            )
+            .parse::<Element>()
+            .expect("parses"),
+        );
+        handle.send(big.clone()).expect("an empty queue takes it");
+        assert_eq!(handle.send(message("1")), Err(SendError::QueueFull));
+        assert_eq!(handle.queued_bytes(), big.len());
+        assert_eq!(receiver.try_recv(), Some(big));
+        assert_eq!(handle.queued_bytes(), 0);
+        handle.send(message("1")).expect("fits");
+        handle.send(message("2")).expect("fits exactly");
+        assert_eq!(handle.send(message("3")), Err(SendError::QueueFull));
+        assert_eq!(handle.queued_stanzas(), 2);
+        assert_eq!(handle.queued_bytes(), 2 * one);
+    }
+
+    #[test]
+    fn recipients_share_the_bytes_of_one_stanza() {
+        let (first, mut first_rx) = session();
+        let (second, mut second_rx) = session();
+        let stanza = message("shared");
+        first.send(stanza.clone()).expect("queued");
+        second.send(stanza.clone()).expect("queued");
+        let a = first_rx.try_recv().expect("queued");
+        let b = second_rx.try_recv().expect("queued");
+        assert!(std::ptr::eq(a.bytes(), b.bytes()));
+        assert!(std::ptr::eq(a.bytes(), stanza.bytes()));
     }
 
     #[tokio::test]

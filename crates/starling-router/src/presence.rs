@@ -6,10 +6,10 @@ use jid::BareJid;
 use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
-use starling_stanza::{NS_CLIENT, Stanza, StanzaErrorCondition};
+use starling_stanza::{NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition};
 use starling_storage::{RosterChange, RosterItem};
 
-use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
+use crate::router::{Destination, Router, Store, addressed, priority_of, serialize, set_attr};
 
 /// XEP-0203 delayed delivery.
 const NS_DELAY: &str = "urn:xmpp:delay";
@@ -54,8 +54,9 @@ impl<S: Store> Router<S> {
                 {
                     return;
                 }
+                let outbound = OutboundStanza::new(stanza.element());
                 for target in targets {
-                    self.deliver(&target, stanza.element().clone(), None);
+                    self.deliver_shared(&target, &outbound);
                 }
             }
             (Destination::Full(full), None | Some("unavailable")) => {
@@ -65,7 +66,7 @@ impl<S: Store> Router<S> {
                     .await
                     && let Some(target) = target
                 {
-                    self.deliver(&target, stanza.element().clone(), None);
+                    self.deliver_shared(&target, &OutboundStanza::new(stanza.element()));
                 }
             }
             // Probes from clients, errors and presence to hosts or other servers are dropped
@@ -96,15 +97,11 @@ impl<S: Store> Router<S> {
                 }
             }
         };
-        // To the account's own available resources, the sender included (§4.2.2).
-        for target in self.registry.available_resources(&user) {
-            self.deliver(&target, presence.clone(), Some(user.as_str()));
-        }
-        // To every contact subscribed to the user (§4.2.2, §4.4.2).
+        // To the account's own available resources, the sender included (§4.2.2), and to every
+        // contact subscribed to the user (§4.2.2, §4.4.2): serialized once per addressee.
+        self.broadcast(presence, &user, None);
         for item in roster.iter().filter(|item| item.subscription.has_from()) {
-            for target in self.registry.available_resources(&item.jid) {
-                self.deliver(&target, presence.clone(), Some(item.jid.as_str()));
-            }
+            self.broadcast(presence, &item.jid, None);
         }
         let Some((requests, offline_waiting)) = initial else {
             if now_reachable {
@@ -158,17 +155,11 @@ impl<S: Store> Router<S> {
     /// subscribed contacts and everyone it sent directed presence to (§4.5.2, §4.6.3).
     pub(crate) async fn broadcast_unavailable(&self, sender: &SessionHandle, presence: &Element) {
         let user = sender.bare_jid();
-        for target in self.registry.available_resources(&user) {
-            if &target != sender {
-                self.deliver(&target, presence.clone(), Some(user.as_str()));
-            }
-        }
+        self.broadcast(presence, &user, Some(sender));
         let roster = self.roster_of(&user).await;
         let mut told = std::collections::HashSet::new();
         for item in roster.iter().filter(|item| item.subscription.has_from()) {
-            for target in self.registry.available_resources(&item.jid) {
-                self.deliver(&target, presence.clone(), Some(item.jid.as_str()));
-            }
+            self.broadcast(presence, &item.jid, None);
             told.insert(item.jid.as_str());
         }
         for jid in sender.take_directed() {
@@ -181,13 +172,27 @@ impl<S: Store> Router<S> {
                         self.deliver(&target, presence.clone(), Some(full.as_str()));
                     }
                 }
-                Ok(Err(bare)) => {
-                    for target in self.registry.available_resources(&bare) {
-                        self.deliver(&target, presence.clone(), Some(bare.as_str()));
-                    }
-                }
+                Ok(Err(bare)) => self.broadcast(presence, &bare, None),
                 Err(_) => {}
             }
+        }
+    }
+
+    /// `presence` to every available resource of `to` but `except`, addressed to the bare JID
+    /// and serialized once for all of them (nothing when nobody is online).
+    fn broadcast(&self, presence: &Element, to: &BareJid, except: Option<&SessionHandle>) {
+        let targets: Vec<SessionHandle> = self
+            .registry
+            .available_resources(to)
+            .into_iter()
+            .filter(|target| Some(target) != except)
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let outbound = addressed(presence.clone(), Some(to.as_str()));
+        for target in &targets {
+            self.deliver_shared(target, &outbound);
         }
     }
 

@@ -9,7 +9,9 @@ use minidom::Element;
 use starling_registry::{Registry, SessionHandle};
 use starling_roster::RosterLimits;
 use starling_services::{Clock, Target};
-use starling_stanza::{IqType, NS_CLIENT, Stanza, StanzaErrorCondition, StanzaKind};
+use starling_stanza::{
+    IqType, NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition, StanzaKind,
+};
 use starling_storage::{AccountStore, OfflineMessage, OfflineStore, RosterStore};
 
 /// Everything the router keeps for accounts: credentials (to know who exists), rosters and
@@ -170,7 +172,7 @@ impl<S: Store> Router<S> {
             Destination::Full(full) => match self.registry.resource(&full) {
                 // RFC 6121 §8.5.3.1: a connected resource gets it, whatever its priority.
                 Some(target) => {
-                    if !self.deliver(&target, stanza.element().clone(), None) {
+                    if !self.deliver_shared(&target, &OutboundStanza::new(stanza.element())) {
                         self.message_to_unreachable_resource(sender, &stanza, &full, message_type)
                             .await;
                     }
@@ -236,20 +238,24 @@ impl<S: Store> Router<S> {
             }
             MessageType::Headline => {
                 // §8.5.2.1.1: every available resource with non-negative priority.
+                let outbound = OutboundStanza::new(stanza.element());
                 for target in self.registry.available_resources(bare) {
                     if target.priority() >= 0 {
-                        self.deliver(&target, stanza.element().clone(), None);
+                        self.deliver_shared(&target, &outbound);
                     }
                 }
             }
             MessageType::Normal | MessageType::Chat => {
                 // §8.5.2.1.1: the highest-priority available resource(s), never a negative one.
                 let targets = self.registry.highest_priority_available(bare);
-                let delivered = targets
-                    .iter()
-                    .filter(|target| self.deliver(target, stanza.element().clone(), None))
-                    .count()
-                    > 0;
+                let delivered = !targets.is_empty() && {
+                    let outbound = OutboundStanza::new(stanza.element());
+                    targets
+                        .iter()
+                        .filter(|target| self.deliver_shared(target, &outbound))
+                        .count()
+                        > 0
+                };
                 if !delivered && !self.store_offline(bare, stanza).await {
                     // XEP-0160 §3: storage full (or failing): tell the sender.
                     self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable);
@@ -273,7 +279,8 @@ impl<S: Store> Router<S> {
         match destination {
             Destination::Full(full) => match self.registry.resource(&full) {
                 Some(target)
-                    if !self.deliver(&target, stanza.element().clone(), None) && is_request =>
+                    if !self.deliver_shared(&target, &OutboundStanza::new(stanza.element()))
+                        && is_request =>
                 {
                     self.bounce(sender, &stanza, StanzaErrorCondition::ServiceUnavailable);
                 }
@@ -377,13 +384,16 @@ impl<S: Store> Router<S> {
     pub(crate) fn deliver(
         &self,
         target: &SessionHandle,
-        mut element: Element,
+        element: Element,
         to: Option<&str>,
     ) -> bool {
-        if let Some(to) = to {
-            set_attr(&mut element, "to", Some(to));
-        }
-        match target.send(element) {
+        self.deliver_shared(target, &addressed(element, to))
+    }
+
+    /// Queue an already serialized stanza for `target`; recipients of one stanza share its
+    /// bytes. `false` as for [`Router::deliver`].
+    pub(crate) fn deliver_shared(&self, target: &SessionHandle, stanza: &OutboundStanza) -> bool {
+        match target.send(stanza.clone()) {
             Ok(()) => true,
             Err(err) => {
                 tracing::debug!(jid = %target.full_jid(), error = %err, "stanza not delivered");
@@ -413,6 +423,14 @@ fn is_roster_query(stanza: &Stanza) -> bool {
         .children()
         .next()
         .is_some_and(|c| c.is("query", starling_roster::NS_ROSTER))
+}
+
+/// `element` addressed to `to` when given, serialized once for however many recipients.
+pub(crate) fn addressed(mut element: Element, to: Option<&str>) -> OutboundStanza {
+    if let Some(to) = to {
+        set_attr(&mut element, "to", Some(to));
+    }
+    OutboundStanza::new(&element)
 }
 
 /// Milliseconds since the Unix epoch.

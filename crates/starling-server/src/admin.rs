@@ -210,8 +210,9 @@ impl AdminHandler {
             .iter()
             .filter(|session| session.is_available())
             .filter(|session| {
+                let announcement = announcement(&host, session, &id, message);
                 session
-                    .send(announcement(&host, session, &id, message))
+                    .send(starling_stanza::OutboundStanza::new(&announcement))
                     .is_ok()
             })
             .count();
@@ -476,7 +477,7 @@ mod tests {
             handler.announce("a.test", "hello"),
             Ok(Response::Announced { count: 1 })
         );
-        let got = sessions[0].1.try_recv().unwrap();
+        let got = sessions[0].1.try_recv().unwrap().to_element().unwrap();
         assert_eq!(got.attr("to"), Some("alice@a.test/phone"));
         assert!(sessions[1].1.try_recv().is_none(), "not available");
         assert!(sessions[2].1.try_recv().is_none(), "other host");

@@ -267,6 +267,8 @@ pub struct LimitsConfig {
     pub max_depth: u16,
     /// Most attributes on one element. Default 64.
     pub max_attributes_per_element: u16,
+    /// Elements in one stanza, itself included; more is `<policy-violation/>`. Default 4096.
+    pub max_elements_per_stanza: u32,
     /// Most simultaneous client connections; further connections wait in the listen backlog.
     /// Default 10000.
     pub max_connections: usize,
@@ -296,6 +298,9 @@ pub struct LimitsConfig {
     pub auth_failure_window_secs: u64,
     /// Stanzas queued for one session that is not reading fast enough. Default 512.
     pub outbound_queue_stanzas: usize,
+    /// Bytes of stanzas queued for one session that is not reading fast enough; recipients of
+    /// one stanza share its bytes. Default 2 MiB.
+    pub outbound_queue_bytes: usize,
     /// Seconds a session's queue may stay full before the session is closed with
     /// `<policy-violation/>`; meanwhile stanzas to it are treated as undeliverable. Default 5.
     pub outbound_queue_grace_secs: u64,
@@ -389,6 +394,7 @@ impl Default for LimitsConfig {
                 .max_stanza_bytes,
             max_depth: authenticated.max_depth,
             max_attributes_per_element: authenticated.max_attributes_per_element,
+            max_elements_per_stanza: authenticated.max_elements_per_stanza,
             max_connections: 10_000,
             max_connections_per_ip: 64,
             max_unauthenticated_connections: 1000,
@@ -399,6 +405,7 @@ impl Default for LimitsConfig {
             max_auth_failure_delay_ms: 8000,
             auth_failure_window_secs: 600,
             outbound_queue_stanzas: starling_registry::RegistryConfig::default().queue_depth,
+            outbound_queue_bytes: starling_registry::RegistryConfig::default().queue_bytes,
             max_roster_items: starling_roster::RosterLimits::default().max_items,
             max_roster_text_bytes: starling_roster::RosterLimits::default().max_name_bytes,
             max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
@@ -535,6 +542,16 @@ impl Config {
             "must be at most 600000 (each PLAIN login costs the server one PBKDF2 at this count)",
         );
         check(
+            self.limits.max_elements_per_stanza >= 16,
+            "limits.max_elements_per_stanza",
+            "must be at least 16",
+        );
+        check(
+            self.limits.outbound_queue_bytes >= self.limits.max_stanza_bytes,
+            "limits.outbound_queue_bytes",
+            "must be at least limits.max_stanza_bytes, or one largest stanza fills the queue",
+        );
+        check(
             self.limits.max_depth >= 2,
             "limits.max_depth",
             "must be at least 2",
@@ -662,6 +679,7 @@ impl Config {
             "c2s.conflict_policy" => c2s.conflict_policy;
             "c2s.max_resources_per_account" => c2s.max_resources_per_account;
             "limits.outbound_queue_stanzas" => limits.outbound_queue_stanzas;
+            "limits.outbound_queue_bytes" => limits.outbound_queue_bytes;
             "limits.outbound_queue_grace_secs" => limits.outbound_queue_grace_secs;
             "limits.max_roster_items" => limits.max_roster_items;
             "limits.max_roster_text_bytes" => limits.max_roster_text_bytes;
@@ -694,6 +712,7 @@ impl Config {
             "limits.max_stanza_bytes_unauthenticated" => limits.max_stanza_bytes_unauthenticated;
             "limits.max_depth" => limits.max_depth;
             "limits.max_attributes_per_element" => limits.max_attributes_per_element;
+            "limits.max_elements_per_stanza" => limits.max_elements_per_stanza;
             "limits.max_connections" => limits.max_connections;
             "limits.max_connections_per_ip" => limits.max_connections_per_ip;
             "limits.max_unauthenticated_connections" => limits.max_unauthenticated_connections;
@@ -760,6 +779,7 @@ impl Config {
             },
             max_resources_per_account: self.c2s.max_resources_per_account,
             queue_depth: self.limits.outbound_queue_stanzas,
+            queue_bytes: self.limits.outbound_queue_bytes,
             overflow_grace: std::time::Duration::from_secs(self.limits.outbound_queue_grace_secs),
         }
     }
@@ -789,6 +809,7 @@ impl Config {
         let mut limits = starling_xml::Limits::authenticated();
         limits.max_depth = self.limits.max_depth;
         limits.max_attributes_per_element = self.limits.max_attributes_per_element;
+        limits.max_elements_per_stanza = self.limits.max_elements_per_stanza;
         limits.max_stanza_bytes = self.limits.max_stanza_bytes;
         stream.limits_authenticated = limits;
         limits.max_stanza_bytes = self.limits.max_stanza_bytes_unauthenticated;

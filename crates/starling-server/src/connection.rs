@@ -520,12 +520,13 @@ async fn drive<S: Socket>(
                 }
                 match event {
                     SessionEvent::Stanza(stanza) => {
+                        let taken = stanza.len();
                         crate::metrics::stanza_sent(&stanza);
                         engine.handle(Input::Deliver(stanza));
-                        // And whatever else is queued now: the engine joins adjacent writes,
+                        // And more of what is queued now: the engine joins adjacent writes,
                         // so a burst goes to the socket in one write, not one per stanza.
                         if let Some((_, receiver)) = cx.session.as_mut() {
-                            deliver_queued(receiver, engine);
+                            deliver_queued(receiver, engine, taken);
                         }
                     }
                     SessionEvent::Close(CloseReason::StreamError { condition, text }) => {
@@ -611,7 +612,7 @@ fn act<'a, S: Socket>(
                     // Take what is queued for us now (often the answer to this very
                     // stanza): one read can carry more stanzas than the queue holds, and
                     // answers to a client's own burst must not overflow its own queue.
-                    deliver_queued(receiver, engine);
+                    deliver_queued(receiver, engine, 0);
                 }
             }
             Action::AuthFailed(failure) => Box::pin(auth_failed(cx, failure)).await,
@@ -630,9 +631,20 @@ fn act<'a, S: Socket>(
     }
 }
 
-/// Hand the engine every stanza queued for the session now, without waiting.
-fn deliver_queued(receiver: &mut SessionReceiver, engine: &mut C2sStream) {
-    while let Some(stanza) = receiver.try_recv() {
+/// Bytes of queued stanzas a connection hands its engine at once. The engine copies them into
+/// its write buffer, which the socket may not take soon (a client that stops reading), so the
+/// batch is bounded: the rest waits in the session's queue, shared with the other recipients
+/// and bounded there, and the queue's overflow rule deals with a reader that never catches up.
+const DELIVERY_BATCH_BYTES: usize = 64 * 1024;
+
+/// Hand the engine what is queued for the session now, without waiting: whole stanzas until
+/// [`DELIVERY_BATCH_BYTES`] (counting `taken`, already handed over) are reached.
+fn deliver_queued(receiver: &mut SessionReceiver, engine: &mut C2sStream, mut taken: usize) {
+    while taken < DELIVERY_BATCH_BYTES {
+        let Some(stanza) = receiver.try_recv() else {
+            return;
+        };
+        taken += stanza.len();
         crate::metrics::stanza_sent(&stanza);
         engine.handle(Input::Deliver(stanza));
     }

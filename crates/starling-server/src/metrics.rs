@@ -154,15 +154,11 @@ pub fn stanza_received(kind: StanzaKind) {
     instruments().received[kind_index(kind)].increment(1);
 }
 
-/// A stanza written to the client (`element` is what its queue delivered).
-pub fn stanza_sent(element: &minidom::Element) {
-    let kind = match element.name() {
-        "message" => StanzaKind::Message,
-        "presence" => StanzaKind::Presence,
-        "iq" => StanzaKind::Iq,
-        _ => return,
-    };
-    instruments().sent[kind_index(kind)].increment(1);
+/// A stanza written to the client, as its queue delivered it.
+pub fn stanza_sent(stanza: &starling_stanza::OutboundStanza) {
+    if let Some(kind) = stanza.kind() {
+        instruments().sent[kind_index(kind)].increment(1);
+    }
 }
 
 /// A connection was accepted on a `kind` listener.

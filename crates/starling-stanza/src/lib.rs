@@ -23,9 +23,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+mod outbound;
 mod stanza;
 
 pub use error::{ErrorType, StanzaErrorCondition, StreamErrorCondition};
+pub use outbound::OutboundStanza;
 pub use stanza::{IqType, Stanza, StanzaError, StanzaKind, set_attr};
 
 /// The content namespace of client-to-server streams (RFC 6120 §4.8.3).

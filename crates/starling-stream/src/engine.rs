@@ -10,7 +10,8 @@ use starling_sasl::{
     StoredCredentials,
 };
 use starling_stanza::{
-    IqType, NS_CLIENT, NS_SASL, NS_TLS, Stanza, StanzaErrorCondition, StreamErrorCondition,
+    IqType, NS_CLIENT, NS_SASL, NS_TLS, OutboundStanza, Stanza, StanzaErrorCondition,
+    StreamErrorCondition,
 };
 use starling_xml::{HeaderOut, StreamEvent, StreamHeader, StreamParser, XmlError};
 
@@ -52,8 +53,9 @@ pub enum Input<'a> {
     /// The answer to [`Action::Bind`]: the session is registered under this full JID, or the
     /// registry refused it.
     Bound(Result<(), starling_bind::BindError>),
-    /// A stanza routed to this session by someone else; written as is.
-    Deliver(Element),
+    /// A stanza routed to this session by someone else, serialized by the router; written as
+    /// is.
+    Deliver(OutboundStanza),
     /// Someone (a resource conflict, an administrator, a full queue) asked this session to end,
     /// with this stream error or, for `None`, with just the closing tag.
     Close(Option<(StreamErrorCondition, Option<String>)>),
@@ -302,9 +304,9 @@ impl C2sStream {
                     Err(err) => self.reply_error(&iq, bind_condition(&err)),
                 }
             }
-            Input::Deliver(element) => {
+            Input::Deliver(stanza) => {
                 if matches!(self.state, SessionState::Bound { .. }) {
-                    self.write(starling_xml::write_element(&element));
+                    self.write(stanza.bytes().to_vec());
                 }
                 return;
             }

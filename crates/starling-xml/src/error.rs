@@ -36,6 +36,12 @@ pub enum XmlError {
         /// The limit in force.
         limit: u16,
     },
+    /// A top-level element holds more than [`Limits::max_elements_per_stanza`] elements.
+    #[error("element holds more than {limit} elements")]
+    TooManyElements {
+        /// The limit in force.
+        limit: u32,
+    },
     /// An element or attribute name is longer than [`Limits::max_name_bytes`].
     #[error("name exceeds {limit_bytes} bytes")]
     NameTooLong {
@@ -109,6 +115,7 @@ impl XmlError {
             Self::TooLarge { .. }
             | Self::TooDeep { .. }
             | Self::TooManyAttributes { .. }
+            | Self::TooManyElements { .. }
             | Self::NameTooLong { .. }
             | Self::ValueTooLong { .. }
             | Self::HeaderTooLarge { .. } => StreamCondition::PolicyViolation,
@@ -202,6 +209,10 @@ mod tests {
             ),
             (
                 XmlError::TooManyAttributes { limit: 1 },
+                StreamCondition::PolicyViolation,
+            ),
+            (
+                XmlError::TooManyElements { limit: 1 },
                 StreamCondition::PolicyViolation,
             ),
             (

@@ -75,6 +75,8 @@ pub struct StreamParser {
     doc_start: usize,
     /// Bytes of the current top-level element covered by events so far.
     element_evented_bytes: usize,
+    /// Elements opened so far in the current top-level element, itself included.
+    element_count: u32,
     /// The bytes of the current document up to the end of its stream header, kept so that a
     /// dormant parser can rebuild the tokenizer's state (see [`StreamParser::make_dormant`]).
     header_replay: Box<[u8]>,
@@ -109,6 +111,7 @@ impl StreamParser {
             cursor: 0,
             doc_start: 0,
             element_evented_bytes: 0,
+            element_count: 0,
             header_replay: Box::default(),
             phase: Phase::Prolog,
             open: Vec::new(),
@@ -403,6 +406,15 @@ impl StreamParser {
                         limit: self.limits.max_depth,
                     });
                 }
+                if self.open.is_empty() {
+                    self.element_count = 0;
+                }
+                if self.element_count >= self.limits.max_elements_per_stanza {
+                    return Err(XmlError::TooManyElements {
+                        limit: self.limits.max_elements_per_stanza,
+                    });
+                }
+                self.element_count += 1;
                 self.check_element_shape(&name, &attrs)?;
                 let mut el = Element::bare(name.as_str(), ns.as_str());
                 *el.attrs_mut() = attrs;
@@ -611,6 +623,7 @@ mod tests {
             max_stanza_bytes: 300,
             max_depth: 4,
             max_attributes_per_element: 3,
+            max_elements_per_stanza: 64,
             max_name_bytes: 12,
             max_attribute_value_bytes: 40,
             max_header_bytes: 200,
@@ -1234,6 +1247,34 @@ mod tests {
             max_depth,
             ..Limits::default()
         }
+    }
+
+    fn few_elements(max_elements_per_stanza: u32) -> Limits {
+        Limits {
+            max_elements_per_stanza,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn elements_up_to_the_limit_are_accepted_in_each_stanza() {
+        // Three elements each, the stanza included; the count starts again per stanza.
+        let input = format!("{HEADER}<a><b/><c/></a><a><b><c/></b></a>");
+        let (events, err) = run(few_elements(3), &[input.as_bytes()]);
+        assert_eq!(err, None);
+        assert_eq!(events.len(), 3);
+    }
+
+    #[test]
+    fn elements_past_the_limit_are_too_many_and_fail_at_the_opening_tag() {
+        assert_eq!(
+            stanza_error(few_elements(3), "<a><b/><c/><d/></a>"),
+            XmlError::TooManyElements { limit: 3 }
+        );
+        assert_eq!(
+            stanza_error(few_elements(3), "<a><b/><c/><d>"),
+            XmlError::TooManyElements { limit: 3 }
+        );
     }
 
     #[test]

@@ -17,6 +17,11 @@ fn session(registry: &Registry, jid: &str) -> (SessionHandle, SessionReceiver) {
     registry.new_session(full(jid), uuid::Uuid::now_v7())
 }
 
+fn message() -> starling_stanza::OutboundStanza {
+    let element: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+    starling_stanza::OutboundStanza::new(&element)
+}
+
 fn presence(priority: i8) -> minidom::Element {
     format!("<presence xmlns='jabber:client'><priority>{priority}</priority></presence>")
         .parse()
@@ -189,7 +194,7 @@ fn full_queue_reports_queue_full_then_closes_after_the_grace() {
         ..Default::default()
     });
     let (handle, rx) = session(&registry, "alice@localhost/slow");
-    let stanza: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+    let stanza = message();
     assert_eq!(handle.send(stanza.clone()), Ok(()));
     assert_eq!(handle.send(stanza.clone()), Ok(()));
     assert_eq!(handle.send(stanza.clone()), Err(SendError::QueueFull));
@@ -208,7 +213,7 @@ fn full_queue_reports_queue_full_then_closes_after_the_grace() {
 fn queued_stanzas_counts_what_the_reader_has_not_taken() {
     let registry = registry(RegistryConfig::default());
     let (handle, mut rx) = session(&registry, "alice@localhost/q");
-    let stanza: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+    let stanza = message();
     assert_eq!(handle.queued_stanzas(), 0);
     handle.send(stanza.clone()).unwrap();
     handle.send(stanza).unwrap();
@@ -225,7 +230,7 @@ fn full_queue_within_the_grace_does_not_close() {
         ..Default::default()
     });
     let (handle, mut rx) = session(&registry, "alice@localhost/slow");
-    let stanza: minidom::Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+    let stanza = message();
     handle.send(stanza.clone()).unwrap();
     assert_eq!(handle.send(stanza.clone()), Err(SendError::QueueFull));
     assert_eq!(rx.close_reason(), None);

@@ -19,7 +19,8 @@ impl Client {
     /// Everything queued for this client, serialized with single quotes.
     fn received(&mut self) -> Vec<String> {
         let mut out = Vec::new();
-        while let Some(element) = self.rx.try_recv() {
+        while let Some(stanza) = self.rx.try_recv() {
+            let element = stanza.to_element().unwrap();
             let mut bytes = Vec::new();
             element.write_to(&mut bytes).unwrap();
             out.push(String::from_utf8(bytes).unwrap());

@@ -391,11 +391,14 @@ fn bound_session_routes_stanzas_with_the_full_jid_as_from() {
 #[test]
 fn delivered_stanzas_are_written() {
     let mut h = bound_session();
-    h.stream.handle(Input::Deliver(
+    let message: Element =
         "<message xmlns='jabber:client' from='bob@localhost/x'><body>hi</body></message>"
             .parse()
-            .unwrap(),
-    ));
+            .unwrap();
+    h.stream
+        .handle(Input::Deliver(starling_stanza::OutboundStanza::new(
+            &message,
+        )));
     h.drain();
     assert!(
         h.written.ends_with(
