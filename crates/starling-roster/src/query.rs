@@ -1,5 +1,7 @@
 //! `jabber:iq:roster` queries (RFC 6121 §2), with versioning (§2.6, formerly XEP-0237).
 
+use std::collections::HashSet;
+
 use jid::BareJid;
 use minidom::Element;
 use starling_stanza::{IqType, StanzaErrorCondition};
@@ -112,22 +114,34 @@ fn parse_set(
     {
         return Err(StanzaErrorCondition::NotAcceptable);
     }
+    let groups = parse_groups(item, limits)?;
+    Ok(RosterRequest::Update { jid, name, groups })
+}
+
+/// The `<group/>` children of a roster set's item, in order. The count is checked as each one
+/// is read, so a stanza with thousands of groups costs at most `max_groups_per_item + 1`
+/// texts, and duplicates are found through a set, not by comparing every pair.
+fn parse_groups(
+    item: &Element,
+    limits: &RosterLimits,
+) -> Result<Vec<String>, StanzaErrorCondition> {
     let mut groups: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for group in item.children().filter(|c| c.is("group", NS_ROSTER)) {
+        if groups.len() >= limits.max_groups_per_item {
+            return Err(StanzaErrorCondition::NotAcceptable);
+        }
         let text = group.text();
         if text.is_empty() || text.len() > limits.max_group_bytes {
             return Err(StanzaErrorCondition::NotAcceptable);
         }
         // RFC 6121 §2.3.3: the same group twice is a bad request.
-        if groups.contains(&text) {
+        if !seen.insert(text.clone()) {
             return Err(StanzaErrorCondition::BadRequest);
         }
         groups.push(text);
     }
-    if groups.len() > limits.max_groups_per_item {
-        return Err(StanzaErrorCondition::NotAcceptable);
-    }
-    Ok(RosterRequest::Update { jid, name, groups })
+    Ok(groups)
 }
 
 /// The version string of a roster version number.
@@ -333,6 +347,38 @@ mod tests {
             expect![[
                 r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' subscription='remove'/>"#
             ]],
+        );
+    }
+
+    #[test]
+    fn group_limit_is_checked_while_parsing() {
+        let limits = RosterLimits {
+            max_groups_per_item: 2,
+            ..Default::default()
+        };
+        let check = |groups: &str| {
+            let xml = format!(
+                "<query xmlns='jabber:iq:roster'><item jid='a@localhost'>{groups}</item></query>"
+            );
+            parse_request(IqType::Set, &xml.parse().unwrap(), &limits)
+        };
+        // The third group is over the limit: refused there, before the duplicate after it
+        // is even looked at.
+        assert_eq!(
+            check("<group>A</group><group>B</group><group>C</group><group>C</group>"),
+            Err(StanzaErrorCondition::NotAcceptable)
+        );
+        assert_eq!(
+            check("<group>A</group><group>A</group>"),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+        assert_eq!(
+            check("<group>A</group><group>B</group>"),
+            Ok(RosterRequest::Update {
+                jid: "a@localhost".parse().unwrap(),
+                name: None,
+                groups: vec!["A".into(), "B".into()]
+            })
         );
     }
 }
