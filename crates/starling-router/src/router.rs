@@ -267,6 +267,17 @@ impl<S: Store> Router<S> {
         };
         let is_request = matches!(iq_type, IqType::Get | IqType::Set);
         match destination {
+            // RFC 6121 §2.1.6: a roster push comes only from the user's own account, and a
+            // client must ignore one from anywhere else; relaying another account's would
+            // only test that the client does. The sender gets the error the bare-JID branch
+            // below gives for another account's roster (§2.1.5).
+            Destination::Full(full)
+                if iq_type == IqType::Set
+                    && is_roster_query(&stanza)
+                    && full.to_bare() != sender.bare_jid() =>
+            {
+                self.bounce(sender, &stanza, StanzaErrorCondition::Forbidden);
+            }
             Destination::Full(full) => match self.registry.resource(&full) {
                 Some(target)
                     if !self.deliver(&target, stanza.element().clone(), None) && is_request =>

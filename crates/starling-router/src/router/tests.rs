@@ -392,3 +392,30 @@ async fn presence_reaches_own_resources_and_leaving_sends_unavailable() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn roster_push_from_another_account_is_refused_not_relayed() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    let mut other = w.connect("alice@localhost/b");
+    let mut bob = w.connect("bob@localhost/b");
+    let push = "<iq type='set' id='p1' to='alice@localhost/a'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query></iq>";
+    w.send(&bob, push).await;
+    assert!(alice.received().is_empty());
+    assert_eq!(
+        bob.received(),
+        [
+            "<iq xmlns='jabber:client' from='alice@localhost/a' id='p1' to='bob@localhost/b' type='error'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        ]
+    );
+    // From the account's own other resource it is the client's business (and so is a get).
+    w.send(&other, push).await;
+    assert_eq!(alice.received().len(), 1);
+    w.send(
+        &bob,
+        "<iq type='get' id='g1' to='alice@localhost/a'><query xmlns='jabber:iq:roster'/></iq>",
+    )
+    .await;
+    assert_eq!(alice.received().len(), 1);
+    other.received();
+}
