@@ -26,7 +26,8 @@ pub fn stream_features() -> Vec<Element> {
 /// Bounds on what a client may store in its roster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RosterLimits {
-    /// Items per roster; adding one more is `resource-constraint`.
+    /// Items per roster; adding one more (by roster set or subscription) is
+    /// `policy-violation`, enforced by storage (`RosterStore::apply`).
     pub max_items: usize,
     /// Bytes of an item's name; longer is `not-acceptable` (RFC 6121 §2.3.3).
     pub max_name_bytes: usize,

@@ -6,8 +6,8 @@ use jid::BareJid;
 use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
-use starling_stanza::{NS_CLIENT, Stanza};
-use starling_storage::{RosterChange, RosterItem};
+use starling_stanza::{NS_CLIENT, Stanza, StanzaErrorCondition};
+use starling_storage::{RosterChange, RosterItem, StorageError};
 
 use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
 
@@ -256,8 +256,16 @@ impl<S: Store> Router<S> {
             collect(&mut changes, contact, &user, &step, Some(&routed));
             contact_step = Some(step);
         }
-        if !self.commit(&changes).await {
-            return;
+        match self.commit(&changes).await {
+            Committed::Yes => {}
+            // The change would have created an item past limits.roster.max_items (§3.1.2
+            // subscribe, §3.4 pre-approval, §3.1.5 approval): nothing happened, and the user
+            // hears why (RFC 6120 §8.3.3.12: a local policy, fixed by removing an item).
+            Committed::RosterFull => {
+                self.bounce(sender, stanza, StanzaErrorCondition::PolicyViolation);
+                return;
+            }
+            Committed::Failed => return,
         }
         // The stanza reaches the contact first, then the presence it entitles the contact to
         // (§3.1.5: approval, then presence; §3.2.2: revocation, then unavailable).
@@ -302,7 +310,7 @@ impl<S: Store> Router<S> {
             );
             let mut changes = Vec::new();
             collect(&mut changes, from, owner, &answer, Some(&reply));
-            if self.commit(&changes).await && answer.deliver {
+            if self.commit(&changes).await == Committed::Yes && answer.deliver {
                 for target in self.registry.available_resources(from) {
                     self.deliver(&target, reply.clone(), None);
                 }
@@ -335,17 +343,25 @@ impl<S: Store> Router<S> {
         }
     }
 
-    /// Apply roster changes atomically and push every changed item to its owner's interested
-    /// resources (RFC 6121 §2.1.6). `false` (and logged) when storage failed.
-    pub(crate) async fn commit(&self, changes: &[RosterChange]) -> bool {
+    /// Apply roster changes atomically, never growing a roster past `limits.roster.max_items`,
+    /// and push every changed item to its owner's interested resources (RFC 6121 §2.1.6).
+    pub(crate) async fn commit(&self, changes: &[RosterChange]) -> Committed {
         if changes.is_empty() {
-            return true;
+            return Committed::Yes;
         }
-        let versions = match self.store.apply(changes).await {
+        let versions = match self
+            .store
+            .apply(changes, self.limits.roster.max_items)
+            .await
+        {
             Ok(versions) => versions,
+            Err(StorageError::RosterFull { owner, limit }) => {
+                tracing::debug!(%owner, limit, "roster full; the change was refused");
+                return Committed::RosterFull;
+            }
             Err(err) => {
                 tracing::error!(error = %err, "roster change failed; nothing was applied");
-                return false;
+                return Committed::Failed;
             }
         };
         for (change, version) in changes.iter().zip(versions) {
@@ -366,7 +382,7 @@ impl<S: Store> Router<S> {
                 self.deliver(&target, push, None);
             }
         }
-        true
+        Committed::Yes
     }
 
     pub(crate) async fn roster_of(&self, owner: &BareJid) -> Vec<RosterItem> {
@@ -421,6 +437,17 @@ impl<S: Store> Router<S> {
             self.subscription(sender, contact, kind, &stanza).await;
         }
     }
+}
+
+/// What [`Router::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// Applied and pushed.
+    Yes,
+    /// Nothing applied: an item would have been added to a full roster.
+    RosterFull,
+    /// Nothing applied: storage failed (logged).
+    Failed,
 }
 
 /// Turn one side's step into storage changes.

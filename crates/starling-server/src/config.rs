@@ -299,7 +299,8 @@ pub struct LimitsConfig {
     /// Seconds a session's queue may stay full before the session is closed with
     /// `<policy-violation/>`; meanwhile stanzas to it are treated as undeliverable. Default 5.
     pub outbound_queue_grace_secs: u64,
-    /// Items in one roster; adding more gets `resource-constraint`. Default 1000.
+    /// Items in one roster, by roster set or by subscription stanzas; one more gets
+    /// `policy-violation`. Default 1000.
     pub max_roster_items: usize,
     /// Bytes of a roster item's name or group; longer gets `not-acceptable`. Default 1024.
     pub max_roster_text_bytes: usize,

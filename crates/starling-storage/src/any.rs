@@ -103,8 +103,12 @@ impl RosterStore for AnyStore {
         forward!(self, store => store.roster_item(owner, contact))
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
-        forward!(self, store => store.apply(changes))
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        forward!(self, store => store.apply(changes, max_items))
     }
 
     async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {

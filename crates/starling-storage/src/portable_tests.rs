@@ -109,25 +109,28 @@ pub(crate) async fn export_reads_everything_of_one_host(store: &impl Store) {
     let bob_item = item("bob@localhost", Subscription::Both, &["Friends"]);
     let alice_item = item("alice@localhost", Subscription::Both, &[]);
     store
-        .apply(&[
-            RosterChange::Put {
-                owner: alice.clone(),
-                item: bob_item.clone(),
-            },
-            RosterChange::Put {
-                owner: bob.clone(),
-                item: alice_item.clone(),
-            },
-            RosterChange::AddRequest {
-                owner: alice.clone(),
-                contact: carol.clone(),
-                stanza: "<presence type='subscribe'/>".to_owned(),
-            },
-            RosterChange::Put {
-                owner: carol.clone(),
-                item: alice_item.clone(),
-            },
-        ])
+        .apply(
+            &[
+                RosterChange::Put {
+                    owner: alice.clone(),
+                    item: bob_item.clone(),
+                },
+                RosterChange::Put {
+                    owner: bob.clone(),
+                    item: alice_item.clone(),
+                },
+                RosterChange::AddRequest {
+                    owner: alice.clone(),
+                    contact: carol.clone(),
+                    stanza: "<presence type='subscribe'/>".to_owned(),
+                },
+                RosterChange::Put {
+                    owner: carol.clone(),
+                    item: alice_item.clone(),
+                },
+            ],
+            usize::MAX,
+        )
         .await
         .expect("apply");
     store
@@ -233,10 +236,13 @@ pub(crate) async fn import_replace_replaces_and_moves_the_version_on(store: &imp
         .expect("create");
     for contact in ["a@x.example", "b@x.example", "c@x.example"] {
         store
-            .apply(&[RosterChange::Put {
-                owner: alice.clone(),
-                item: item(contact, Subscription::None, &[]),
-            }])
+            .apply(
+                &[RosterChange::Put {
+                    owner: alice.clone(),
+                    item: item(contact, Subscription::None, &[]),
+                }],
+                usize::MAX,
+            )
             .await
             .expect("apply");
     }

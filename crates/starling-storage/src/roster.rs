@@ -161,9 +161,16 @@ pub trait RosterStore: Send + Sync + 'static {
 
     /// Apply these changes atomically; returns the new roster version of each change's owner,
     /// in order (for requests, the owner's unchanged version).
+    ///
+    /// A `Put` of a contact not yet in the owner's roster fails with
+    /// [`StorageError::RosterFull`] when that roster already holds `max_items` items (counted
+    /// inside the transaction, after the changes before it), and then nothing is applied.
+    /// Replacing an existing item is always allowed. Because the count is taken in the same
+    /// transaction as the insert, concurrent `apply`s cannot together pass the limit.
     fn apply(
         &self,
         changes: &[RosterChange],
+        max_items: usize,
     ) -> impl Future<Output = Result<Vec<u64>, StorageError>> + Send;
 
     /// Whether `contact` has a pending subscription request to `owner`.

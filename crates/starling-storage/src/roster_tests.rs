@@ -35,6 +35,8 @@ macro_rules! roster_store_tests {
             deleting_the_account_deletes_its_roster,
             concurrent_pushes_never_exceed_the_limit,
             concurrent_opposite_changes_all_land,
+            roster_limit_counts_new_items_in_the_transaction,
+            concurrent_applies_never_exceed_the_roster_limit,
         );
     };
     (@each $fresh_store:expr; $($name:ident),* $(,)?) => {
@@ -70,7 +72,10 @@ async fn with_accounts(store: &impl Store, users: &[&BareJid]) {
 }
 
 async fn apply(store: &impl Store, changes: &[RosterChange]) -> Vec<u64> {
-    store.apply(changes).await.expect("changes apply")
+    store
+        .apply(changes, usize::MAX)
+        .await
+        .expect("changes apply")
 }
 
 fn put(owner: &BareJid, item: &RosterItem) -> RosterChange {
@@ -216,16 +221,19 @@ pub(crate) async fn a_failing_change_leaves_nothing_applied(store: &impl Store) 
     with_accounts(store, &[&alice(), &bob()]).await;
     let nobody = jid("nobody@localhost");
     let err = store
-        .apply(&[
-            put(&alice(), &RosterItem::new(bob())),
-            RosterChange::AddRequest {
-                owner: bob(),
-                contact: alice(),
-                stanza: "<presence type='subscribe'/>".into(),
-            },
-            put(&nobody, &RosterItem::new(alice())),
-            put(&jid("localhost"), &RosterItem::new(alice())),
-        ])
+        .apply(
+            &[
+                put(&alice(), &RosterItem::new(bob())),
+                RosterChange::AddRequest {
+                    owner: bob(),
+                    contact: alice(),
+                    stanza: "<presence type='subscribe'/>".into(),
+                },
+                put(&nobody, &RosterItem::new(alice())),
+                put(&jid("localhost"), &RosterItem::new(alice())),
+            ],
+            usize::MAX,
+        )
         .await;
     // The first change whose owner is missing is the one reported.
     assert_eq!(err, Err(StorageError::AccountNotFound(nobody)));
@@ -354,15 +362,18 @@ pub(crate) async fn unknown_owner_has_nothing_and_cannot_be_written(store: &impl
         );
         assert_eq!(
             store
-                .apply(&[RosterChange::RemoveRequest {
-                    owner: owner.clone(),
-                    contact: bob(),
-                }])
+                .apply(
+                    &[RosterChange::RemoveRequest {
+                        owner: owner.clone(),
+                        contact: bob(),
+                    }],
+                    usize::MAX
+                )
                 .await,
             Err(StorageError::AccountNotFound(owner.clone()))
         );
     }
-    assert_eq!(store.apply(&[]).await, Ok(vec![]));
+    assert_eq!(store.apply(&[], usize::MAX).await, Ok(vec![]));
 }
 
 pub(crate) async fn offline_messages_in_order_with_a_limit_and_taken_once(store: &impl Store) {
@@ -463,7 +474,7 @@ pub(crate) async fn concurrent_opposite_changes_all_land(store: &impl Store) {
     let backward = [forward[1].clone(), forward[0].clone()];
     let results = join_all(
         (0..2 * ROUNDS)
-            .map(|n| store.apply(if n % 2 == 0 { &forward } else { &backward }))
+            .map(|n| store.apply(if n % 2 == 0 { &forward } else { &backward }, usize::MAX))
             .collect(),
     )
     .await;
@@ -479,4 +490,96 @@ pub(crate) async fn concurrent_opposite_changes_all_land(store: &impl Store) {
     let total = 2 * ROUNDS as u64;
     assert_eq!(store.roster(&alice()).await.expect("roster").0, total);
     assert_eq!(store.roster(&bob()).await.expect("roster").0, total);
+}
+
+fn contact(n: usize) -> BareJid {
+    jid(&format!("contact{n}@localhost"))
+}
+
+pub(crate) async fn roster_limit_counts_new_items_in_the_transaction(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    let full = || StorageError::RosterFull {
+        owner: alice(),
+        limit: 2,
+    };
+    let new_item = |n| put(&alice(), &RosterItem::new(contact(n)));
+    assert_eq!(
+        store.apply(&[new_item(0), new_item(1)], 2).await,
+        Ok(vec![1, 2])
+    );
+    // A third contact does not fit, and the whole list is refused: Bob's change too.
+    assert_eq!(
+        store
+            .apply(&[put(&bob(), &RosterItem::new(alice())), new_item(2)], 2)
+            .await,
+        Err(full())
+    );
+    assert_eq!(store.roster(&bob()).await, Ok((0, vec![])));
+    assert_eq!(store.roster(&alice()).await.expect("roster").1.len(), 2);
+    // Two new items in one list count together.
+    assert_eq!(
+        store.apply(&[new_item(2), new_item(3)], 3).await,
+        Err(StorageError::RosterFull {
+            owner: alice(),
+            limit: 3,
+        })
+    );
+    // Replacing an item of a full roster is fine, and so is adding after a removal in the
+    // same list.
+    let mut renamed = RosterItem::new(contact(0));
+    renamed.name = Some("Zero".into());
+    assert_eq!(
+        store.apply(&[put(&alice(), &renamed)], 2).await,
+        Ok(vec![3])
+    );
+    assert_eq!(
+        store
+            .apply(
+                &[
+                    RosterChange::Remove {
+                        owner: alice(),
+                        contact: contact(1),
+                    },
+                    new_item(2),
+                ],
+                2
+            )
+            .await,
+        Ok(vec![4, 5])
+    );
+    // Requests are not roster items and are not counted.
+    assert_eq!(
+        store
+            .apply(
+                &[RosterChange::AddRequest {
+                    owner: alice(),
+                    contact: contact(9),
+                    stanza: "<presence type='subscribe'/>".into(),
+                }],
+                2
+            )
+            .await,
+        Ok(vec![5])
+    );
+}
+
+pub(crate) async fn concurrent_applies_never_exceed_the_roster_limit(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    const LIMIT: usize = 5;
+    let changes: Vec<[RosterChange; 1]> = (0..20)
+        .map(|n| [put(&alice(), &RosterItem::new(contact(n)))])
+        .collect();
+    let results = join_all(changes.iter().map(|c| store.apply(c, LIMIT)).collect()).await;
+    let applied = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| {
+            **r == Err(StorageError::RosterFull {
+                owner: alice(),
+                limit: LIMIT,
+            })
+        })
+        .count();
+    assert_eq!((applied, refused), (LIMIT, 20 - LIMIT), "{results:?}");
+    assert_eq!(store.roster(&alice()).await.expect("roster").1.len(), LIMIT);
 }

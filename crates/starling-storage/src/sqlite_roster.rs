@@ -74,13 +74,18 @@ impl RosterStore for SqliteStore {
         .await
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
         let changes = changes.to_vec();
         self.with_conn(move |conn| {
+            // IMMEDIATE: the one writer, so an item count taken here stays true until commit.
             let tx = write_transaction(conn)?;
             let mut versions = Vec::with_capacity(changes.len());
             for change in &changes {
-                versions.push(apply_one(&tx, change)?);
+                versions.push(apply_one(&tx, change, max_items)?);
             }
             tx.commit().map_err(backend("commit roster change"))?;
             Ok(versions)
@@ -204,7 +209,11 @@ impl OfflineStore for SqliteStore {
     }
 }
 
-fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, StorageError> {
+fn apply_one(
+    tx: &Transaction<'_>,
+    change: &RosterChange,
+    max_items: usize,
+) -> Result<u64, StorageError> {
     let owner = match change {
         RosterChange::Put { owner, .. }
         | RosterChange::Remove { owner, .. }
@@ -216,9 +225,16 @@ fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, Storage
     match change {
         RosterChange::Put { item, .. } => {
             let contact = item.jid.as_str();
-            tx.prepare_cached("DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2")
+            let replaced = tx
+                .prepare_cached("DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2")
                 .and_then(|mut stmt| stmt.execute(params![account, contact]))
                 .map_err(backend("replace roster item"))?;
+            if replaced == 0 && item_count(tx, account)? >= max_items {
+                return Err(StorageError::RosterFull {
+                    owner: owner.clone(),
+                    limit: max_items,
+                });
+            }
             tx.prepare_cached("INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .and_then(|mut stmt| stmt.execute(params![account, contact, item.name, item.subscription.as_str(), item.pending_out, item.approved],
@@ -373,6 +389,15 @@ fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageEr
         })
         .optional()
         .map_err(backend("look up account"))
+}
+
+/// How many items the roster of `account` holds.
+fn item_count(conn: &Connection, account: i64) -> Result<usize, StorageError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM roster_items WHERE account_id = ?1")
+        .and_then(|mut stmt| stmt.query_row(params![account], |row| row.get(0)))
+        .map_err(backend("count roster items"))?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
 fn roster_version(conn: &Connection, account: i64) -> Result<u64, StorageError> {

@@ -227,8 +227,12 @@ impl<S: RosterStore> RosterStore for TestDb<S> {
         self.store.roster_item(owner, contact).await
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
-        self.store.apply(changes).await
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.store.apply(changes, max_items).await
     }
 
     async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
@@ -528,10 +532,13 @@ async fn version_1_database_gains_rosters_and_keeps_accounts() {
     let item = RosterItem::new(jid("bob@example.org"));
     assert_eq!(
         upgraded
-            .apply(&[RosterChange::Put {
-                owner: alice(),
-                item: item.clone(),
-            }])
+            .apply(
+                &[RosterChange::Put {
+                    owner: alice(),
+                    item: item.clone(),
+                }],
+                usize::MAX
+            )
             .await,
         Ok(vec![1])
     );
@@ -550,21 +557,24 @@ async fn delete_cascades_to_roster_tables() {
     let mut item = RosterItem::new(bob.clone());
     item.groups = vec!["Friends".into(), "Work".into()];
     item.subscription = Subscription::Both;
-    db.apply(&[
-        RosterChange::Put {
-            owner: alice(),
-            item,
-        },
-        RosterChange::AddRequest {
-            owner: alice(),
-            contact: bob.clone(),
-            stanza: "<presence/>".into(),
-        },
-        RosterChange::Put {
-            owner: bob.clone(),
-            item: RosterItem::new(alice()),
-        },
-    ])
+    db.apply(
+        &[
+            RosterChange::Put {
+                owner: alice(),
+                item,
+            },
+            RosterChange::AddRequest {
+                owner: alice(),
+                contact: bob.clone(),
+                stanza: "<presence/>".into(),
+            },
+            RosterChange::Put {
+                owner: bob.clone(),
+                item: RosterItem::new(alice()),
+            },
+        ],
+        usize::MAX,
+    )
     .await
     .expect("apply");
     let message = OfflineMessage {

@@ -162,7 +162,11 @@ impl RosterStore for PostgresStore {
         row.as_ref().map(item_from_row).transpose()
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -186,7 +190,7 @@ impl RosterStore for PostgresStore {
         }
         let mut versions = Vec::with_capacity(changes.len());
         for (account, change) in targets {
-            versions.push(apply_one(statements, &tx, account, change).await?);
+            versions.push(apply_one(statements, &tx, account, change, max_items).await?);
         }
         tx.commit().await.map_err(backend("commit roster change"))?;
         Ok(versions)
@@ -390,10 +394,32 @@ async fn apply_one(
     tx: &impl GenericClient,
     account: i64,
     change: &RosterChange,
+    max_items: usize,
 ) -> Result<u64, StorageError> {
     match change {
-        RosterChange::Put { item, .. } => {
+        RosterChange::Put { owner, item } => {
             let contact = item.jid.as_str();
+            // The owner's account row is locked (`lock_owners`), so no other transaction adds
+            // to this roster between the count and the insert.
+            let count = Connection::prepare(
+                statements,
+                tx,
+                "SELECT count(*) FILTER (WHERE contact <> $2), bool_or(contact = $2)
+                 FROM roster_items WHERE account_id = $1",
+            )
+            .await?;
+            let row = tx
+                .query_one(&count, &[&account, &contact])
+                .await
+                .map_err(backend("count roster items"))?;
+            let others: i64 = row.try_get(0).map_err(backend("count roster items"))?;
+            let exists: Option<bool> = row.try_get(1).map_err(backend("count roster items"))?;
+            if exists != Some(true) && usize::try_from(others).unwrap_or(usize::MAX) >= max_items {
+                return Err(StorageError::RosterFull {
+                    owner: owner.clone(),
+                    limit: max_items,
+                });
+            }
             let upsert = Connection::prepare(
                 statements,
                 tx,
