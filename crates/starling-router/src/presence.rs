@@ -14,6 +14,13 @@ use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr
 /// XEP-0203 delayed delivery.
 const NS_DELAY: &str = "urn:xmpp:delay";
 
+/// Offline messages read from storage at a time when a resource becomes reachable.
+pub const OFFLINE_PAGE_MESSAGES: usize = 32;
+
+/// Queue slots offline delivery leaves free for what else the session is owed meanwhile
+/// (presence, the answer to its next request). Messages that do not fit stay stored.
+pub const OFFLINE_QUEUE_HEADROOM: usize = 4;
+
 impl<S: Store> Router<S> {
     pub(crate) async fn route_presence(
         &self,
@@ -200,27 +207,62 @@ impl<S: Store> Router<S> {
         }
     }
 
+    /// Hand stored messages to `sender` (XEP-0160 §3) a page at a time, only as many as its
+    /// queue has room for, and remove from storage exactly those the queue took: a message
+    /// that does not fit now stays stored for the resource's next chance (its next login, or
+    /// raising its priority from negative). The connection task drains the queue only after
+    /// this returns, so waiting here for room would wait forever.
     async fn flush_offline(&self, sender: &SessionHandle) {
         let user = sender.bare_jid();
-        let messages = match self.store.take_offline(&user).await {
-            Ok(messages) => messages,
-            Err(err) => {
-                tracing::error!(%user, error = %err, "reading offline messages failed");
+        let domain = user.domain().as_str().to_owned();
+        loop {
+            let room = sender
+                .queue_room()
+                .saturating_sub(OFFLINE_QUEUE_HEADROOM)
+                .min(OFFLINE_PAGE_MESSAGES);
+            if room == 0 {
                 return;
             }
-        };
-        let domain = user.domain().as_str().to_owned();
-        for message in messages {
-            let Ok(mut element) = message.stanza.parse::<Element>() else {
-                tracing::error!(%user, "a stored offline message does not parse; dropped");
-                continue;
+            let page = match self.store.offline_page(&user, room).await {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::error!(%user, error = %err, "reading offline messages failed");
+                    return;
+                }
             };
-            // XEP-0203: when the server first received it.
-            let mut delay = Element::builder("delay", NS_DELAY).build();
-            set_attr(&mut delay, "from", Some(&domain));
-            set_attr(&mut delay, "stamp", Some(&stamp(message.stored_at_unix_ms)));
-            element.append_child(delay);
-            self.deliver(sender, element, None);
+            let fetched = page.len();
+            let mut handed_over = Vec::with_capacity(fetched);
+            let mut queue_full = false;
+            for stored in page {
+                let Ok(mut element) = stored.message.stanza.parse::<Element>() else {
+                    tracing::error!(%user, "a stored offline message does not parse; dropped");
+                    handed_over.push(stored.id);
+                    continue;
+                };
+                // XEP-0203: when the server first received it.
+                let mut delay = Element::builder("delay", NS_DELAY).build();
+                set_attr(&mut delay, "from", Some(&domain));
+                set_attr(
+                    &mut delay,
+                    "stamp",
+                    Some(&stamp(stored.message.stored_at_unix_ms)),
+                );
+                element.append_child(delay);
+                if !self.deliver(sender, element, None) {
+                    queue_full = true;
+                    break;
+                }
+                handed_over.push(stored.id);
+            }
+            if let Err(err) = self.store.remove_offline(&user, &handed_over).await {
+                // Delivered but still stored: the next login delivers them again, which is
+                // better than losing them.
+                tracing::error!(%user, error = %err, "removing delivered offline messages failed");
+                return;
+            }
+            if queue_full || fetched < room {
+                return;
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use starling_registry::{Registry, SessionHandle};
 use starling_roster::RosterLimits;
 use starling_services::{Clock, Target};
 use starling_stanza::{IqType, NS_CLIENT, Stanza, StanzaErrorCondition, StanzaKind};
-use starling_storage::{AccountStore, OfflineMessage, OfflineStore, RosterStore};
+use starling_storage::{AccountStore, OfflineMessage, OfflineQuota, OfflineStore, RosterStore};
 
 /// Everything the router keeps for accounts: credentials (to know who exists), rosters and
 /// offline messages.
@@ -26,6 +26,9 @@ pub struct RouterLimits {
     /// Offline messages kept per account (XEP-0160); past it, senders get
     /// `service-unavailable`.
     pub max_offline_messages: usize,
+    /// Bytes of offline messages (serialized stanzas) kept per account; past it, senders get
+    /// `service-unavailable` as for the count.
+    pub max_offline_bytes: usize,
 }
 
 impl Default for RouterLimits {
@@ -33,6 +36,7 @@ impl Default for RouterLimits {
         Self {
             roster: RosterLimits::default(),
             max_offline_messages: 100,
+            max_offline_bytes: 1024 * 1024,
         }
     }
 }
@@ -335,7 +339,14 @@ impl<S: Store> Router<S> {
         };
         match self
             .store
-            .push_offline(owner, &message, self.limits.max_offline_messages)
+            .push_offline(
+                owner,
+                &message,
+                OfflineQuota {
+                    max_messages: self.limits.max_offline_messages,
+                    max_bytes: self.limits.max_offline_bytes,
+                },
+            )
             .await
         {
             Ok(stored) => stored,

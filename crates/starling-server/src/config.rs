@@ -307,6 +307,9 @@ pub struct LimitsConfig {
     /// Offline messages kept per account (XEP-0160); more gets `service-unavailable`.
     /// Default 100.
     pub max_offline_messages: usize,
+    /// Bytes of offline messages kept per account (their serialized stanzas); a message that
+    /// would pass it gets `service-unavailable`, as past the count. Default 1048576 (1 MiB).
+    pub max_offline_bytes: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -400,6 +403,7 @@ impl Default for LimitsConfig {
             max_roster_items: starling_roster::RosterLimits::default().max_items,
             max_roster_text_bytes: starling_roster::RosterLimits::default().max_name_bytes,
             max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
+            max_offline_bytes: starling_router::RouterLimits::default().max_offline_bytes,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -658,6 +662,7 @@ impl Config {
             "limits.max_roster_items" => limits.max_roster_items;
             "limits.max_roster_text_bytes" => limits.max_roster_text_bytes;
             "limits.max_offline_messages" => limits.max_offline_messages;
+            "limits.max_offline_bytes" => limits.max_offline_bytes;
         }
         let mut changed = Vec::new();
         macro_rules! live {
@@ -765,6 +770,7 @@ impl Config {
                 ..starling_roster::RosterLimits::default()
             },
             max_offline_messages: self.limits.max_offline_messages,
+            max_offline_bytes: self.limits.max_offline_bytes,
         }
     }
 

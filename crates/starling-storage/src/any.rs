@@ -5,7 +5,8 @@ use starling_sasl::StoredCredentials;
 
 use crate::portable::{AccountData, ExistingAccounts, PortableStore};
 use crate::roster::{
-    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
+    InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
+    RosterStore, StoredOffline,
 };
 use crate::{AccountStore, PostgresStore, SqliteStore, StorageError};
 
@@ -143,13 +144,25 @@ impl OfflineStore for AnyStore {
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
-        forward!(self, store => store.push_offline(owner, message, limit))
+        forward!(self, store => store.push_offline(owner, message, quota))
     }
 
     async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
         forward!(self, store => store.take_offline(owner))
+    }
+
+    async fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> Result<Vec<StoredOffline>, StorageError> {
+        forward!(self, store => store.offline_page(owner, max))
+    }
+
+    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
+        forward!(self, store => store.remove_offline(owner, ids))
     }
 }
 

@@ -86,8 +86,8 @@ pub use any::AnyStore;
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::PostgresStore;
 pub use roster::{
-    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
-    Subscription,
+    InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
+    RosterStore, StoredOffline, Subscription,
 };
 pub use sqlite::SqliteStore;
 

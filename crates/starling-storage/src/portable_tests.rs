@@ -5,8 +5,8 @@ use jid::BareJid;
 
 use crate::account_tests::{credentials, dump, jid};
 use crate::{
-    AccountData, AccountStore, ExistingAccounts, OfflineMessage, OfflineStore, PortableStore,
-    RosterChange, RosterItem, RosterStore, StorageError, Subscription,
+    AccountData, AccountStore, ExistingAccounts, OfflineMessage, OfflineQuota, OfflineStore,
+    PortableStore, RosterChange, RosterItem, RosterStore, StorageError, Subscription,
 };
 
 /// Generates one `#[tokio::test]` per body in this module, each on a fresh store.
@@ -134,7 +134,7 @@ pub(crate) async fn export_reads_everything_of_one_host(store: &impl Store) {
         .await
         .expect("apply");
     store
-        .push_offline(&alice, &message(5, "hello"), 10)
+        .push_offline(&alice, &message(5, "hello"), OfflineQuota::messages(10))
         .await
         .expect("push");
 
@@ -247,7 +247,7 @@ pub(crate) async fn import_replace_replaces_and_moves_the_version_on(store: &imp
             .expect("apply");
     }
     store
-        .push_offline(&alice, &message(1, "old"), 10)
+        .push_offline(&alice, &message(1, "old"), OfflineQuota::messages(10))
         .await
         .expect("push");
     // Version 3 now; the imported roster has version 1, so the result must be 4.

@@ -15,8 +15,8 @@ use jid::BareJid;
 use starling_sasl::StoredCredentials;
 use starling_storage::{
     AccountData, AccountStore, AnyStore, ExistingAccounts, InitialPresence, OfflineMessage,
-    OfflineStore, PortableStore, PostgresStore, RosterChange, RosterItem, RosterStore,
-    StorageError, Subscription,
+    OfflineQuota, OfflineStore, PortableStore, PostgresStore, RosterChange, RosterItem,
+    RosterStore, StorageError, StoredOffline, Subscription,
 };
 use tokio_postgres::NoTls;
 
@@ -253,13 +253,25 @@ impl<S: OfflineStore> OfflineStore for TestDb<S> {
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
-        self.store.push_offline(owner, message, limit).await
+        self.store.push_offline(owner, message, quota).await
     }
 
     async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
         self.store.take_offline(owner).await
+    }
+
+    async fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> Result<Vec<StoredOffline>, StorageError> {
+        self.store.offline_page(owner, max).await
+    }
+
+    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
+        self.store.remove_offline(owner, ids).await
     }
 }
 
@@ -581,7 +593,9 @@ async fn delete_cascades_to_roster_tables() {
         stored_at_unix_ms: 1,
         stanza: "<message/>".into(),
     };
-    db.push_offline(&alice(), &message, 10).await.expect("push");
+    db.push_offline(&alice(), &message, OfflineQuota::messages(10))
+        .await
+        .expect("push");
     db.delete_account(&alice()).await.expect("delete");
     let raw = db.raw().await;
     // Only Bob's version and item are left.
