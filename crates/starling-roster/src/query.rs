@@ -151,10 +151,19 @@ pub fn format_version(version: u64) -> String {
 }
 
 /// `<item/>` for a roster result or push.
+///
+/// A name or group holding a character XML 1.0 does not allow (stored before imports checked
+/// for them, or written to the database by other means) is sent without it, and a group left
+/// empty is left out: one such character would end the client's stream at every roster fetch.
 pub fn item_element(item: &RosterItem) -> Element {
     let mut element = Element::builder("item", NS_ROSTER).build();
     set(&mut element, "jid", Some(item.jid.as_str()));
-    set(&mut element, "name", item.name.as_deref());
+    let name = item
+        .name
+        .as_deref()
+        .map(|name| starling_stanza::strip_illegal_xml_chars(name).0)
+        .filter(|name| !name.is_empty());
+    set(&mut element, "name", name.as_deref());
     set(
         &mut element,
         "subscription",
@@ -167,9 +176,13 @@ pub fn item_element(item: &RosterItem) -> Element {
         set(&mut element, "approved", Some("true"));
     }
     for group in &item.groups {
+        let (group, _) = starling_stanza::strip_illegal_xml_chars(group);
+        if group.is_empty() {
+            continue;
+        }
         element.append_child(
             Element::builder("group", NS_ROSTER)
-                .append(group.as_str())
+                .append(group.into_owned())
                 .build(),
         );
     }
@@ -380,6 +393,26 @@ mod tests {
                 name: None,
                 groups: vec!["A".into(), "B".into()]
             })
+        );
+    }
+
+    #[test]
+    fn characters_xml_forbids_never_reach_the_stream() {
+        let mut item = RosterItem::new("bob@localhost".parse().unwrap());
+        item.name = Some("B\u{1}ob\u{1b}".into());
+        item.groups = vec!["Fri\u{2}ends".into(), "\u{ffff}".into()];
+        render(
+            &item_element(&item),
+            expect![[
+                r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' name='Bob' subscription='none'><group>Friends</group></item>"#
+            ]],
+        );
+        item.name = Some("\u{7}".into());
+        render(
+            &item_element(&item),
+            expect![[
+                r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' subscription='none'><group>Friends</group></item>"#
+            ]],
         );
     }
 }
