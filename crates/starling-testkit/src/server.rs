@@ -71,6 +71,9 @@ pub struct ServerOptions {
     /// `storage.postgres_url` with `storage.backend = "postgres"`; `None` keeps the embedded
     /// SQLite database in the data directory.
     pub postgres_url: Option<String>,
+    /// Raw TOML lines appended to the generated `[limits]` section, for limits the fields
+    /// above do not cover (`max_roster_items = 5`, one per line).
+    pub extra_limits: String,
     /// Raw TOML appended to the generated file: whole sections the fields above do not cover
     /// (`[metrics]`, `[admin]`, `[tls]`, `[log]`, …). Must not repeat a section written above
     /// (`[listen]`, `[c2s]`, `[limits]`, and `[storage]` when `postgres_url` is set).
@@ -104,6 +107,7 @@ impl Default for ServerOptions {
             idle_ping_timeout_secs: 30,
             log_filter: None,
             postgres_url: None,
+            extra_limits: String::new(),
             extra_toml: String::new(),
         }
     }
@@ -195,7 +199,7 @@ read_bytes_per_sec = {}
 read_burst_bytes = {}
 auth_failure_delay_ms = {}
 max_auth_failure_delay_ms = {}
-"#,
+{}"#,
             self.hosts
                 .iter()
                 .map(|host| format!("{host:?}"))
@@ -222,6 +226,7 @@ max_auth_failure_delay_ms = {}
             self.read_burst_bytes,
             self.auth_failure_delay_ms,
             self.max_auth_failure_delay_ms,
+            extra_lines(&self.extra_limits),
             data_dir = data_dir.display().to_string(),
         ) + &self.storage_toml()
             + &self.extra_toml_section()
@@ -709,6 +714,16 @@ fn first_host(options: &ServerOptions) -> String {
 
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| format!("(no log: {error})"))
+}
+
+/// `lines` ending in a newline, or nothing.
+fn extra_lines(lines: &str) -> String {
+    let lines = lines.trim();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("{lines}\n")
+    }
 }
 
 #[cfg(test)]
