@@ -29,6 +29,10 @@ impl Client {
 }
 
 async fn world() -> World {
+    world_with(RegistryConfig::default()).await
+}
+
+async fn world_with(config: RegistryConfig) -> World {
     let store = SqliteStore::open_in_memory().unwrap();
     let creds =
         StoredCredentials::from_password("pw", b"0123456789abcdef", b"0123456789abcdef", 4096)
@@ -39,10 +43,7 @@ async fn world() -> World {
             .await
             .unwrap();
     }
-    let registry = Arc::new(Registry::new(
-        ["localhost".to_owned()],
-        RegistryConfig::default(),
-    ));
+    let registry = Arc::new(Registry::new(["localhost".to_owned()], config));
     World {
         router: Router::new(registry, store, RouterLimits::default()),
     }
@@ -418,4 +419,41 @@ async fn roster_push_from_another_account_is_refused_not_relayed() {
     .await;
     assert_eq!(alice.received().len(), 1);
     other.received();
+}
+
+#[tokio::test]
+async fn offline_messages_that_do_not_fit_the_queue_stay_stored() {
+    // A queue of 12: the reflected presence and 4 slots kept free leave room for 7 messages.
+    let w = world_with(RegistryConfig {
+        queue_depth: 12,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let alice = w.connect("alice@localhost/a");
+    for n in 0..20 {
+        w.send(
+            &alice,
+            &format!("<message to='bob@localhost' type='chat'><body>m{n}</body></message>"),
+        )
+        .await;
+    }
+    let mut bodies = Vec::new();
+    for login in 0..5 {
+        let mut bob = w.connect(&format!("bob@localhost/r{login}"));
+        w.send(&bob, "<presence/>").await;
+        let got: Vec<String> = bob
+            .received()
+            .into_iter()
+            .filter(|s| s.starts_with("<message"))
+            .collect();
+        assert!(got.len() <= 7, "login {login}: {}", got.len());
+        bodies.extend(got.iter().filter_map(|s| {
+            let start = s.find("<body>")? + 6;
+            let end = s.find("</body>")?;
+            s.get(start..end).map(str::to_owned)
+        }));
+        w.router.session_ended(&bob.handle).await;
+    }
+    let expected: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
+    assert_eq!(bodies, expected);
 }
