@@ -2,6 +2,9 @@
 //! presence, the subscription handshake between two local accounts, and what a resource is
 //! owed when it becomes available (pending requests, offline messages).
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
 use jid::BareJid;
 use minidom::Element;
 use starling_registry::SessionHandle;
@@ -214,6 +217,10 @@ impl<S: Store> Router<S> {
     /// this returns, so waiting here for room would wait forever.
     async fn flush_offline(&self, sender: &SessionHandle) {
         let user = sender.bare_jid();
+        let Some(_claim) = FlushClaim::take(&self.offline_flushing, &user) else {
+            // Another resource of the account is being handed them now.
+            return;
+        };
         let domain = user.domain().as_str().to_owned();
         loop {
             let room = sender
@@ -478,6 +485,36 @@ impl<S: Store> Router<S> {
         if let Ok(stanza) = Stanza::try_from(element) {
             self.subscription(sender, contact, kind, &stanza).await;
         }
+    }
+}
+
+/// The right to hand `user`'s offline messages to a session, held for one flush; dropping it
+/// gives the right back.
+pub(crate) struct FlushClaim<'a> {
+    flushing: &'a Mutex<HashSet<BareJid>>,
+    user: BareJid,
+}
+
+impl<'a> FlushClaim<'a> {
+    /// `None` while someone else holds the claim for `user`.
+    pub(crate) fn take(flushing: &'a Mutex<HashSet<BareJid>>, user: &BareJid) -> Option<Self> {
+        let is_new = flushing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(user.clone());
+        is_new.then(|| Self {
+            flushing,
+            user: user.clone(),
+        })
+    }
+}
+
+impl Drop for FlushClaim<'_> {
+    fn drop(&mut self) {
+        self.flushing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.user);
     }
 }
 

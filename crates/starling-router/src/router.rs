@@ -1,7 +1,8 @@
 //! The routing decisions.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use jid::{BareJid, FullJid, Jid};
@@ -49,6 +50,12 @@ pub struct Router<S> {
     started: Instant,
     /// Ids for server-generated stanzas (roster pushes).
     next_id: AtomicU64,
+    /// Accounts whose offline messages a resource is being handed right now. Reading a page
+    /// and removing what was delivered are two storage calls, so a second resource of the
+    /// same account must not read the same page meanwhile; it skips the flush instead
+    /// (XEP-0160 §3: the messages go to one resource). A std mutex: never held across an
+    /// await.
+    pub(crate) offline_flushing: Mutex<HashSet<BareJid>>,
 }
 
 /// Where a stanza is addressed, as far as routing cares.
@@ -86,6 +93,7 @@ impl<S: Store> Router<S> {
             limits,
             started: Instant::now(),
             next_id: AtomicU64::new(1),
+            offline_flushing: Mutex::new(HashSet::new()),
         }
     }
 

@@ -457,3 +457,31 @@ async fn offline_messages_that_do_not_fit_the_queue_stay_stored() {
     let expected: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
     assert_eq!(bodies, expected);
 }
+
+#[tokio::test]
+async fn a_second_resource_does_not_read_offline_messages_being_handed_to_the_first() {
+    let w = world().await;
+    let alice = w.connect("alice@localhost/a");
+    w.send(
+        &alice,
+        "<message to='bob@localhost' type='chat'><body>once</body></message>",
+    )
+    .await;
+    let bob = "bob@localhost".parse().unwrap();
+    // Stands in for a flush to another resource of Bob's, between its read and its removal.
+    let claim = crate::presence::FlushClaim::take(&w.router.offline_flushing, &bob)
+        .expect("nobody is flushing");
+    assert!(crate::presence::FlushClaim::take(&w.router.offline_flushing, &bob).is_none());
+    let mut phone = w.connect("bob@localhost/phone");
+    w.send(&phone, "<presence/>").await;
+    assert!(!phone.received().iter().any(|s| s.starts_with("<message")));
+    drop(claim);
+    let mut desk = w.connect("bob@localhost/desk");
+    w.send(&desk, "<presence/>").await;
+    let got: Vec<String> = desk
+        .received()
+        .into_iter()
+        .filter(|s| s.starts_with("<message"))
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+}
