@@ -277,8 +277,13 @@ fn item_element(item: &RosterItem) -> Element {
     let mut builder = Element::builder("item", NS_ROSTER)
         .attr(name("jid"), item.jid.as_str())
         .attr(name("subscription"), item.subscription.as_str());
+    // Characters XML forbids (in data stored before imports removed them) would make a backup
+    // that cannot be read back; they are left out, as on the stream.
     if let Some(contact_name) = &item.name {
-        builder = builder.attr(name("name"), contact_name.as_str());
+        let (contact_name, _) = starling_stanza::strip_illegal_xml_chars(contact_name);
+        if !contact_name.is_empty() {
+            builder = builder.attr(name("name"), contact_name.as_ref());
+        }
     }
     if item.pending_out {
         builder = builder.attr(name("ask"), "subscribe");
@@ -287,7 +292,10 @@ fn item_element(item: &RosterItem) -> Element {
         builder = builder.attr(name("approved"), "true");
     }
     for group in &item.groups {
-        builder = builder.append(text_element("group", NS_ROSTER, group.clone()));
+        let (group, _) = starling_stanza::strip_illegal_xml_chars(group);
+        if !group.is_empty() {
+            builder = builder.append(text_element("group", NS_ROSTER, group.into_owned()));
+        }
     }
     builder.build()
 }

@@ -256,7 +256,7 @@ fn read_roster(
                     warnings.push(format!("{at}: skipped the item {contact}, not a table"));
                     continue;
                 };
-                data.roster.push(roster_item(jid, fields, &at)?);
+                data.roster.push(roster_item(jid, fields, &at, warnings)?);
             }
             _ => warnings.push(format!(
                 "{at}: skipped an entry with a key that is not a JID"
@@ -288,8 +288,28 @@ fn read_roster(
     Ok(())
 }
 
-fn roster_item(jid: BareJid, fields: &Table, at: &str) -> Result<RosterItem, BackupError> {
-    let at = format!("{at} item {jid}");
+/// Lua strings may hold any bytes; a name or group with a character XML 1.0 does not allow
+/// would break the user's stream at every roster fetch. Such characters are removed rather than
+/// the import refused: names and groups are the user's labels, losing a control character
+/// does not change what they say, and one bad label should not stop a whole host's import.
+/// Each removal is reported with `warning:`.
+fn xml_text(text: &str, what: &str, at: &str, jid: &BareJid, warnings: &mut Vec<String>) -> String {
+    let (kept, removed) = starling_stanza::strip_illegal_xml_chars(text);
+    if removed > 0 {
+        warnings.push(format!(
+            "{at}: removed {removed} character(s) not allowed in XML from {what} of {jid}"
+        ));
+    }
+    kept.into_owned()
+}
+
+fn roster_item(
+    jid: BareJid,
+    fields: &Table,
+    roster_at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<RosterItem, BackupError> {
+    let at = format!("{roster_at} item {jid}");
     let text = |key: &str| fields.get(key).and_then(Value::as_str);
     let subscription = match text("subscription") {
         None => Subscription::None,
@@ -305,17 +325,23 @@ fn roster_item(jid: BareJid, fields: &Table, at: &str) -> Result<RosterItem, Bac
                 (Value::Number(_), Value::Str(_)) => value.as_str(),
                 _ => None,
             };
-            if let Some(group) = group.filter(|g| !g.is_empty()) {
-                groups.push(group.to_owned());
+            if let Some(group) = group {
+                let group = xml_text(group, "a group", roster_at, &jid, warnings);
+                if !group.is_empty() {
+                    groups.push(group);
+                }
             }
         }
     }
     // Lua tables have no order; sort for a stable result.
     groups.sort();
     groups.dedup();
+    let name = text("name")
+        .map(|name| xml_text(name, "the name", roster_at, &jid, warnings))
+        .filter(|name| !name.is_empty());
     Ok(RosterItem {
         jid,
-        name: text("name").map(str::to_owned),
+        name,
         groups,
         subscription,
         pending_out: text("ask") == Some("subscribe"),
@@ -538,6 +564,44 @@ mod tests {
         );
         check("return 1", "does not return a table");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_removed_from_names_and_groups_and_reported() {
+        let dir =
+            std::env::temp_dir().join(format!("starling-prosody-xml-test-{}", std::process::id()));
+        let host = dir.join("localhost");
+        std::fs::create_dir_all(host.join("accounts")).expect("mkdir");
+        std::fs::create_dir_all(host.join("roster")).expect("mkdir");
+        std::fs::write(
+            host.join("accounts/amy.dat"),
+            "return { password = \"pw\" }",
+        )
+        .expect("write");
+        std::fs::write(
+            host.join("roster/amy.dat"),
+            "return { [\"bob@localhost\"] = { subscription = \"both\", name = \"B\\1ob\\27\", \
+             groups = { [\"Fri\\2ends\"] = true, [\"\\3\"] = true } } }",
+        )
+        .expect("write");
+        let import = read_dir(&dir, None).expect("reads");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        let amy = account(&import, "amy@localhost");
+        let bob = amy.data.roster.first().expect("bob is imported");
+        assert_eq!(
+            (bob.name.as_deref(), bob.groups.as_slice()),
+            (Some("Bob"), ["Friends".to_owned()].as_slice())
+        );
+        let mut warnings = import.warnings.clone();
+        warnings.sort();
+        assert_eq!(
+            warnings,
+            [
+                "amy@localhost, roster: removed 1 character(s) not allowed in XML from a group of bob@localhost",
+                "amy@localhost, roster: removed 1 character(s) not allowed in XML from a group of bob@localhost",
+                "amy@localhost, roster: removed 2 character(s) not allowed in XML from the name of bob@localhost",
+            ]
+        );
     }
 
     #[test]

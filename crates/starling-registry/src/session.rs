@@ -352,6 +352,17 @@ impl SessionHandle {
         lock(&self.inner.outbox).close.is_some()
     }
 
+    /// How many more stanzas the outbound queue takes before [`SessionHandle::send`] fails
+    /// with [`SendError::QueueFull`] (0 once the session has ended); the byte bound may stop
+    /// it sooner.
+    pub fn queue_room(&self) -> usize {
+        let outbox = lock(&self.inner.outbox);
+        if outbox.receiver_gone {
+            return 0;
+        }
+        self.inner.limits.stanzas.saturating_sub(outbox.queue.len())
+    }
+
     /// Stanzas waiting in the outbound queue (for the metrics endpoint).
     pub fn queued_stanzas(&self) -> usize {
         lock(&self.inner.outbox).queue.len()

@@ -1,5 +1,7 @@
 //! `jabber:iq:roster` queries (RFC 6121 §2), with versioning (§2.6, formerly XEP-0237).
 
+use std::collections::HashSet;
+
 use jid::BareJid;
 use minidom::Element;
 use starling_stanza::{IqType, StanzaErrorCondition};
@@ -24,7 +26,8 @@ pub fn stream_features() -> Vec<Element> {
 /// Bounds on what a client may store in its roster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RosterLimits {
-    /// Items per roster; adding one more is `resource-constraint`.
+    /// Items per roster; adding one more (by roster set or subscription) is
+    /// `policy-violation`, enforced by storage (`RosterStore::apply`).
     pub max_items: usize,
     /// Bytes of an item's name; longer is `not-acceptable` (RFC 6121 §2.3.3).
     pub max_name_bytes: usize,
@@ -112,22 +115,34 @@ fn parse_set(
     {
         return Err(StanzaErrorCondition::NotAcceptable);
     }
+    let groups = parse_groups(item, limits)?;
+    Ok(RosterRequest::Update { jid, name, groups })
+}
+
+/// The `<group/>` children of a roster set's item, in order. The count is checked as each one
+/// is read, so a stanza with thousands of groups costs at most `max_groups_per_item + 1`
+/// texts, and duplicates are found through a set, not by comparing every pair.
+fn parse_groups(
+    item: &Element,
+    limits: &RosterLimits,
+) -> Result<Vec<String>, StanzaErrorCondition> {
     let mut groups: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for group in item.children().filter(|c| c.is("group", NS_ROSTER)) {
+        if groups.len() >= limits.max_groups_per_item {
+            return Err(StanzaErrorCondition::NotAcceptable);
+        }
         let text = group.text();
         if text.is_empty() || text.len() > limits.max_group_bytes {
             return Err(StanzaErrorCondition::NotAcceptable);
         }
         // RFC 6121 §2.3.3: the same group twice is a bad request.
-        if groups.contains(&text) {
+        if !seen.insert(text.clone()) {
             return Err(StanzaErrorCondition::BadRequest);
         }
         groups.push(text);
     }
-    if groups.len() > limits.max_groups_per_item {
-        return Err(StanzaErrorCondition::NotAcceptable);
-    }
-    Ok(RosterRequest::Update { jid, name, groups })
+    Ok(groups)
 }
 
 /// The version string of a roster version number.
@@ -136,10 +151,19 @@ pub fn format_version(version: u64) -> String {
 }
 
 /// `<item/>` for a roster result or push.
+///
+/// A name or group holding a character XML 1.0 does not allow (stored before imports checked
+/// for them, or written to the database by other means) is sent without it, and a group left
+/// empty is left out: one such character would end the client's stream at every roster fetch.
 pub fn item_element(item: &RosterItem) -> Element {
     let mut element = Element::builder("item", NS_ROSTER).build();
     set(&mut element, "jid", Some(item.jid.as_str()));
-    set(&mut element, "name", item.name.as_deref());
+    let name = item
+        .name
+        .as_deref()
+        .map(|name| starling_stanza::strip_illegal_xml_chars(name).0)
+        .filter(|name| !name.is_empty());
+    set(&mut element, "name", name.as_deref());
     set(
         &mut element,
         "subscription",
@@ -152,9 +176,13 @@ pub fn item_element(item: &RosterItem) -> Element {
         set(&mut element, "approved", Some("true"));
     }
     for group in &item.groups {
+        let (group, _) = starling_stanza::strip_illegal_xml_chars(group);
+        if group.is_empty() {
+            continue;
+        }
         element.append_child(
             Element::builder("group", NS_ROSTER)
-                .append(group.as_str())
+                .append(group.into_owned())
                 .build(),
         );
     }
@@ -332,6 +360,58 @@ mod tests {
             &removed_item_element(&"bob@localhost".parse().unwrap()),
             expect![[
                 r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' subscription='remove'/>"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn group_limit_is_checked_while_parsing() {
+        let limits = RosterLimits {
+            max_groups_per_item: 2,
+            ..Default::default()
+        };
+        let check = |groups: &str| {
+            let xml = format!(
+                "<query xmlns='jabber:iq:roster'><item jid='a@localhost'>{groups}</item></query>"
+            );
+            parse_request(IqType::Set, &xml.parse().unwrap(), &limits)
+        };
+        // The third group is over the limit: refused there, before the duplicate after it
+        // is even looked at.
+        assert_eq!(
+            check("<group>A</group><group>B</group><group>C</group><group>C</group>"),
+            Err(StanzaErrorCondition::NotAcceptable)
+        );
+        assert_eq!(
+            check("<group>A</group><group>A</group>"),
+            Err(StanzaErrorCondition::BadRequest)
+        );
+        assert_eq!(
+            check("<group>A</group><group>B</group>"),
+            Ok(RosterRequest::Update {
+                jid: "a@localhost".parse().unwrap(),
+                name: None,
+                groups: vec!["A".into(), "B".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn characters_xml_forbids_never_reach_the_stream() {
+        let mut item = RosterItem::new("bob@localhost".parse().unwrap());
+        item.name = Some("B\u{1}ob\u{1b}".into());
+        item.groups = vec!["Fri\u{2}ends".into(), "\u{ffff}".into()];
+        render(
+            &item_element(&item),
+            expect![[
+                r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' name='Bob' subscription='none'><group>Friends</group></item>"#
+            ]],
+        );
+        item.name = Some("\u{7}".into());
+        render(
+            &item_element(&item),
+            expect![[
+                r#"<item xmlns='jabber:iq:roster' jid='bob@localhost' subscription='none'><group>Friends</group></item>"#
             ]],
         );
     }

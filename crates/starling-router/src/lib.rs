@@ -21,4 +21,5 @@ mod presence;
 mod roster_iq;
 mod router;
 
+pub use presence::{OFFLINE_PAGE_MESSAGES, OFFLINE_QUEUE_HEADROOM};
 pub use router::{Router, RouterLimits, Store};

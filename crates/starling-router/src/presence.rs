@@ -2,17 +2,27 @@
 //! presence, the subscription handshake between two local accounts, and what a resource is
 //! owed when it becomes available (pending requests, offline messages).
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
 use jid::BareJid;
 use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
 use starling_stanza::{NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition};
-use starling_storage::{RosterChange, RosterItem};
+use starling_storage::{RosterChange, RosterItem, StorageError};
 
 use crate::router::{Destination, Router, Store, addressed, priority_of, serialize, set_attr};
 
 /// XEP-0203 delayed delivery.
 const NS_DELAY: &str = "urn:xmpp:delay";
+
+/// Offline messages read from storage at a time when a resource becomes reachable.
+pub const OFFLINE_PAGE_MESSAGES: usize = 32;
+
+/// Queue slots offline delivery leaves free for what else the session is owed meanwhile
+/// (presence, the answer to its next request). Messages that do not fit stay stored.
+pub const OFFLINE_QUEUE_HEADROOM: usize = 4;
 
 impl<S: Store> Router<S> {
     pub(crate) async fn route_presence(
@@ -232,27 +242,66 @@ impl<S: Store> Router<S> {
         false
     }
 
+    /// Hand stored messages to `sender` (XEP-0160 §3) a page at a time, only as many as its
+    /// queue has room for, and remove from storage exactly those the queue took: a message
+    /// that does not fit now stays stored for the resource's next chance (its next login, or
+    /// raising its priority from negative). The connection task drains the queue only after
+    /// this returns, so waiting here for room would wait forever.
     async fn flush_offline(&self, sender: &SessionHandle) {
         let user = sender.bare_jid();
-        let messages = match self.store.take_offline(&user).await {
-            Ok(messages) => messages,
-            Err(err) => {
-                tracing::error!(%user, error = %err, "reading offline messages failed");
-                return;
-            }
+        let Some(_claim) = FlushClaim::take(&self.offline_flushing, &user) else {
+            // Another resource of the account is being handed them now.
+            return;
         };
         let domain = user.domain().as_str().to_owned();
-        for message in messages {
-            let Ok(mut element) = message.stanza.parse::<Element>() else {
-                tracing::error!(%user, "a stored offline message does not parse; dropped");
-                continue;
+        loop {
+            let room = sender
+                .queue_room()
+                .saturating_sub(OFFLINE_QUEUE_HEADROOM)
+                .min(OFFLINE_PAGE_MESSAGES);
+            if room == 0 {
+                return;
+            }
+            let page = match self.store.offline_page(&user, room).await {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::error!(%user, error = %err, "reading offline messages failed");
+                    return;
+                }
             };
-            // XEP-0203: when the server first received it.
-            let mut delay = Element::builder("delay", NS_DELAY).build();
-            set_attr(&mut delay, "from", Some(&domain));
-            set_attr(&mut delay, "stamp", Some(&stamp(message.stored_at_unix_ms)));
-            element.append_child(delay);
-            self.deliver(sender, element, None);
+            let fetched = page.len();
+            let mut handed_over = Vec::with_capacity(fetched);
+            let mut queue_full = false;
+            for stored in page {
+                let Ok(mut element) = stored.message.stanza.parse::<Element>() else {
+                    tracing::error!(%user, "a stored offline message does not parse; dropped");
+                    handed_over.push(stored.id);
+                    continue;
+                };
+                // XEP-0203: when the server first received it.
+                let mut delay = Element::builder("delay", NS_DELAY).build();
+                set_attr(&mut delay, "from", Some(&domain));
+                set_attr(
+                    &mut delay,
+                    "stamp",
+                    Some(&stamp(stored.message.stored_at_unix_ms)),
+                );
+                element.append_child(delay);
+                if !self.deliver(sender, element, None) {
+                    queue_full = true;
+                    break;
+                }
+                handed_over.push(stored.id);
+            }
+            if let Err(err) = self.store.remove_offline(&user, &handed_over).await {
+                // Delivered but still stored: the next login delivers them again, which is
+                // better than losing them.
+                tracing::error!(%user, error = %err, "removing delivered offline messages failed");
+                return;
+            }
+            if queue_full || fetched < room {
+                return;
+            }
         }
     }
 
@@ -288,8 +337,16 @@ impl<S: Store> Router<S> {
             collect(&mut changes, contact, &user, &step, Some(&routed));
             contact_step = Some(step);
         }
-        if !self.commit(&changes).await {
-            return;
+        match self.commit(&changes).await {
+            Committed::Yes => {}
+            // The change would have created an item past limits.roster.max_items (§3.1.2
+            // subscribe, §3.4 pre-approval, §3.1.5 approval): nothing happened, and the user
+            // hears why (RFC 6120 §8.3.3.12: a local policy, fixed by removing an item).
+            Committed::RosterFull => {
+                self.bounce(sender, stanza, StanzaErrorCondition::PolicyViolation);
+                return;
+            }
+            Committed::Failed => return,
         }
         // The stanza reaches the contact first, then the presence it entitles the contact to
         // (§3.1.5: approval, then presence; §3.2.2: revocation, then unavailable).
@@ -334,7 +391,7 @@ impl<S: Store> Router<S> {
             );
             let mut changes = Vec::new();
             collect(&mut changes, from, owner, &answer, Some(&reply));
-            if self.commit(&changes).await && answer.deliver {
+            if self.commit(&changes).await == Committed::Yes && answer.deliver {
                 for target in self.registry.available_resources(from) {
                     self.deliver(&target, reply.clone(), None);
                 }
@@ -367,17 +424,25 @@ impl<S: Store> Router<S> {
         }
     }
 
-    /// Apply roster changes atomically and push every changed item to its owner's interested
-    /// resources (RFC 6121 §2.1.6). `false` (and logged) when storage failed.
-    pub(crate) async fn commit(&self, changes: &[RosterChange]) -> bool {
+    /// Apply roster changes atomically, never growing a roster past `limits.roster.max_items`,
+    /// and push every changed item to its owner's interested resources (RFC 6121 §2.1.6).
+    pub(crate) async fn commit(&self, changes: &[RosterChange]) -> Committed {
         if changes.is_empty() {
-            return true;
+            return Committed::Yes;
         }
-        let versions = match self.store.apply(changes).await {
+        let versions = match self
+            .store
+            .apply(changes, self.limits.roster.max_items)
+            .await
+        {
             Ok(versions) => versions,
+            Err(StorageError::RosterFull { owner, limit }) => {
+                tracing::debug!(%owner, limit, "roster full; the change was refused");
+                return Committed::RosterFull;
+            }
             Err(err) => {
                 tracing::error!(error = %err, "roster change failed; nothing was applied");
-                return false;
+                return Committed::Failed;
             }
         };
         for (change, version) in changes.iter().zip(versions) {
@@ -398,7 +463,7 @@ impl<S: Store> Router<S> {
                 self.deliver(&target, push, None);
             }
         }
-        true
+        Committed::Yes
     }
 
     pub(crate) async fn roster_of(&self, owner: &BareJid) -> Vec<RosterItem> {
@@ -453,6 +518,47 @@ impl<S: Store> Router<S> {
             self.subscription(sender, contact, kind, &stanza).await;
         }
     }
+}
+
+/// The right to hand `user`'s offline messages to a session, held for one flush; dropping it
+/// gives the right back.
+pub(crate) struct FlushClaim<'a> {
+    flushing: &'a Mutex<HashSet<BareJid>>,
+    user: BareJid,
+}
+
+impl<'a> FlushClaim<'a> {
+    /// `None` while someone else holds the claim for `user`.
+    pub(crate) fn take(flushing: &'a Mutex<HashSet<BareJid>>, user: &BareJid) -> Option<Self> {
+        let is_new = flushing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(user.clone());
+        is_new.then(|| Self {
+            flushing,
+            user: user.clone(),
+        })
+    }
+}
+
+impl Drop for FlushClaim<'_> {
+    fn drop(&mut self) {
+        self.flushing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.user);
+    }
+}
+
+/// What [`Router::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// Applied and pushed.
+    Yes,
+    /// Nothing applied: an item would have been added to a full roster.
+    RosterFull,
+    /// Nothing applied: storage failed (logged).
+    Failed,
 }
 
 /// Turn one side's step into storage changes.

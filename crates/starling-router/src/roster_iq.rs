@@ -5,6 +5,7 @@ use starling_roster::{RosterRequest, SubscriptionStanza};
 use starling_stanza::{IqType, Stanza, StanzaErrorCondition};
 use starling_storage::{RosterChange, RosterItem};
 
+use crate::presence::Committed;
 use crate::router::{Router, Store};
 
 impl<S: Store> Router<S> {
@@ -63,30 +64,33 @@ impl<S: Store> Router<S> {
         groups: Vec<String>,
     ) {
         let owner = sender.bare_jid();
-        let (_, items) = match self.store.roster(&owner).await {
-            Ok(roster) => roster,
+        let existing = match self.store.roster_item(&owner, &jid).await {
+            Ok(existing) => existing,
             Err(err) => {
-                tracing::error!(error = %err, "reading a roster failed");
+                tracing::error!(error = %err, "reading a roster item failed");
                 self.bounce(sender, stanza, StanzaErrorCondition::InternalServerError);
                 return;
             }
         };
-        let existing = items.iter().find(|item| item.jid == jid).cloned();
-        if existing.is_none() && items.len() >= self.limits.roster.max_items {
-            self.bounce(sender, stanza, StanzaErrorCondition::ResourceConstraint);
-            return;
-        }
         // The client sets name and groups; subscription state stays the server's (§2.1.2.5).
         let item = RosterItem {
             name,
             groups,
             ..existing.unwrap_or_else(|| RosterItem::new(jid))
         };
-        if self.commit(&[RosterChange::Put { owner, item }]).await {
-            self.deliver(sender, stanza.iq_result(), None);
-        } else {
-            self.bounce(sender, stanza, StanzaErrorCondition::InternalServerError);
-        }
+        // Storage enforces limits.roster.max_items in the same transaction as the insert.
+        match self.commit(&[RosterChange::Put { owner, item }]).await {
+            Committed::Yes => {
+                self.deliver(sender, stanza.iq_result(), None);
+            }
+            // RFC 6120 §8.3.3.12: a local policy; the client can remove an item and retry.
+            Committed::RosterFull => {
+                self.bounce(sender, stanza, StanzaErrorCondition::PolicyViolation)
+            }
+            Committed::Failed => {
+                self.bounce(sender, stanza, StanzaErrorCondition::InternalServerError)
+            }
+        };
     }
 
     async fn roster_remove(&self, sender: &SessionHandle, stanza: &Stanza, jid: jid::BareJid) {
@@ -111,6 +115,7 @@ impl<S: Store> Router<S> {
                 contact: jid,
             }])
             .await
+            == Committed::Yes
         {
             self.deliver(sender, stanza.iq_result(), None);
         } else {

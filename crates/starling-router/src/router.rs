@@ -1,7 +1,8 @@
 //! The routing decisions.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use jid::{BareJid, FullJid, Jid};
@@ -12,7 +13,7 @@ use starling_services::{Clock, Target};
 use starling_stanza::{
     IqType, NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition, StanzaKind,
 };
-use starling_storage::{AccountStore, OfflineMessage, OfflineStore, RosterStore};
+use starling_storage::{AccountStore, OfflineMessage, OfflineQuota, OfflineStore, RosterStore};
 
 /// Everything the router keeps for accounts: credentials (to know who exists), rosters and
 /// offline messages.
@@ -31,6 +32,9 @@ pub struct RouterLimits {
     /// Addresses one resource may have sent directed available presence to and not yet
     /// unavailable (RFC 6121 §4.6); past it, directed presence gets `policy-violation`.
     pub max_directed_presences: usize,
+    /// Bytes of offline messages (serialized stanzas) kept per account; past it, senders get
+    /// `service-unavailable` as for the count.
+    pub max_offline_bytes: usize,
 }
 
 impl Default for RouterLimits {
@@ -39,6 +43,7 @@ impl Default for RouterLimits {
             roster: RosterLimits::default(),
             max_offline_messages: 100,
             max_directed_presences: 1000,
+            max_offline_bytes: 1024 * 1024,
         }
     }
 }
@@ -51,6 +56,12 @@ pub struct Router<S> {
     started: Instant,
     /// Ids for server-generated stanzas (roster pushes).
     next_id: AtomicU64,
+    /// Accounts whose offline messages a resource is being handed right now. Reading a page
+    /// and removing what was delivered are two storage calls, so a second resource of the
+    /// same account must not read the same page meanwhile; it skips the flush instead
+    /// (XEP-0160 §3: the messages go to one resource). A std mutex: never held across an
+    /// await.
+    pub(crate) offline_flushing: Mutex<HashSet<BareJid>>,
 }
 
 /// Where a stanza is addressed, as far as routing cares.
@@ -88,6 +99,7 @@ impl<S: Store> Router<S> {
             limits,
             started: Instant::now(),
             next_id: AtomicU64::new(1),
+            offline_flushing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -277,6 +289,17 @@ impl<S: Store> Router<S> {
         };
         let is_request = matches!(iq_type, IqType::Get | IqType::Set);
         match destination {
+            // RFC 6121 §2.1.6: a roster push comes only from the user's own account, and a
+            // client must ignore one from anywhere else; relaying another account's would
+            // only test that the client does. The sender gets the error the bare-JID branch
+            // below gives for another account's roster (§2.1.5).
+            Destination::Full(full)
+                if iq_type == IqType::Set
+                    && is_roster_query(&stanza)
+                    && full.to_bare() != sender.bare_jid() =>
+            {
+                self.bounce(sender, &stanza, StanzaErrorCondition::Forbidden);
+            }
             Destination::Full(full) => match self.registry.resource(&full) {
                 Some(target)
                     if !self.deliver_shared(&target, &OutboundStanza::new(stanza.element()))
@@ -335,7 +358,14 @@ impl<S: Store> Router<S> {
         };
         match self
             .store
-            .push_offline(owner, &message, self.limits.max_offline_messages)
+            .push_offline(
+                owner,
+                &message,
+                OfflineQuota {
+                    max_messages: self.limits.max_offline_messages,
+                    max_bytes: self.limits.max_offline_bytes,
+                },
+            )
             .await
         {
             Ok(stored) => stored,

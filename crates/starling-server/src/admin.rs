@@ -204,6 +204,16 @@ impl AdminHandler {
                 "the announcement is empty",
             ));
         }
+        // Sent as is, a character XML 1.0 forbids would end every recipient's stream.
+        if let Some(c) = starling_stanza::first_illegal_xml_char(message) {
+            return Err(Response::error(
+                ErrorKind::BadRequest,
+                format!(
+                    "the announcement contains U+{:04X}, a character not allowed in XML; nothing was sent",
+                    u32::from(c)
+                ),
+            ));
+        }
         let sessions = self.registry.host_sessions(&host).unwrap_or_default();
         let id = uuid::Uuid::now_v7().to_string();
         let count = sessions
@@ -485,6 +495,26 @@ mod tests {
             panic!("announced to an unknown host");
         };
         assert_eq!(kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn announcement_with_a_character_xml_forbids_is_refused() {
+        let (handler, mut sessions) = handler_with_sessions();
+        let presence: Element = "<presence xmlns='jabber:client'/>".parse().unwrap();
+        sessions[0].0.set_presence(Some(presence), 0);
+        assert_eq!(
+            handler.announce("a.test", "restart\u{1b}[1m now"),
+            Err(Response::error(
+                ErrorKind::BadRequest,
+                "the announcement contains U+001B, a character not allowed in XML; nothing was sent"
+            ))
+        );
+        assert!(sessions[0].1.try_recv().is_none());
+        // Tab and line breaks are fine.
+        assert_eq!(
+            handler.announce("a.test", "restart\tnow\r\n"),
+            Ok(Response::Announced { count: 1 })
+        );
     }
 
     #[test]

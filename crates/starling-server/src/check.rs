@@ -78,6 +78,9 @@ pub fn check(path: Option<&Path>) -> Report {
             warnings.extend(found.warnings);
             certificates = found.summary;
         }
+        if !is_dropped("limits") {
+            warnings.extend(limit_warnings(config, &lines));
+        }
     }
     crate::config::sort_by_line(&mut problems);
     let mut text = String::new();
@@ -346,6 +349,31 @@ fn load_configured(
     Ok(info)
 }
 
+/// Limits that work but probably not as the operator expects.
+fn limit_warnings(config: &Config, lines: &KeyLines) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    let limits = &config.limits;
+    // Offline delivery hands a login only what its queue has room for; the rest waits, stored,
+    // for the resource's next login (see docs/configuration.md).
+    let per_login = limits
+        .outbound_queue_stanzas
+        .saturating_sub(starling_router::OFFLINE_QUEUE_HEADROOM);
+    if limits.max_offline_messages > per_login {
+        warnings.push(lines.problem(
+            "limits.max_offline_messages",
+            format!(
+                "{} offline messages may be stored, but a login is handed at most {per_login} \
+                 (limits.outbound_queue_stanzas {} less {} kept free); the rest wait for later \
+                 logins",
+                limits.max_offline_messages,
+                limits.outbound_queue_stanzas,
+                starling_router::OFFLINE_QUEUE_HEADROOM
+            ),
+        ));
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +388,23 @@ mod tests {
         assert!(!collide(addr("127.0.0.1:5222"), addr("127.0.0.1:5223")));
         assert!(!collide(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
         assert!(!collide(addr("[::1]:5222"), addr("127.0.0.1:5222")));
+    }
+
+    #[test]
+    fn more_offline_messages_than_a_login_is_handed_is_a_warning() {
+        let mut config = Config::default();
+        assert!(limit_warnings(&config, &KeyLines::default()).is_empty());
+        config.limits.outbound_queue_stanzas = 16;
+        config.limits.max_offline_messages = 100;
+        let warnings = limit_warnings(&config, &KeyLines::default());
+        let texts: Vec<String> = warnings.iter().map(|w| located("f", w)).collect();
+        assert_eq!(
+            texts,
+            [
+                "f: limits.max_offline_messages: 100 offline messages may be stored, but a login \
+              is handed at most 12 (limits.outbound_queue_stanzas 16 less 4 kept free); the rest \
+              wait for later logins"
+            ]
+        );
     }
 }

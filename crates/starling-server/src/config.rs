@@ -304,7 +304,8 @@ pub struct LimitsConfig {
     /// Seconds a session's queue may stay full before the session is closed with
     /// `<policy-violation/>`; meanwhile stanzas to it are treated as undeliverable. Default 5.
     pub outbound_queue_grace_secs: u64,
-    /// Items in one roster; adding more gets `resource-constraint`. Default 1000.
+    /// Items in one roster, by roster set or by subscription stanzas; one more gets
+    /// `policy-violation`. Default 1000.
     pub max_roster_items: usize,
     /// Bytes of a roster item's name or group; longer gets `not-acceptable`. Default 1024.
     pub max_roster_text_bytes: usize,
@@ -314,6 +315,9 @@ pub struct LimitsConfig {
     /// Addresses one resource may have sent directed presence to (RFC 6121 §4.6) and not yet
     /// unavailable; more gets `policy-violation`. Default 1000.
     pub max_directed_presences: usize,
+    /// Bytes of offline messages kept per account (their serialized stanzas); a message that
+    /// would pass it gets `service-unavailable`, as past the count. Default 1048576 (1 MiB).
+    pub max_offline_bytes: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -410,6 +414,7 @@ impl Default for LimitsConfig {
             max_roster_text_bytes: starling_roster::RosterLimits::default().max_name_bytes,
             max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
             max_directed_presences: starling_router::RouterLimits::default().max_directed_presences,
+            max_offline_bytes: starling_router::RouterLimits::default().max_offline_bytes,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -685,6 +690,7 @@ impl Config {
             "limits.max_roster_text_bytes" => limits.max_roster_text_bytes;
             "limits.max_offline_messages" => limits.max_offline_messages;
             "limits.max_directed_presences" => limits.max_directed_presences;
+            "limits.max_offline_bytes" => limits.max_offline_bytes;
         }
         let mut changed = Vec::new();
         macro_rules! live {
@@ -795,6 +801,7 @@ impl Config {
             },
             max_offline_messages: self.limits.max_offline_messages,
             max_directed_presences: self.limits.max_directed_presences,
+            max_offline_bytes: self.limits.max_offline_bytes,
         }
     }
 

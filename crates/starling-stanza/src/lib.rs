@@ -25,10 +25,12 @@
 mod error;
 mod outbound;
 mod stanza;
+mod text;
 
 pub use error::{ErrorType, StanzaErrorCondition, StreamErrorCondition};
 pub use outbound::OutboundStanza;
 pub use stanza::{IqType, Stanza, StanzaError, StanzaKind, set_attr};
+pub use text::{first_illegal_xml_char, is_xml_char, strip_illegal_xml_chars};
 
 /// The content namespace of client-to-server streams (RFC 6120 §4.8.3).
 pub const NS_CLIENT: &str = "jabber:client";

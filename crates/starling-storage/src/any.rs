@@ -5,7 +5,8 @@ use starling_sasl::StoredCredentials;
 
 use crate::portable::{AccountData, ExistingAccounts, PortableStore};
 use crate::roster::{
-    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
+    InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
+    RosterStore, StoredOffline,
 };
 use crate::{AccountStore, PostgresStore, SqliteStore, StorageError};
 
@@ -103,8 +104,12 @@ impl RosterStore for AnyStore {
         forward!(self, store => store.roster_item(owner, contact))
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
-        forward!(self, store => store.apply(changes))
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        forward!(self, store => store.apply(changes, max_items))
     }
 
     async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
@@ -139,13 +144,25 @@ impl OfflineStore for AnyStore {
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
-        forward!(self, store => store.push_offline(owner, message, limit))
+        forward!(self, store => store.push_offline(owner, message, quota))
     }
 
     async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
         forward!(self, store => store.take_offline(owner))
+    }
+
+    async fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> Result<Vec<StoredOffline>, StorageError> {
+        forward!(self, store => store.offline_page(owner, max))
+    }
+
+    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
+        forward!(self, store => store.remove_offline(owner, ids))
     }
 }
 

@@ -86,8 +86,8 @@ pub use any::AnyStore;
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::PostgresStore;
 pub use roster::{
-    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
-    Subscription,
+    InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
+    RosterStore, StoredOffline, Subscription,
 };
 pub use sqlite::SqliteStore;
 
@@ -103,6 +103,15 @@ pub enum StorageError {
     /// `create_account` for a JID without a localpart (a bare domain), which cannot log in.
     #[error("{0} has no localpart and cannot be an account")]
     NoLocalpart(BareJid),
+    /// [`RosterStore::apply`] would have added an item to a roster that already holds its
+    /// limit of items; nothing of that `apply` was written.
+    #[error("the roster of {owner} is full ({limit} items)")]
+    RosterFull {
+        /// Whose roster.
+        owner: BareJid,
+        /// The limit it reached.
+        limit: usize,
+    },
     /// The database refused or failed an operation. The text starts with what was being done.
     #[error("storage backend: {0}")]
     Backend(String),

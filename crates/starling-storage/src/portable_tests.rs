@@ -5,8 +5,8 @@ use jid::BareJid;
 
 use crate::account_tests::{credentials, dump, jid};
 use crate::{
-    AccountData, AccountStore, ExistingAccounts, OfflineMessage, OfflineStore, PortableStore,
-    RosterChange, RosterItem, RosterStore, StorageError, Subscription,
+    AccountData, AccountStore, ExistingAccounts, OfflineMessage, OfflineQuota, OfflineStore,
+    PortableStore, RosterChange, RosterItem, RosterStore, StorageError, Subscription,
 };
 
 /// Generates one `#[tokio::test]` per body in this module, each on a fresh store.
@@ -109,29 +109,32 @@ pub(crate) async fn export_reads_everything_of_one_host(store: &impl Store) {
     let bob_item = item("bob@localhost", Subscription::Both, &["Friends"]);
     let alice_item = item("alice@localhost", Subscription::Both, &[]);
     store
-        .apply(&[
-            RosterChange::Put {
-                owner: alice.clone(),
-                item: bob_item.clone(),
-            },
-            RosterChange::Put {
-                owner: bob.clone(),
-                item: alice_item.clone(),
-            },
-            RosterChange::AddRequest {
-                owner: alice.clone(),
-                contact: carol.clone(),
-                stanza: "<presence type='subscribe'/>".to_owned(),
-            },
-            RosterChange::Put {
-                owner: carol.clone(),
-                item: alice_item.clone(),
-            },
-        ])
+        .apply(
+            &[
+                RosterChange::Put {
+                    owner: alice.clone(),
+                    item: bob_item.clone(),
+                },
+                RosterChange::Put {
+                    owner: bob.clone(),
+                    item: alice_item.clone(),
+                },
+                RosterChange::AddRequest {
+                    owner: alice.clone(),
+                    contact: carol.clone(),
+                    stanza: "<presence type='subscribe'/>".to_owned(),
+                },
+                RosterChange::Put {
+                    owner: carol.clone(),
+                    item: alice_item.clone(),
+                },
+            ],
+            usize::MAX,
+        )
         .await
         .expect("apply");
     store
-        .push_offline(&alice, &message(5, "hello"), 10)
+        .push_offline(&alice, &message(5, "hello"), OfflineQuota::messages(10))
         .await
         .expect("push");
 
@@ -233,15 +236,18 @@ pub(crate) async fn import_replace_replaces_and_moves_the_version_on(store: &imp
         .expect("create");
     for contact in ["a@x.example", "b@x.example", "c@x.example"] {
         store
-            .apply(&[RosterChange::Put {
-                owner: alice.clone(),
-                item: item(contact, Subscription::None, &[]),
-            }])
+            .apply(
+                &[RosterChange::Put {
+                    owner: alice.clone(),
+                    item: item(contact, Subscription::None, &[]),
+                }],
+                usize::MAX,
+            )
             .await
             .expect("apply");
     }
     store
-        .push_offline(&alice, &message(1, "old"), 10)
+        .push_offline(&alice, &message(1, "old"), OfflineQuota::messages(10))
         .await
         .expect("push");
     // Version 3 now; the imported roster has version 1, so the result must be 4.

@@ -161,9 +161,16 @@ pub trait RosterStore: Send + Sync + 'static {
 
     /// Apply these changes atomically; returns the new roster version of each change's owner,
     /// in order (for requests, the owner's unchanged version).
+    ///
+    /// A `Put` of a contact not yet in the owner's roster fails with
+    /// [`StorageError::RosterFull`] when that roster already holds `max_items` items (counted
+    /// inside the transaction, after the changes before it), and then nothing is applied.
+    /// Replacing an existing item is always allowed. Because the count is taken in the same
+    /// transaction as the insert, concurrent `apply`s cannot together pass the limit.
     fn apply(
         &self,
         changes: &[RosterChange],
+        max_items: usize,
     ) -> impl Future<Output = Result<Vec<u64>, StorageError>> + Send;
 
     /// Whether `contact` has a pending subscription request to `owner`.
@@ -223,15 +230,52 @@ pub struct OfflineMessage {
     pub stanza: String,
 }
 
+/// How much one account may keep offline, for [`OfflineStore::push_offline`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfflineQuota {
+    /// Messages kept at most.
+    pub max_messages: usize,
+    /// Bytes of stored stanzas (their UTF-8 serialization) kept at most, so a few large
+    /// messages cannot fill the disk within the message count.
+    pub max_bytes: usize,
+}
+
+impl OfflineQuota {
+    /// A quota of `max_messages` messages and no byte limit.
+    pub fn messages(max_messages: usize) -> Self {
+        Self {
+            max_messages,
+            max_bytes: usize::MAX,
+        }
+    }
+
+    /// Whether one more message of `new_bytes` fits next to `count` stored messages holding
+    /// `bytes` bytes (database counts; a negative one is taken as full).
+    pub(crate) fn admits(self, count: i64, bytes: i64, new_bytes: usize) -> bool {
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        count < self.max_messages && bytes.saturating_add(new_bytes) <= self.max_bytes
+    }
+}
+
+/// A stored offline message with the id [`OfflineStore::remove_offline`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOffline {
+    /// Identifies the message within its owner's store; ids grow in storage order.
+    pub id: u64,
+    /// The message.
+    pub message: OfflineMessage,
+}
+
 /// Messages kept for accounts with no available resource (XEP-0160).
 pub trait OfflineStore: Send + Sync + 'static {
-    /// Store a message for `owner` unless it already has `limit` messages; returns whether it
-    /// was stored.
+    /// Store a message for `owner` unless that would take it past `quota` (in messages or in
+    /// bytes, counted in the same transaction as the insert); returns whether it was stored.
     fn push_offline(
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 
     /// Remove and return every stored message of `owner`, oldest first.
@@ -239,6 +283,23 @@ pub trait OfflineStore: Send + Sync + 'static {
         &self,
         owner: &BareJid,
     ) -> impl Future<Output = Result<Vec<OfflineMessage>, StorageError>> + Send;
+
+    /// The oldest `max` stored messages of `owner`, oldest first, without removing them:
+    /// delivery reads a page, hands what it can to the session and then removes exactly
+    /// that with [`OfflineStore::remove_offline`], so nothing is lost to a full queue.
+    fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<StoredOffline>, StorageError>> + Send;
+
+    /// Remove the messages of `owner` with these ids (ids that are gone or not `owner`'s are
+    /// ignored); returns how many were removed.
+    fn remove_offline(
+        &self,
+        owner: &BareJid,
+        ids: &[u64],
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send;
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use jid::BareJid;
 
 use crate::account_tests::{credentials, jid};
 use crate::{
-    AccountStore, InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem,
-    RosterStore, StorageError, Subscription,
+    AccountStore, InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange,
+    RosterItem, RosterStore, StorageError, StoredOffline, Subscription,
 };
 
 /// Generates one `#[tokio::test]` per body in this module, each on a fresh store.
@@ -35,6 +35,11 @@ macro_rules! roster_store_tests {
             deleting_the_account_deletes_its_roster,
             concurrent_pushes_never_exceed_the_limit,
             concurrent_opposite_changes_all_land,
+            roster_limit_counts_new_items_in_the_transaction,
+            concurrent_applies_never_exceed_the_roster_limit,
+            offline_bytes_are_capped_like_the_count,
+            concurrent_pushes_never_exceed_the_byte_limit,
+            offline_pages_are_removed_only_when_asked,
         );
     };
     (@each $fresh_store:expr; $($name:ident),* $(,)?) => {
@@ -70,7 +75,10 @@ async fn with_accounts(store: &impl Store, users: &[&BareJid]) {
 }
 
 async fn apply(store: &impl Store, changes: &[RosterChange]) -> Vec<u64> {
-    store.apply(changes).await.expect("changes apply")
+    store
+        .apply(changes, usize::MAX)
+        .await
+        .expect("changes apply")
 }
 
 fn put(owner: &BareJid, item: &RosterItem) -> RosterChange {
@@ -216,16 +224,19 @@ pub(crate) async fn a_failing_change_leaves_nothing_applied(store: &impl Store) 
     with_accounts(store, &[&alice(), &bob()]).await;
     let nobody = jid("nobody@localhost");
     let err = store
-        .apply(&[
-            put(&alice(), &RosterItem::new(bob())),
-            RosterChange::AddRequest {
-                owner: bob(),
-                contact: alice(),
-                stanza: "<presence type='subscribe'/>".into(),
-            },
-            put(&nobody, &RosterItem::new(alice())),
-            put(&jid("localhost"), &RosterItem::new(alice())),
-        ])
+        .apply(
+            &[
+                put(&alice(), &RosterItem::new(bob())),
+                RosterChange::AddRequest {
+                    owner: bob(),
+                    contact: alice(),
+                    stanza: "<presence type='subscribe'/>".into(),
+                },
+                put(&nobody, &RosterItem::new(alice())),
+                put(&jid("localhost"), &RosterItem::new(alice())),
+            ],
+            usize::MAX,
+        )
         .await;
     // The first change whose owner is missing is the one reported.
     assert_eq!(err, Err(StorageError::AccountNotFound(nobody)));
@@ -324,7 +335,7 @@ pub(crate) async fn initial_presence_reads_roster_requests_and_offline(store: &i
     .await;
     assert!(
         store
-            .push_offline(&alice(), &message(1), 10)
+            .push_offline(&alice(), &message(1), OfflineQuota::messages(10))
             .await
             .expect("push")
     );
@@ -349,27 +360,34 @@ pub(crate) async fn unknown_owner_has_nothing_and_cannot_be_written(store: &impl
         assert_eq!(store.requests(&owner).await, Ok(vec![]));
         assert_eq!(store.take_offline(&owner).await, Ok(vec![]));
         assert_eq!(
-            store.push_offline(&owner, &message(0), 10).await,
+            store
+                .push_offline(&owner, &message(0), OfflineQuota::messages(10))
+                .await,
             Err(StorageError::AccountNotFound(owner.clone()))
         );
         assert_eq!(
             store
-                .apply(&[RosterChange::RemoveRequest {
-                    owner: owner.clone(),
-                    contact: bob(),
-                }])
+                .apply(
+                    &[RosterChange::RemoveRequest {
+                        owner: owner.clone(),
+                        contact: bob(),
+                    }],
+                    usize::MAX
+                )
                 .await,
             Err(StorageError::AccountNotFound(owner.clone()))
         );
     }
-    assert_eq!(store.apply(&[]).await, Ok(vec![]));
+    assert_eq!(store.apply(&[], usize::MAX).await, Ok(vec![]));
 }
 
 pub(crate) async fn offline_messages_in_order_with_a_limit_and_taken_once(store: &impl Store) {
     with_accounts(store, &[&alice()]).await;
     for n in 0..3 {
         assert_eq!(
-            store.push_offline(&alice(), &message(n), 2).await,
+            store
+                .push_offline(&alice(), &message(n), OfflineQuota::messages(2))
+                .await,
             Ok(n < 2),
             "message {n}"
         );
@@ -379,9 +397,16 @@ pub(crate) async fn offline_messages_in_order_with_a_limit_and_taken_once(store:
     assert_eq!(taken[0], message(0));
     assert_eq!(store.take_offline(&alice()).await, Ok(vec![]));
     // Taking freed the space; a limit of 0 stores nothing.
-    assert_eq!(store.push_offline(&alice(), &message(3), 2).await, Ok(true));
     assert_eq!(
-        store.push_offline(&alice(), &message(4), 0).await,
+        store
+            .push_offline(&alice(), &message(3), OfflineQuota::messages(2))
+            .await,
+        Ok(true)
+    );
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message(4), OfflineQuota::messages(0))
+            .await,
         Ok(false)
     );
     assert_eq!(store.take_offline(&alice()).await, Ok(vec![message(3)]));
@@ -389,9 +414,19 @@ pub(crate) async fn offline_messages_in_order_with_a_limit_and_taken_once(store:
 
 pub(crate) async fn offline_messages_are_per_account(store: &impl Store) {
     with_accounts(store, &[&alice(), &bob()]).await;
-    assert_eq!(store.push_offline(&alice(), &message(0), 1).await, Ok(true));
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message(0), OfflineQuota::messages(1))
+            .await,
+        Ok(true)
+    );
     // Alice's message does not count against Bob's limit.
-    assert_eq!(store.push_offline(&bob(), &message(1), 1).await, Ok(true));
+    assert_eq!(
+        store
+            .push_offline(&bob(), &message(1), OfflineQuota::messages(1))
+            .await,
+        Ok(true)
+    );
     assert_eq!(store.take_offline(&bob()).await, Ok(vec![message(1)]));
     assert_eq!(store.take_offline(&alice()).await, Ok(vec![message(0)]));
 }
@@ -414,7 +449,7 @@ pub(crate) async fn deleting_the_account_deletes_its_roster(store: &impl Store) 
     )
     .await;
     store
-        .push_offline(&alice(), &message(0), 10)
+        .push_offline(&alice(), &message(0), OfflineQuota::messages(10))
         .await
         .expect("push");
     store.delete_account(&alice()).await.expect("delete");
@@ -436,7 +471,7 @@ pub(crate) async fn concurrent_pushes_never_exceed_the_limit(store: &impl Store)
     let results = join_all(
         messages
             .iter()
-            .map(|m| store.push_offline(&alice, m, 10))
+            .map(|m| store.push_offline(&alice, m, OfflineQuota::messages(10)))
             .collect(),
     )
     .await;
@@ -463,7 +498,7 @@ pub(crate) async fn concurrent_opposite_changes_all_land(store: &impl Store) {
     let backward = [forward[1].clone(), forward[0].clone()];
     let results = join_all(
         (0..2 * ROUNDS)
-            .map(|n| store.apply(if n % 2 == 0 { &forward } else { &backward }))
+            .map(|n| store.apply(if n % 2 == 0 { &forward } else { &backward }, usize::MAX))
             .collect(),
     )
     .await;
@@ -479,4 +514,217 @@ pub(crate) async fn concurrent_opposite_changes_all_land(store: &impl Store) {
     let total = 2 * ROUNDS as u64;
     assert_eq!(store.roster(&alice()).await.expect("roster").0, total);
     assert_eq!(store.roster(&bob()).await.expect("roster").0, total);
+}
+
+fn contact(n: usize) -> BareJid {
+    jid(&format!("contact{n}@localhost"))
+}
+
+pub(crate) async fn roster_limit_counts_new_items_in_the_transaction(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    let full = || StorageError::RosterFull {
+        owner: alice(),
+        limit: 2,
+    };
+    let new_item = |n| put(&alice(), &RosterItem::new(contact(n)));
+    assert_eq!(
+        store.apply(&[new_item(0), new_item(1)], 2).await,
+        Ok(vec![1, 2])
+    );
+    // A third contact does not fit, and the whole list is refused: Bob's change too.
+    assert_eq!(
+        store
+            .apply(&[put(&bob(), &RosterItem::new(alice())), new_item(2)], 2)
+            .await,
+        Err(full())
+    );
+    assert_eq!(store.roster(&bob()).await, Ok((0, vec![])));
+    assert_eq!(store.roster(&alice()).await.expect("roster").1.len(), 2);
+    // Two new items in one list count together.
+    assert_eq!(
+        store.apply(&[new_item(2), new_item(3)], 3).await,
+        Err(StorageError::RosterFull {
+            owner: alice(),
+            limit: 3,
+        })
+    );
+    // Replacing an item of a full roster is fine, and so is adding after a removal in the
+    // same list.
+    let mut renamed = RosterItem::new(contact(0));
+    renamed.name = Some("Zero".into());
+    assert_eq!(
+        store.apply(&[put(&alice(), &renamed)], 2).await,
+        Ok(vec![3])
+    );
+    assert_eq!(
+        store
+            .apply(
+                &[
+                    RosterChange::Remove {
+                        owner: alice(),
+                        contact: contact(1),
+                    },
+                    new_item(2),
+                ],
+                2
+            )
+            .await,
+        Ok(vec![4, 5])
+    );
+    // Requests are not roster items and are not counted.
+    assert_eq!(
+        store
+            .apply(
+                &[RosterChange::AddRequest {
+                    owner: alice(),
+                    contact: contact(9),
+                    stanza: "<presence type='subscribe'/>".into(),
+                }],
+                2
+            )
+            .await,
+        Ok(vec![5])
+    );
+}
+
+pub(crate) async fn concurrent_applies_never_exceed_the_roster_limit(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    const LIMIT: usize = 5;
+    let changes: Vec<[RosterChange; 1]> = (0..20)
+        .map(|n| [put(&alice(), &RosterItem::new(contact(n)))])
+        .collect();
+    let results = join_all(changes.iter().map(|c| store.apply(c, LIMIT)).collect()).await;
+    let applied = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| {
+            **r == Err(StorageError::RosterFull {
+                owner: alice(),
+                limit: LIMIT,
+            })
+        })
+        .count();
+    assert_eq!((applied, refused), (LIMIT, 20 - LIMIT), "{results:?}");
+    assert_eq!(store.roster(&alice()).await.expect("roster").1.len(), LIMIT);
+}
+
+/// A message whose stanza is exactly `bytes` bytes long (at least 20).
+fn message_of(n: u64, bytes: usize) -> OfflineMessage {
+    let head = format!("<message id='{n}'>");
+    let tail = "</message>";
+    let fill = bytes.saturating_sub(head.len() + tail.len());
+    OfflineMessage {
+        stored_at_unix_ms: 1000 + n,
+        // Two-byte characters count as two bytes, not one character.
+        stanza: format!(
+            "{head}{}{}{tail}",
+            "é".repeat(fill / 2),
+            "x".repeat(fill % 2)
+        ),
+    }
+}
+
+pub(crate) async fn offline_bytes_are_capped_like_the_count(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    let quota = OfflineQuota {
+        max_messages: 100,
+        max_bytes: 250,
+    };
+    assert_eq!(message_of(0, 100).stanza.len(), 100);
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message_of(0, 100), quota)
+            .await,
+        Ok(true)
+    );
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message_of(1, 100), quota)
+            .await,
+        Ok(true)
+    );
+    // 200 stored: 51 more bytes would pass 250, 50 would not.
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message_of(2, 51), quota)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message_of(3, 50), quota)
+            .await,
+        Ok(true)
+    );
+    // One message larger than the whole quota is never stored.
+    store.take_offline(&alice()).await.expect("take");
+    assert_eq!(
+        store
+            .push_offline(&alice(), &message_of(4, 251), quota)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(store.take_offline(&alice()).await, Ok(vec![]));
+}
+
+pub(crate) async fn concurrent_pushes_never_exceed_the_byte_limit(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    let quota = OfflineQuota {
+        max_messages: 1000,
+        max_bytes: 1000,
+    };
+    let messages: Vec<OfflineMessage> = (0..20).map(|n| message_of(n, 100)).collect();
+    let alice = alice();
+    let results = join_all(
+        messages
+            .iter()
+            .map(|m| store.push_offline(&alice, m, quota))
+            .collect(),
+    )
+    .await;
+    let stored = results
+        .into_iter()
+        .map(|result| result.expect("push succeeds"))
+        .filter(|&stored| stored)
+        .count();
+    assert_eq!(stored, 10);
+    assert_eq!(store.take_offline(&alice).await.expect("take").len(), 10);
+}
+
+pub(crate) async fn offline_pages_are_removed_only_when_asked(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    for n in 0..5 {
+        store
+            .push_offline(&alice(), &message(n), OfflineQuota::messages(10))
+            .await
+            .expect("push");
+    }
+    store
+        .push_offline(&bob(), &message(9), OfflineQuota::messages(10))
+        .await
+        .expect("push");
+    let page = store.offline_page(&alice(), 3).await.expect("page");
+    let messages: Vec<OfflineMessage> = page.iter().map(|s| s.message.clone()).collect();
+    assert_eq!(messages, vec![message(0), message(1), message(2)]);
+    // Reading removes nothing.
+    assert_eq!(store.offline_page(&alice(), 3).await, Ok(page.clone()));
+    // Only what was handed over goes: here the first two of the page.
+    let ids: Vec<u64> = page.iter().map(|s| s.id).take(2).collect();
+    assert_eq!(store.remove_offline(&alice(), &ids).await, Ok(2));
+    assert_eq!(store.remove_offline(&alice(), &ids).await, Ok(0));
+    // Bob's ids are not Alice's to remove.
+    let bobs: Vec<u64> = store
+        .offline_page(&bob(), 10)
+        .await
+        .expect("page")
+        .iter()
+        .map(|s: &StoredOffline| s.id)
+        .collect();
+    assert_eq!(store.remove_offline(&alice(), &bobs).await, Ok(0));
+    assert_eq!(
+        store.take_offline(&alice()).await,
+        Ok(vec![message(2), message(3), message(4)])
+    );
+    assert_eq!(store.take_offline(&bob()).await, Ok(vec![message(9)]));
+    assert_eq!(store.offline_page(&alice(), 10).await, Ok(vec![]));
 }

@@ -4,8 +4,8 @@ use jid::BareJid;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::roster::{
-    InitialPresence, OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore,
-    Subscription,
+    InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
+    RosterStore, StoredOffline, Subscription,
 };
 use crate::sqlite::{backend, write_transaction};
 use crate::{SqliteStore, StorageError};
@@ -74,13 +74,18 @@ impl RosterStore for SqliteStore {
         .await
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
         let changes = changes.to_vec();
         self.with_conn(move |conn| {
+            // IMMEDIATE: the one writer, so an item count taken here stays true until commit.
             let tx = write_transaction(conn)?;
             let mut versions = Vec::with_capacity(changes.len());
             for change in &changes {
-                versions.push(apply_one(&tx, change)?);
+                versions.push(apply_one(&tx, change, max_items)?);
             }
             tx.commit().map_err(backend("commit roster change"))?;
             Ok(versions)
@@ -137,19 +142,21 @@ impl OfflineStore for SqliteStore {
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
         let (owner, message) = (owner.clone(), message.clone());
         self.with_conn(move |conn| {
             let tx = write_transaction(conn)?;
             let account = account_id(&tx, &owner)?.ok_or_else(|| StorageError::AccountNotFound(owner.clone()))?;
-            let count: i64 = tx
-                .prepare_cached("SELECT COUNT(*) FROM offline_messages WHERE account_id = ?1")
-            .and_then(|mut stmt| stmt.query_row(params![account], |row| {
-                    row.get(0)
-                }))
+            // Bytes of the UTF-8 text, not characters: `length` of a BLOB counts bytes.
+            let (count, bytes): (i64, i64) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(length(CAST(stanza AS BLOB))), 0)
+                     FROM offline_messages WHERE account_id = ?1",
+                )
+                .and_then(|mut stmt| stmt.query_row(params![account], |row| Ok((row.get(0)?, row.get(1)?))))
                 .map_err(backend("count offline messages"))?;
-            if usize::try_from(count).unwrap_or(usize::MAX) >= limit {
+            if !quota.admits(count, bytes, message.stanza.len()) {
                 return Ok(false);
             }
             let stored_at = i64::try_from(message.stored_at_unix_ms)
@@ -202,9 +209,85 @@ impl OfflineStore for SqliteStore {
         })
         .await
     }
+
+    async fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> Result<Vec<StoredOffline>, StorageError> {
+        let Some(node) = owner.node().map(|node| node.as_str().to_owned()) else {
+            return Ok(Vec::new());
+        };
+        let host = owner.domain().as_str().to_owned();
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT o.id, o.stored_at_ms, o.stanza
+                     FROM offline_messages o JOIN accounts a ON a.id = o.account_id
+                     WHERE a.host = ?1 AND a.username = ?2 ORDER BY o.id LIMIT ?3",
+                )
+                .map_err(backend("prepare offline page query"))?;
+            let rows = stmt
+                .query_map(params![host, node, max], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(backend("query offline messages"))?;
+            let mut page = Vec::new();
+            for row in rows {
+                let (id, stored_at, stanza) = row.map_err(backend("read offline message"))?;
+                page.push(StoredOffline {
+                    id: u64::try_from(id).map_err(|_| {
+                        StorageError::Corrupt(format!("negative offline message id {id}"))
+                    })?,
+                    message: OfflineMessage {
+                        stored_at_unix_ms: u64::try_from(stored_at).unwrap_or(0),
+                        stanza,
+                    },
+                });
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let (owner, ids) = (owner.clone(), ids.to_vec());
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            let Some(account) = account_id(&tx, &owner)? else {
+                return Ok(0);
+            };
+            let mut removed = 0;
+            for id in ids {
+                // An id past i64 was never handed out.
+                let Ok(id) = i64::try_from(id) else { continue };
+                removed += tx
+                    .prepare_cached(
+                        "DELETE FROM offline_messages WHERE account_id = ?1 AND id = ?2",
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![account, id]))
+                    .map_err(backend("remove offline message"))?;
+            }
+            tx.commit().map_err(backend("commit offline removal"))?;
+            Ok(removed)
+        })
+        .await
+    }
 }
 
-fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, StorageError> {
+fn apply_one(
+    tx: &Transaction<'_>,
+    change: &RosterChange,
+    max_items: usize,
+) -> Result<u64, StorageError> {
     let owner = match change {
         RosterChange::Put { owner, .. }
         | RosterChange::Remove { owner, .. }
@@ -216,9 +299,16 @@ fn apply_one(tx: &Transaction<'_>, change: &RosterChange) -> Result<u64, Storage
     match change {
         RosterChange::Put { item, .. } => {
             let contact = item.jid.as_str();
-            tx.prepare_cached("DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2")
+            let replaced = tx
+                .prepare_cached("DELETE FROM roster_items WHERE account_id = ?1 AND contact = ?2")
                 .and_then(|mut stmt| stmt.execute(params![account, contact]))
                 .map_err(backend("replace roster item"))?;
+            if replaced == 0 && item_count(tx, account)? >= max_items {
+                return Err(StorageError::RosterFull {
+                    owner: owner.clone(),
+                    limit: max_items,
+                });
+            }
             tx.prepare_cached("INSERT INTO roster_items (account_id, contact, name, subscription, pending_out, approved)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .and_then(|mut stmt| stmt.execute(params![account, contact, item.name, item.subscription.as_str(), item.pending_out, item.approved],
@@ -375,6 +465,15 @@ fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageEr
         .map_err(backend("look up account"))
 }
 
+/// How many items the roster of `account` holds.
+fn item_count(conn: &Connection, account: i64) -> Result<usize, StorageError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM roster_items WHERE account_id = ?1")
+        .and_then(|mut stmt| stmt.query_row(params![account], |row| row.get(0)))
+        .map_err(backend("count roster items"))?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
 fn roster_version(conn: &Connection, account: i64) -> Result<u64, StorageError> {
     let version: Option<i64> = conn
         .prepare_cached("SELECT version FROM roster_versions WHERE account_id = ?1")
@@ -467,7 +566,12 @@ mod tests {
             stored_at_unix_ms: 1,
             stanza: "<message/>".to_owned(),
         };
-        assert_eq!(store.push_offline(&alice, &message, 10).await, Ok(true));
+        assert_eq!(
+            store
+                .push_offline(&alice, &message, OfflineQuota::messages(10))
+                .await,
+            Ok(true)
+        );
         assert!(
             store
                 .initial_presence(&alice)

@@ -15,8 +15,8 @@ use jid::BareJid;
 use starling_sasl::StoredCredentials;
 use starling_storage::{
     AccountData, AccountStore, AnyStore, ExistingAccounts, InitialPresence, OfflineMessage,
-    OfflineStore, PortableStore, PostgresStore, RosterChange, RosterItem, RosterStore,
-    StorageError, Subscription,
+    OfflineQuota, OfflineStore, PortableStore, PostgresStore, RosterChange, RosterItem,
+    RosterStore, StorageError, StoredOffline, Subscription,
 };
 use tokio_postgres::NoTls;
 
@@ -227,8 +227,12 @@ impl<S: RosterStore> RosterStore for TestDb<S> {
         self.store.roster_item(owner, contact).await
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
-        self.store.apply(changes).await
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.store.apply(changes, max_items).await
     }
 
     async fn has_request(&self, owner: &BareJid, contact: &BareJid) -> Result<bool, StorageError> {
@@ -249,13 +253,25 @@ impl<S: OfflineStore> OfflineStore for TestDb<S> {
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
-        self.store.push_offline(owner, message, limit).await
+        self.store.push_offline(owner, message, quota).await
     }
 
     async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
         self.store.take_offline(owner).await
+    }
+
+    async fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> Result<Vec<StoredOffline>, StorageError> {
+        self.store.offline_page(owner, max).await
+    }
+
+    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
+        self.store.remove_offline(owner, ids).await
     }
 }
 
@@ -528,10 +544,13 @@ async fn version_1_database_gains_rosters_and_keeps_accounts() {
     let item = RosterItem::new(jid("bob@example.org"));
     assert_eq!(
         upgraded
-            .apply(&[RosterChange::Put {
-                owner: alice(),
-                item: item.clone(),
-            }])
+            .apply(
+                &[RosterChange::Put {
+                    owner: alice(),
+                    item: item.clone(),
+                }],
+                usize::MAX
+            )
             .await,
         Ok(vec![1])
     );
@@ -550,28 +569,33 @@ async fn delete_cascades_to_roster_tables() {
     let mut item = RosterItem::new(bob.clone());
     item.groups = vec!["Friends".into(), "Work".into()];
     item.subscription = Subscription::Both;
-    db.apply(&[
-        RosterChange::Put {
-            owner: alice(),
-            item,
-        },
-        RosterChange::AddRequest {
-            owner: alice(),
-            contact: bob.clone(),
-            stanza: "<presence/>".into(),
-        },
-        RosterChange::Put {
-            owner: bob.clone(),
-            item: RosterItem::new(alice()),
-        },
-    ])
+    db.apply(
+        &[
+            RosterChange::Put {
+                owner: alice(),
+                item,
+            },
+            RosterChange::AddRequest {
+                owner: alice(),
+                contact: bob.clone(),
+                stanza: "<presence/>".into(),
+            },
+            RosterChange::Put {
+                owner: bob.clone(),
+                item: RosterItem::new(alice()),
+            },
+        ],
+        usize::MAX,
+    )
     .await
     .expect("apply");
     let message = OfflineMessage {
         stored_at_unix_ms: 1,
         stanza: "<message/>".into(),
     };
-    db.push_offline(&alice(), &message, 10).await.expect("push");
+    db.push_offline(&alice(), &message, OfflineQuota::messages(10))
+        .await
+        .expect("push");
     db.delete_account(&alice()).await.expect("delete");
     let raw = db.raw().await;
     // Only Bob's version and item are left.

@@ -75,6 +75,9 @@ pub struct ServerOptions {
     /// `storage.postgres_url` with `storage.backend = "postgres"`; `None` keeps the embedded
     /// SQLite database in the data directory.
     pub postgres_url: Option<String>,
+    /// Raw TOML lines appended to the generated `[limits]` section, for limits the fields
+    /// above do not cover (`max_roster_items = 5`, one per line).
+    pub extra_limits: String,
     /// Raw TOML appended to the generated file: whole sections the fields above do not cover
     /// (`[metrics]`, `[admin]`, `[tls]`, `[log]`, …). Must not repeat a section written above
     /// (`[listen]`, `[c2s]`, `[limits]`, and `[storage]` when `postgres_url` is set).
@@ -110,6 +113,7 @@ impl Default for ServerOptions {
             scram_iterations: 4096,
             log_filter: None,
             postgres_url: None,
+            extra_limits: String::new(),
             extra_toml: String::new(),
         }
     }
@@ -205,7 +209,7 @@ read_burst_bytes = {}
 auth_failure_delay_ms = {}
 max_auth_failure_delay_ms = {}
 max_directed_presences = {}
-"#,
+{}"#,
             self.hosts
                 .iter()
                 .map(|host| format!("{host:?}"))
@@ -234,6 +238,7 @@ max_directed_presences = {}
             self.auth_failure_delay_ms,
             self.max_auth_failure_delay_ms,
             self.max_directed_presences,
+            extra_lines(&self.extra_limits),
             data_dir = data_dir.display().to_string(),
         ) + &self.storage_toml()
             + &self.extra_toml_section()
@@ -714,6 +719,16 @@ fn first_host(options: &ServerOptions) -> String {
 
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| format!("(no log: {error})"))
+}
+
+/// `lines` ending in a newline, or nothing.
+fn extra_lines(lines: &str) -> String {
+    let lines = lines.trim();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("{lines}\n")
+    }
 }
 
 #[cfg(test)]

@@ -30,10 +30,10 @@ impl Client {
 }
 
 async fn world() -> World {
-    world_with(RouterLimits::default()).await
+    world_with(RegistryConfig::default(), RouterLimits::default()).await
 }
 
-async fn world_with(limits: RouterLimits) -> World {
+async fn world_with(config: RegistryConfig, limits: RouterLimits) -> World {
     let store = SqliteStore::open_in_memory().unwrap();
     let creds =
         StoredCredentials::from_password("pw", b"0123456789abcdef", b"0123456789abcdef", 4096)
@@ -44,10 +44,7 @@ async fn world_with(limits: RouterLimits) -> World {
             .await
             .unwrap();
     }
-    let registry = Arc::new(Registry::new(
-        ["localhost".to_owned()],
-        RegistryConfig::default(),
-    ));
+    let registry = Arc::new(Registry::new(["localhost".to_owned()], config));
     World {
         router: Router::new(registry, store, limits),
     }
@@ -403,10 +400,13 @@ async fn presence_reaches_own_resources_and_leaving_sends_unavailable() {
 // and the presence does not go out; unavailable reaches exactly the remembered ones.
 #[tokio::test]
 async fn directed_presence_remembers_reachable_addresses_up_to_the_cap() {
-    let w = world_with(RouterLimits {
-        max_directed_presences: 2,
-        ..RouterLimits::default()
-    })
+    let w = world_with(
+        RegistryConfig::default(),
+        RouterLimits {
+            max_directed_presences: 2,
+            ..RouterLimits::default()
+        },
+    )
     .await;
     let mut alice = w.connect("alice@localhost/a");
     w.available(&mut alice, 0).await;
@@ -445,4 +445,99 @@ async fn directed_presence_remembers_reachable_addresses_up_to_the_cap() {
         assert!(got[0].contains("type='unavailable'"), "{got:?}");
     }
     assert!(bobs[2].received().is_empty());
+}
+
+#[tokio::test]
+async fn roster_push_from_another_account_is_refused_not_relayed() {
+    let w = world().await;
+    let mut alice = w.connect("alice@localhost/a");
+    let mut other = w.connect("alice@localhost/b");
+    let mut bob = w.connect("bob@localhost/b");
+    let push = "<iq type='set' id='p1' to='alice@localhost/a'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query></iq>";
+    w.send(&bob, push).await;
+    assert!(alice.received().is_empty());
+    assert_eq!(
+        bob.received(),
+        [
+            "<iq xmlns='jabber:client' from='alice@localhost/a' id='p1' to='bob@localhost/b' type='error'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        ]
+    );
+    // From the account's own other resource it is the client's business (and so is a get).
+    w.send(&other, push).await;
+    assert_eq!(alice.received().len(), 1);
+    w.send(
+        &bob,
+        "<iq type='get' id='g1' to='alice@localhost/a'><query xmlns='jabber:iq:roster'/></iq>",
+    )
+    .await;
+    assert_eq!(alice.received().len(), 1);
+    other.received();
+}
+
+#[tokio::test]
+async fn offline_messages_that_do_not_fit_the_queue_stay_stored() {
+    // A queue of 12: the reflected presence and 4 slots kept free leave room for 7 messages.
+    let w = world_with(
+        RegistryConfig {
+            queue_depth: 12,
+            ..RegistryConfig::default()
+        },
+        RouterLimits::default(),
+    )
+    .await;
+    let alice = w.connect("alice@localhost/a");
+    for n in 0..20 {
+        w.send(
+            &alice,
+            &format!("<message to='bob@localhost' type='chat'><body>m{n}</body></message>"),
+        )
+        .await;
+    }
+    let mut bodies = Vec::new();
+    for login in 0..5 {
+        let mut bob = w.connect(&format!("bob@localhost/r{login}"));
+        w.send(&bob, "<presence/>").await;
+        let got: Vec<String> = bob
+            .received()
+            .into_iter()
+            .filter(|s| s.starts_with("<message"))
+            .collect();
+        assert!(got.len() <= 7, "login {login}: {}", got.len());
+        bodies.extend(got.iter().filter_map(|s| {
+            let start = s.find("<body>")? + 6;
+            let end = s.find("</body>")?;
+            s.get(start..end).map(str::to_owned)
+        }));
+        w.router.session_ended(&bob.handle).await;
+    }
+    let expected: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
+    assert_eq!(bodies, expected);
+}
+
+#[tokio::test]
+async fn a_second_resource_does_not_read_offline_messages_being_handed_to_the_first() {
+    let w = world().await;
+    let alice = w.connect("alice@localhost/a");
+    w.send(
+        &alice,
+        "<message to='bob@localhost' type='chat'><body>once</body></message>",
+    )
+    .await;
+    let bob = "bob@localhost".parse().unwrap();
+    // Stands in for a flush to another resource of Bob's, between its read and its removal.
+    let claim = crate::presence::FlushClaim::take(&w.router.offline_flushing, &bob)
+        .expect("nobody is flushing");
+    assert!(crate::presence::FlushClaim::take(&w.router.offline_flushing, &bob).is_none());
+    let mut phone = w.connect("bob@localhost/phone");
+    w.send(&phone, "<presence/>").await;
+    assert!(!phone.received().iter().any(|s| s.starts_with("<message")));
+    drop(claim);
+    let mut desk = w.connect("bob@localhost/desk");
+    w.send(&desk, "<presence/>").await;
+    let got: Vec<String> = desk
+        .received()
+        .into_iter()
+        .filter(|s| s.starts_with("<message"))
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
 }

@@ -26,7 +26,8 @@ use super::pool::Connection;
 use super::{AccountKey, PostgresStore, backend};
 use crate::StorageError;
 use crate::roster::{
-    OfflineMessage, OfflineStore, RosterChange, RosterItem, RosterStore, Subscription,
+    OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem, RosterStore,
+    StoredOffline, Subscription,
 };
 
 /// Schema version 2: SQLite's version 2 in PostgreSQL types. Rosters, their versions and
@@ -162,7 +163,11 @@ impl RosterStore for PostgresStore {
         row.as_ref().map(item_from_row).transpose()
     }
 
-    async fn apply(&self, changes: &[RosterChange]) -> Result<Vec<u64>, StorageError> {
+    async fn apply(
+        &self,
+        changes: &[RosterChange],
+        max_items: usize,
+    ) -> Result<Vec<u64>, StorageError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -186,7 +191,7 @@ impl RosterStore for PostgresStore {
         }
         let mut versions = Vec::with_capacity(changes.len());
         for (account, change) in targets {
-            versions.push(apply_one(statements, &tx, account, change).await?);
+            versions.push(apply_one(statements, &tx, account, change, max_items).await?);
         }
         tx.commit().await.map_err(backend("commit roster change"))?;
         Ok(versions)
@@ -251,7 +256,7 @@ impl OfflineStore for PostgresStore {
         &self,
         owner: &BareJid,
         message: &OfflineMessage,
-        limit: usize,
+        quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
         let Some(key) = AccountKey::of(owner) else {
             return Err(StorageError::AccountNotFound(owner.clone()));
@@ -279,15 +284,17 @@ impl OfflineStore for PostgresStore {
         let count = Connection::prepare(
             statements,
             &tx,
-            "SELECT count(*) FROM offline_messages WHERE account_id = $1",
+            "SELECT count(*), coalesce(sum(octet_length(stanza)), 0)::bigint
+             FROM offline_messages WHERE account_id = $1",
         )
         .await?;
-        let count: i64 = tx
+        let row = tx
             .query_one(&count, &[&account])
             .await
-            .and_then(|row| row.try_get(0))
             .map_err(backend("count offline messages"))?;
-        if usize::try_from(count).unwrap_or(usize::MAX) >= limit {
+        let count: i64 = row.try_get(0).map_err(backend("count offline messages"))?;
+        let bytes: i64 = row.try_get(1).map_err(backend("count offline bytes"))?;
+        if !quota.admits(count, bytes, message.stanza.len()) {
             return Ok(false);
         }
         let insert = Connection::prepare(
@@ -347,6 +354,81 @@ impl OfflineStore for PostgresStore {
         messages.sort_by_key(|&(id, _)| id);
         Ok(messages.into_iter().map(|(_, message)| message).collect())
     }
+
+    async fn offline_page(
+        &self,
+        owner: &BareJid,
+        max: usize,
+    ) -> Result<Vec<StoredOffline>, StorageError> {
+        let Some(key) = AccountKey::of(owner) else {
+            return Ok(Vec::new());
+        };
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let select = Connection::prepare(
+            statements,
+            &*client,
+            "SELECT o.id, o.stored_at_ms, o.stanza
+             FROM offline_messages o JOIN accounts a ON a.id = o.account_id
+             WHERE a.host = $1 AND a.username = $2 ORDER BY o.id LIMIT $3",
+        )
+        .await?;
+        let rows = client
+            .query(&select, &[&key.host, &key.username, &max])
+            .await
+            .map_err(backend("query offline messages"))?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0).map_err(backend("read offline message"))?;
+                let stored_at: i64 = row.try_get(1).map_err(backend("read offline message"))?;
+                let stanza = row.try_get(2).map_err(backend("read offline message"))?;
+                Ok(StoredOffline {
+                    id: u64::try_from(id).map_err(|_| {
+                        StorageError::Corrupt(format!("negative offline message id {id}"))
+                    })?,
+                    message: OfflineMessage {
+                        stored_at_unix_ms: u64::try_from(stored_at).map_err(|_| {
+                            StorageError::Corrupt(format!(
+                                "negative offline message time {stored_at}"
+                            ))
+                        })?,
+                        stanza,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
+        let Some(key) = AccountKey::of(owner) else {
+            return Ok(0);
+        };
+        // An id past i64 was never handed out.
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter_map(|&id| i64::try_from(id).ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        // One statement: atomic, and only the owner's rows can match.
+        let delete = Connection::prepare(
+            statements,
+            &*client,
+            "DELETE FROM offline_messages
+             WHERE account_id = (SELECT id FROM accounts WHERE host = $1 AND username = $2)
+               AND id = ANY($3)",
+        )
+        .await?;
+        let removed = client
+            .execute(&delete, &[&key.host, &key.username, &ids])
+            .await
+            .map_err(backend("remove offline messages"))?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
 }
 
 fn change_owner(change: &RosterChange) -> &BareJid {
@@ -390,10 +472,32 @@ async fn apply_one(
     tx: &impl GenericClient,
     account: i64,
     change: &RosterChange,
+    max_items: usize,
 ) -> Result<u64, StorageError> {
     match change {
-        RosterChange::Put { item, .. } => {
+        RosterChange::Put { owner, item } => {
             let contact = item.jid.as_str();
+            // The owner's account row is locked (`lock_owners`), so no other transaction adds
+            // to this roster between the count and the insert.
+            let count = Connection::prepare(
+                statements,
+                tx,
+                "SELECT count(*) FILTER (WHERE contact <> $2), bool_or(contact = $2)
+                 FROM roster_items WHERE account_id = $1",
+            )
+            .await?;
+            let row = tx
+                .query_one(&count, &[&account, &contact])
+                .await
+                .map_err(backend("count roster items"))?;
+            let others: i64 = row.try_get(0).map_err(backend("count roster items"))?;
+            let exists: Option<bool> = row.try_get(1).map_err(backend("count roster items"))?;
+            if exists != Some(true) && usize::try_from(others).unwrap_or(usize::MAX) >= max_items {
+                return Err(StorageError::RosterFull {
+                    owner: owner.clone(),
+                    limit: max_items,
+                });
+            }
             let upsert = Connection::prepare(
                 statements,
                 tx,
