@@ -270,9 +270,18 @@ pub struct LimitsConfig {
     /// Most simultaneous client connections; further connections wait in the listen backlog.
     /// Default 10000.
     pub max_connections: usize,
-    /// Simultaneous connections from one IP address; more are refused with
-    /// `<policy-violation/>`. Default 64.
-    pub max_connections_per_ip: usize,
+    /// Simultaneous connections from one IP address that have not
+    /// authenticated yet; more are refused with `<policy-violation/>`. Authenticated sessions
+    /// do not count, so any number of users behind one NAT address can be online. Default 32.
+    pub max_unauthenticated_connections_per_ip: usize,
+    /// Opt-in: bound sessions from one IP address; binding one more resource
+    /// is refused with `resource-constraint`. Default 0, no cap: authenticated use is bounded
+    /// per account (`c2s.max_resources_per_account`), since many users may share an address.
+    pub max_sessions_per_ip: usize,
+    /// Removed in issue 15: it counted authenticated sessions too, so users sharing an address
+    /// locked each other out. Kept only so that a config still setting it gets an error saying
+    /// what replaces it rather than "unknown field".
+    pub max_connections_per_ip: Option<usize>,
     /// Simultaneous connections that have not authenticated yet, in total; more are refused
     /// with `<resource-constraint/>`, so idle unauthenticated sockets cannot crowd out users.
     /// Default 1000.
@@ -387,7 +396,9 @@ impl Default for LimitsConfig {
             max_depth: authenticated.max_depth,
             max_attributes_per_element: authenticated.max_attributes_per_element,
             max_connections: 10_000,
-            max_connections_per_ip: 64,
+            max_unauthenticated_connections_per_ip: 32,
+            max_sessions_per_ip: 0,
+            max_connections_per_ip: None,
             max_unauthenticated_connections: 1000,
             read_bytes_per_sec_unauthenticated: 16 * 1024,
             read_bytes_per_sec: 256 * 1024,
@@ -543,8 +554,8 @@ impl Config {
         for (value, key) in [
             (self.limits.max_connections, "limits.max_connections"),
             (
-                self.limits.max_connections_per_ip,
-                "limits.max_connections_per_ip",
+                self.limits.max_unauthenticated_connections_per_ip,
+                "limits.max_unauthenticated_connections_per_ip",
             ),
             (
                 self.limits.max_unauthenticated_connections,
@@ -553,6 +564,14 @@ impl Config {
         ] {
             check(value >= 1, key, "must be at least 1");
         }
+        check(
+            self.limits.max_connections_per_ip.is_none(),
+            "limits.max_connections_per_ip",
+            "was removed because it counted authenticated sessions, so users sharing one \
+             address locked each other out; use limits.max_unauthenticated_connections_per_ip \
+             (before authentication, default 32), c2s.max_resources_per_account (per account) \
+             and, only if you want a per-address cap on sessions, limits.max_sessions_per_ip",
+        );
         for (value, key) in [
             (
                 self.limits.read_bytes_per_sec_unauthenticated,
@@ -685,7 +704,8 @@ impl Config {
             "limits.max_depth" => limits.max_depth;
             "limits.max_attributes_per_element" => limits.max_attributes_per_element;
             "limits.max_connections" => limits.max_connections;
-            "limits.max_connections_per_ip" => limits.max_connections_per_ip;
+            "limits.max_unauthenticated_connections_per_ip" => limits.max_unauthenticated_connections_per_ip;
+            "limits.max_sessions_per_ip" => limits.max_sessions_per_ip;
             "limits.max_unauthenticated_connections" => limits.max_unauthenticated_connections;
             "limits.read_bytes_per_sec_unauthenticated" => limits.read_bytes_per_sec_unauthenticated;
             "limits.read_bytes_per_sec" => limits.read_bytes_per_sec;

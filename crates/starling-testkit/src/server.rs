@@ -46,8 +46,10 @@ pub struct ServerOptions {
     pub outbound_queue_stanzas: usize,
     /// `limits.outbound_queue_grace_secs`.
     pub outbound_queue_grace_secs: u64,
-    /// `limits.max_connections_per_ip`.
-    pub max_connections_per_ip: usize,
+    /// `limits.max_unauthenticated_connections_per_ip`.
+    pub max_unauthenticated_connections_per_ip: usize,
+    /// `limits.max_sessions_per_ip` (0: no cap).
+    pub max_sessions_per_ip: usize,
     /// `limits.max_unauthenticated_connections`.
     pub max_unauthenticated_connections: usize,
     /// `limits.read_bytes_per_sec_unauthenticated`.
@@ -92,7 +94,8 @@ impl Default for ServerOptions {
             max_resources_per_account: 10,
             outbound_queue_stanzas: 512,
             outbound_queue_grace_secs: 5,
-            max_connections_per_ip: 64,
+            max_unauthenticated_connections_per_ip: 32,
+            max_sessions_per_ip: 0,
             max_unauthenticated_connections: 1000,
             read_bytes_per_sec_unauthenticated: 16_384,
             read_bytes_per_sec: 262_144,
@@ -142,7 +145,10 @@ impl ServerOptions {
             "max_resources_per_account" => self.max_resources_per_account = parse(key, value)?,
             "outbound_queue_stanzas" => self.outbound_queue_stanzas = parse(key, value)?,
             "outbound_queue_grace_secs" => self.outbound_queue_grace_secs = parse(key, value)?,
-            "max_connections_per_ip" => self.max_connections_per_ip = parse(key, value)?,
+            "max_unauthenticated_connections_per_ip" => {
+                self.max_unauthenticated_connections_per_ip = parse(key, value)?
+            }
+            "max_sessions_per_ip" => self.max_sessions_per_ip = parse(key, value)?,
             "max_unauthenticated_connections" => {
                 self.max_unauthenticated_connections = parse(key, value)?
             }
@@ -188,7 +194,8 @@ max_depth = {}
 max_attributes_per_element = {}
 outbound_queue_stanzas = {}
 outbound_queue_grace_secs = {}
-max_connections_per_ip = {}
+max_unauthenticated_connections_per_ip = {}
+max_sessions_per_ip = {}
 max_unauthenticated_connections = {}
 read_bytes_per_sec_unauthenticated = {}
 read_bytes_per_sec = {}
@@ -215,7 +222,8 @@ max_auth_failure_delay_ms = {}
             self.max_attributes_per_element,
             self.outbound_queue_stanzas,
             self.outbound_queue_grace_secs,
-            self.max_connections_per_ip,
+            self.max_unauthenticated_connections_per_ip,
+            self.max_sessions_per_ip,
             self.max_unauthenticated_connections,
             self.read_bytes_per_sec_unauthenticated,
             self.read_bytes_per_sec,
@@ -821,7 +829,8 @@ max_depth = 32
 max_attributes_per_element = 64
 outbound_queue_stanzas = 512
 outbound_queue_grace_secs = 5
-max_connections_per_ip = 64
+max_unauthenticated_connections_per_ip = 32
+max_sessions_per_ip = 0
 max_unauthenticated_connections = 1000
 read_bytes_per_sec_unauthenticated = 16384
 read_bytes_per_sec = 262144

@@ -1,0 +1,169 @@
+//! Issue 15 ("Security round 2") end to end: limits that key on a peer's address must bound
+//! what an address can do *before* authentication without locking out the many users who
+//! share one address (carrier-grade NAT, a campus, an office), and the server's secrets and
+//! data must be created private. Each test attacks a fresh server from its own loopback
+//! address while the test kit's `Arena` keeps a logged-in pair chatting from 127.0.0.1, and
+//! ends by checking the pair lost nothing and was never slower than [`MAX_ROUND_TRIP`].
+//!
+//! Linux only: the attackers bind to 127.0.0.x source addresses, and RSS comes from /proc.
+
+use std::time::Duration;
+
+use starling_testkit::client::stream_error_condition;
+use starling_testkit::{Arena, Incoming, ServerOptions, XmppClient, attacker};
+
+/// Peak RSS allowed (a debug build with the pair logged in runs at about 16 MiB).
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+/// The bystander pair's slowest round trip allowed while an attack runs.
+const MAX_ROUND_TRIP: Duration = Duration::from_secs(2);
+
+/// The default `limits.max_unauthenticated_connections_per_ip`.
+const UNAUTHENTICATED_PER_ADDRESS: usize = 32;
+
+/// More users than the old per-address cap (`max_connections_per_ip = 64`, which counted
+/// authenticated sessions too) held.
+const USERS_BEHIND_ONE_ADDRESS: usize = 70;
+
+// Finding 10: 70 users log in from one shared address and all stay online (the old
+// per-address cap of 64 counted their sessions and refused the 65th). Unauthenticated
+// connections from that address are still bounded: past 32 they are refused with
+// policy-violation, and the 70 logged-in users are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_users_behind_one_address_stay_online() -> anyhow::Result<()> {
+    let arena = Arena::start(ServerOptions::default()).await?;
+    let shared = attacker(60);
+    for n in 0..USERS_BEHIND_ONE_ADDRESS {
+        arena
+            .server
+            .add_user(&format!("user{n}"), &format!("password{n}"))
+            .await?;
+    }
+    let mut online = Vec::new();
+    for n in 0..USERS_BEHIND_ONE_ADDRESS {
+        let client = XmppClient::connect_plain_from(arena.server.starttls_addr, shared).await?;
+        let client = client
+            .login_on(
+                &arena.server,
+                &format!("user{n}"),
+                &format!("password{n}"),
+                None,
+            )
+            .await
+            .map_err(|err| anyhow::anyhow!("user{n} behind the shared address: {err:#}"))?;
+        online.push(client);
+    }
+
+    // Idle unauthenticated connections from the same address: the cap applies to them.
+    let mut idle = Vec::new();
+    for _ in 0..UNAUTHENTICATED_PER_ADDRESS + 8 {
+        idle.push(XmppClient::connect_plain_from(arena.server.starttls_addr, shared).await?);
+    }
+    let mut refused = 0;
+    let mut waiting = Vec::new();
+    for mut client in idle {
+        client.set_timeout(Duration::from_millis(300));
+        match client.next_element().await {
+            Ok(Incoming::StreamError(error)) => {
+                assert_eq!(
+                    stream_error_condition(&error).as_deref(),
+                    Some("policy-violation")
+                );
+                refused += 1;
+            }
+            Ok(other) => anyhow::bail!("expected a refusal or silence, got {other:?}"),
+            Err(_) => waiting.push(client),
+        }
+    }
+    assert_eq!(refused, 8, "connections past the unauthenticated cap");
+
+    // Every logged-in user is still online and answered.
+    for (n, client) in online.iter_mut().enumerate() {
+        client
+            .ping()
+            .await
+            .map_err(|err| anyhow::anyhow!("user{n} lost its session: {err:#}"))?;
+    }
+    drop(waiting);
+    arena
+        .finish("users behind one address", RSS_BOUND_KIB, MAX_ROUND_TRIP)
+        .await?;
+    Ok(())
+}
+
+/// Log in as `user` from `from`; `Err` holds the failure's text.
+async fn login_from(
+    arena: &Arena,
+    from: std::net::IpAddr,
+    user: &str,
+) -> anyhow::Result<Result<XmppClient, String>> {
+    let client = XmppClient::connect_plain_from(arena.server.starttls_addr, from).await?;
+    Ok(client
+        .login_on(&arena.server, user, &format!("{user}-password"), None)
+        .await
+        .map_err(|err| format!("{err:#}")))
+}
+
+// Finding 10: authenticated use is bounded per account (c2s.max_resources_per_account, 3 here):
+// the 4th resource of one account is refused with the RFC 6120 §7.6.2.1 resource-constraint
+// stanza error. The per-address cap on sessions is opt-in (limits.max_sessions_per_ip, 5
+// here): the 6th session from one address gets resource-constraint too, while another
+// address still logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_bounded_per_account_and_opt_in_per_address() -> anyhow::Result<()> {
+    let mut options = ServerOptions::default();
+    options.set("max_resources_per_account", "3")?;
+    options.set("max_sessions_per_ip", "5")?;
+    let arena = Arena::start(options).await?;
+    for user in ["alice", "bob"] {
+        arena
+            .server
+            .add_user(user, &format!("{user}-password"))
+            .await?;
+    }
+    let from = attacker(61);
+    let mut online = Vec::new();
+    for _ in 0..3 {
+        online.push(
+            login_from(&arena, from, "alice")
+                .await?
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
+    let fourth = login_from(&arena, from, "alice").await?;
+    let refusal = fourth.err().unwrap_or_default();
+    assert!(
+        refusal.contains("type='error'")
+            && refusal.contains("<error type='wait'><resource-constraint"),
+        "alice's 4th resource: {refusal}"
+    );
+    for _ in 0..2 {
+        online.push(
+            login_from(&arena, from, "bob")
+                .await?
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
+    let sixth = login_from(&arena, from, "bob").await?;
+    let refusal = sixth.err().unwrap_or_default();
+    assert!(
+        refusal.contains("<error type='wait'><resource-constraint"),
+        "the 6th session from one address: {refusal}"
+    );
+    online.push(
+        login_from(&arena, attacker(62), "bob")
+            .await?
+            .map_err(anyhow::Error::msg)?,
+    );
+    for client in &mut online {
+        client.ping().await?;
+    }
+    arena
+        .finish(
+            "sessions per account and address",
+            RSS_BOUND_KIB,
+            MAX_ROUND_TRIP,
+        )
+        .await?;
+    Ok(())
+}
