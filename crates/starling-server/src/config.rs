@@ -270,11 +270,11 @@ pub struct LimitsConfig {
     /// Most simultaneous client connections; further connections wait in the listen backlog.
     /// Default 10000.
     pub max_connections: usize,
-    /// Simultaneous connections from one IP address that have not
+    /// Simultaneous connections from one IP address (IPv6: one /64) that have not
     /// authenticated yet; more are refused with `<policy-violation/>`. Authenticated sessions
     /// do not count, so any number of users behind one NAT address can be online. Default 32.
     pub max_unauthenticated_connections_per_ip: usize,
-    /// Opt-in: bound sessions from one IP address; binding one more resource
+    /// Opt-in: bound sessions from one IP address (IPv6: one /64); binding one more resource
     /// is refused with `resource-constraint`. Default 0, no cap: authenticated use is bounded
     /// per account (`c2s.max_resources_per_account`), since many users may share an address.
     pub max_sessions_per_ip: usize,

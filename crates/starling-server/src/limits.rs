@@ -13,7 +13,7 @@
 //! are passed in, so the arithmetic is tested here without sleeping.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -215,6 +215,7 @@ impl PeerLimits {
     /// as unauthenticated, against its address and in total, until
     /// [`Admission::authenticated`].
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        let ip = address_group(ip);
         let settings = self.settings();
         let address = AddressSlot::take(
             &self.unauthenticated_per_ip,
@@ -262,6 +263,7 @@ impl PeerLimits {
     /// has in the window and how long to wait before sending the `<failure/>`:
     /// `auth_failure_delay × 2^(failures − 1)`, at most `max_auth_failure_delay`.
     pub fn record_auth_failure(&self, ip: IpAddr, now: Instant) -> (u32, Duration) {
+        let ip = address_group(ip);
         let settings = self.settings();
         let mut map = lock(&self.auth_failures);
         if map.len() >= MAX_TRACKED_FAILURE_ADDRESSES {
@@ -286,6 +288,21 @@ impl PeerLimits {
             .saturating_mul(1u32 << doublings)
             .min(settings.max_auth_failure_delay);
         (record.failures, delay)
+    }
+}
+
+/// The key per-address limits count under: an IPv4 address as it is; an IPv4-mapped IPv6
+/// address (`::ffff:a.b.c.d`, what a dual-stack socket reports for an IPv4 peer) as its IPv4
+/// address; any other IPv6 address as its /64 prefix with the interface bits zeroed. One
+/// subscriber or host is routinely given a whole /64 (RFC 6177), so keying on full IPv6
+/// addresses would let one peer take a fresh address for every connection.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -435,6 +452,49 @@ mod tests {
         }
         assert_eq!(lock(&limits.unauthenticated_per_ip).get(&A), None);
         assert_eq!(lock(&limits.sessions_per_ip).get(&A), Some(&100));
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn address_groups() {
+        assert_eq!(address_group(A), A);
+        assert_eq!(address_group(ip("::ffff:192.0.2.1")), A);
+        assert_eq!(
+            address_group(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(address_group(ip("::1")), ip("::"));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let limits = limits(2, 100);
+        let _first = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _second = limits
+            .admit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+            .unwrap();
+        // A third address in the same /64 is the same peer for the per-address cap.
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2:abcd::9")).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
+        assert!(limits.admit(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        // An IPv4-mapped IPv6 address is its IPv4 address.
+        let _v4 = limits.admit(A).unwrap();
+        let _mapped = limits.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert_eq!(
+            limits.admit(A).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
+        // SASL failures are counted per group too.
+        let now = Instant::now();
+        assert_eq!(limits.record_auth_failure(ip("2001:db8::1"), now).0, 1);
+        assert_eq!(limits.record_auth_failure(ip("2001:db8::2"), now).0, 2);
+        assert_eq!(limits.record_auth_failure(ip("::ffff:192.0.2.2"), now).0, 1);
+        assert_eq!(limits.record_auth_failure(B, now).0, 2);
     }
 
     #[test]
