@@ -167,3 +167,58 @@ async fn sessions_are_bounded_per_account_and_opt_in_per_address() -> anyhow::Re
         .await?;
     Ok(())
 }
+
+// Finding 8: a server that creates its own data directory makes it 0700, and the database
+// (with its -wal and -shm), the generated TLS key, the decoy secret and the admin socket
+// 0600, whatever the umask (the test process's, usually 022, is inherited). Meanwhile a peer
+// at another address sees nothing of it, and the pair chats on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_directory_and_secrets_are_private() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let arena = Arena::start(ServerOptions {
+        data_subdir: Some("data".to_owned()),
+        ..ServerOptions::default()
+    })
+    .await?;
+    // The pair's logins and messages have written to the database, so -wal and -shm exist.
+    let data = arena.server.data_dir().join("data");
+    let mode = |name: &str| -> anyhow::Result<u32> {
+        let path = data.join(name);
+        let metadata = std::fs::symlink_metadata(&path)
+            .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+        Ok(metadata.permissions().mode() & 0o777)
+    };
+    let modes = [
+        ("", mode("")?),
+        ("starling.sqlite", mode("starling.sqlite")?),
+        ("starling.sqlite-wal", mode("starling.sqlite-wal")?),
+        ("starling.sqlite-shm", mode("starling.sqlite-shm")?),
+        ("tls/key.pem", mode("tls/key.pem")?),
+        ("sasl-decoy.key", mode("sasl-decoy.key")?),
+        ("admin.sock", mode("admin.sock")?),
+    ];
+    let expected = [
+        ("", 0o700),
+        ("starling.sqlite", 0o600),
+        ("starling.sqlite-wal", 0o600),
+        ("starling.sqlite-shm", 0o600),
+        ("tls/key.pem", 0o600),
+        ("sasl-decoy.key", 0o600),
+        ("admin.sock", 0o600),
+    ];
+    let show = |modes: &[(&str, u32)]| {
+        modes
+            .iter()
+            .map(|(name, mode)| format!("{name}={mode:o}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(show(&modes), show(&expected));
+    // A peer elsewhere still gets its stream; nothing about the files leaks into the protocol.
+    let mut peer = XmppClient::connect_plain_from(arena.server.starttls_addr, attacker(63)).await?;
+    peer.open_stream(&arena.server.domain).await?;
+    arena
+        .finish("private data", RSS_BOUND_KIB, MAX_ROUND_TRIP)
+        .await?;
+    Ok(())
+}

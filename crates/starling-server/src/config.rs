@@ -725,7 +725,7 @@ impl Config {
     pub async fn open_store(&self) -> anyhow::Result<starling_storage::AnyStore> {
         match self.storage.backend {
             StorageBackend::Sqlite => {
-                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                crate::private_fs::create_private_dir(&self.data_dir).with_context(|| {
                     format!("cannot create data directory {}", self.data_dir.display())
                 })?;
                 let path = self.sqlite_path();

@@ -13,6 +13,7 @@ mod ids;
 mod limits;
 mod logging;
 mod metrics;
+mod private_fs;
 mod server;
 mod tls;
 

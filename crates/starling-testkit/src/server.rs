@@ -77,6 +77,11 @@ pub struct ServerOptions {
     /// (`[metrics]`, `[admin]`, `[tls]`, `[log]`, …). Must not repeat a section written above
     /// (`[listen]`, `[c2s]`, `[limits]`, and `[storage]` when `postgres_url` is set).
     pub extra_toml: String,
+    /// Keep the server's data in this subdirectory of the scratch directory, which the server
+    /// creates itself (so a test sees the mode it gives its data directory); `None`: the
+    /// scratch directory itself. The config and the log stay in the scratch directory, and
+    /// [`TestServer::cert_path`] assumes `None`.
+    pub data_subdir: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -108,6 +113,7 @@ impl Default for ServerOptions {
             log_filter: None,
             postgres_url: None,
             extra_toml: String::new(),
+            data_subdir: None,
         }
     }
 }
@@ -230,7 +236,12 @@ max_auth_failure_delay_ms = {}
             self.read_burst_bytes,
             self.auth_failure_delay_ms,
             self.max_auth_failure_delay_ms,
-            data_dir = data_dir.display().to_string(),
+            data_dir = match &self.data_subdir {
+                Some(subdir) => data_dir.join(subdir),
+                None => data_dir.to_owned(),
+            }
+            .display()
+            .to_string(),
         ) + &self.storage_toml()
             + &self.extra_toml_section()
     }
