@@ -222,3 +222,75 @@ async fn data_directory_and_secrets_are_private() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+// Finding 9a: with sslmode=verify-full and the CA of the throwaway PostgreSQL (`cargo xtask
+// with-postgres` gives it a certificate for localhost and 127.0.0.1), every connection the
+// server holds to its database is TLS, as PostgreSQL's own pg_stat_ssl reports, while the pair
+// chats through it. A CA that did not sign the database's certificate stops the server at
+// start-up instead of letting it talk to an unverified peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_are_verified_tls() -> anyhow::Result<()> {
+    let ca = std::env::var("STARLING_TEST_POSTGRES_CA").map_err(|_| {
+        anyhow::anyhow!(
+            "STARLING_TEST_POSTGRES_CA is not set: run through `cargo xtask with-postgres`, \
+             which gives PostgreSQL a certificate"
+        )
+    })?;
+    let url = starling_testkit::fresh_postgres_database("starling_tls").await?;
+    let database = url
+        .rsplit("dbname=")
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no dbname in {url}"))?
+        .to_owned();
+    let arena = Arena::start(ServerOptions {
+        postgres_url: Some(format!("{url} sslmode=verify-full sslrootcert={ca}")),
+        ..ServerOptions::default()
+    })
+    .await?;
+    let mut peer = XmppClient::connect_plain_from(arena.server.starttls_addr, attacker(64)).await?;
+    peer.open_stream(&arena.server.domain).await?;
+
+    let base = std::env::var("STARLING_TEST_POSTGRES_URL")?;
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = $1",
+            &[&database],
+        )
+        .await?;
+    let (encrypted, plaintext): (i64, i64) = (row.get(0), row.get(1));
+    assert!(encrypted >= 1, "the server holds no TLS connection");
+    assert_eq!(plaintext, 0, "the server holds plaintext connections");
+
+    // A CA of our own, which did not sign PostgreSQL's certificate.
+    let dir = tempfile::tempdir()?;
+    let other_ca = dir.path().join("other-ca.pem");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(
+        &other_ca,
+        params.self_signed(&rcgen::KeyPair::generate()?)?.pem(),
+    )?;
+    let refused = starling_testkit::TestServer::start_with(ServerOptions {
+        postgres_url: Some(format!(
+            "{url} sslmode=verify-full sslrootcert={}",
+            other_ca.display()
+        )),
+        ..ServerOptions::default()
+    })
+    .await;
+    let err = match refused {
+        Ok(_) => anyhow::bail!("the server started with a CA that did not sign the database's"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(
+        err.contains("cannot open the PostgreSQL database") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    arena
+        .finish("postgres over TLS", RSS_BOUND_KIB, MAX_ROUND_TRIP)
+        .await?;
+    Ok(())
+}

@@ -326,8 +326,13 @@ pub struct Storage {
     /// SQLite file; default `<data_dir>/starling.sqlite`.
     pub sqlite_path: Option<PathBuf>,
     /// PostgreSQL connection string (`host=… port=… user=… dbname=…` or a `postgresql://`
-    /// URI); required when `backend = "postgres"`. Migrations run at start.
+    /// URI); required when `backend = "postgres"`. Migrations run at start. TLS follows its
+    /// `sslmode` (`disable`, `prefer` (default), `require`, `verify-full` with `sslrootcert`).
     pub postgres_url: Option<String>,
+    /// Allow a connection that may be plaintext (`sslmode` `disable` or `prefer`) to a
+    /// PostgreSQL host that is not on this machine. Default false: such a configuration is
+    /// refused, since account keys and messages would cross the network readable.
+    pub postgres_allow_plaintext_remote: bool,
 }
 
 /// `storage.backend` values.
@@ -339,6 +344,17 @@ pub enum StorageBackend {
     Sqlite,
     /// A PostgreSQL server.
     Postgres,
+}
+
+/// The TLS problem of a PostgreSQL connection string, as `check-config` and start-up report
+/// it (never quoting the string, which may hold a password).
+fn postgres_tls_problem(url: &str, allow_plaintext_remote: bool) -> Result<(), String> {
+    starling_storage::TlsSettings::check_url(url, allow_plaintext_remote).map_err(|err| match err {
+        starling_storage::TlsConfigError::PlaintextToRemote { .. } => {
+            format!("{err}, or set storage.postgres_allow_plaintext_remote = true to accept that")
+        }
+        other => other.to_string(),
+    })
 }
 
 impl Default for Config {
@@ -608,6 +624,13 @@ impl Config {
             "storage.postgres_url",
             "required when storage.backend = \"postgres\"",
         );
+        if let (StorageBackend::Postgres, Some(url)) =
+            (self.storage.backend, &self.storage.postgres_url)
+            && let Err(problem) =
+                postgres_tls_problem(url, self.storage.postgres_allow_plaintext_remote)
+        {
+            problems.push(("storage.postgres_url".to_owned(), problem));
+        }
         problems
     }
 
@@ -665,6 +688,7 @@ impl Config {
             "storage.backend" => storage.backend;
             "storage.sqlite_path" => storage.sqlite_path;
             "storage.postgres_url" => storage.postgres_url;
+            "storage.postgres_allow_plaintext_remote" => storage.postgres_allow_plaintext_remote;
             "admin.enabled" => admin.enabled;
             "admin.socket" => admin.socket;
             "log.format" => log.format;
@@ -737,9 +761,12 @@ impl Config {
                 let url = self.storage.postgres_url.as_deref().context(
                     "storage.postgres_url is required when storage.backend = \"postgres\"",
                 )?;
-                let store = starling_storage::PostgresStore::connect(url)
-                    .await
-                    .context("cannot open the PostgreSQL database (storage.postgres_url)")?;
+                let store = starling_storage::PostgresStore::connect_with(
+                    url,
+                    self.storage.postgres_allow_plaintext_remote,
+                )
+                .await
+                .context("cannot open the PostgreSQL database (storage.postgres_url)")?;
                 Ok(store.into())
             }
         }
