@@ -294,3 +294,55 @@ async fn postgres_connections_are_verified_tls() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+// Finding 9b: an IPv4 peer reached through an IPv6 socket is seen as `::ffff:a.b.c.d` and
+// must count as `a.b.c.d`, or it gets the per-address cap twice over. The STARTTLS listener
+// here is IPv4 and the direct-TLS one an IPv6 socket bound to ::ffff:127.0.0.1 (loopback
+// only). 32 idle connections from 127.0.0.65 to the first fill its unauthenticated cap; 8 more
+// from the same address to the second are refused. (The /64 grouping of native IPv6 has unit
+// tests only: loopback has the one IPv6 address ::1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_ipv4_peers_share_their_address_cap() -> anyhow::Result<()> {
+    let arena = Arena::start(ServerOptions {
+        direct_tls_listen: "[::ffff:127.0.0.1]:0".to_owned(),
+        ..ServerOptions::default()
+    })
+    .await?;
+    let from = attacker(65);
+    let mut idle = Vec::new();
+    for _ in 0..UNAUTHENTICATED_PER_ADDRESS {
+        let mut client = XmppClient::connect_plain_from(arena.server.starttls_addr, from).await?;
+        client.open_stream(&arena.server.domain).await?;
+        idle.push(client);
+    }
+    let mapped = arena.server.direct_tls_addr;
+    assert!(
+        matches!(mapped.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()),
+        "{mapped}"
+    );
+    let as_ipv4 = std::net::SocketAddr::from(([127, 0, 0, 1], mapped.port()));
+    for _ in 0..8 {
+        idle.push(XmppClient::connect_plain_from(as_ipv4, from).await?);
+    }
+    arena
+        .server
+        .wait_for_log("reason=TooManyUnauthenticatedFromAddress", 8)
+        .await?;
+    let log = arena.server.log_text();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("reason=TooManyUnauthenticatedFromAddress"))
+        .collect();
+    assert_eq!(refused.len(), 8, "{refused:#?}");
+    assert!(
+        refused
+            .iter()
+            .all(|line| line.contains("peer=[::ffff:127.0.0.65]:")),
+        "{refused:#?}"
+    );
+    drop(idle);
+    arena
+        .finish("mapped IPv4 peers", RSS_BOUND_KIB, MAX_ROUND_TRIP)
+        .await?;
+    Ok(())
+}

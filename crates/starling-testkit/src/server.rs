@@ -82,6 +82,10 @@ pub struct ServerOptions {
     /// scratch directory itself. The config and the log stay in the scratch directory, and
     /// [`TestServer::cert_path`] assumes `None`.
     pub data_subdir: Option<String>,
+    /// `listen.direct_tls`'s one address; `"127.0.0.1:0"` by default. A test can give an
+    /// IPv4-mapped IPv6 address (`"[::ffff:127.0.0.1]:0"`), which still takes only loopback
+    /// connections but sees IPv4 peers as `::ffff:a.b.c.d`.
+    pub direct_tls_listen: String,
 }
 
 impl Default for ServerOptions {
@@ -114,6 +118,7 @@ impl Default for ServerOptions {
             postgres_url: None,
             extra_toml: String::new(),
             data_subdir: None,
+            direct_tls_listen: "127.0.0.1:0".to_owned(),
         }
     }
 }
@@ -181,7 +186,7 @@ data_dir = {data_dir:?}
 
 [listen]
 starttls = ["127.0.0.1:0"]
-direct_tls = ["127.0.0.1:0"]
+direct_tls = [{direct_tls:?}]
 
 [c2s]
 require_encryption = {}
@@ -236,6 +241,7 @@ max_auth_failure_delay_ms = {}
             self.read_burst_bytes,
             self.auth_failure_delay_ms,
             self.max_auth_failure_delay_ms,
+            direct_tls = self.direct_tls_listen,
             data_dir = match &self.data_subdir {
                 Some(subdir) => data_dir.join(subdir),
                 None => data_dir.to_owned(),
