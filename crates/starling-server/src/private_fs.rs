@@ -43,27 +43,25 @@ pub fn create_new_file(path: &Path, mode: u32) -> io::Result<File> {
 }
 
 /// Create the data directory `path` (and missing parents) with mode 0700. An existing
-/// directory that others may read or enter is narrowed to 0700 when this user owns it; when it
-/// cannot be, the error says so.
+/// directory that others may read or enter is narrowed to 0700; when that is not possible (it
+/// belongs to another user, as a bind mount may), a warning says so and start-up goes on: the
+/// files that matter inside are 0600 themselves.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(PRIVATE_DIR_MODE)
         .create(path)?;
-    let metadata = std::fs::metadata(path)?;
-    if metadata.mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE)).map_err(
-            |err| {
-                io::Error::new(
-                    err.kind(),
-                    format!(
-                        "{} is open to other users (mode {:o}) and cannot be made private: {err}",
-                        path.display(),
-                        metadata.mode() & 0o777
-                    ),
-                )
-            },
-        )?;
+    let mode = std::fs::metadata(path)?.mode() & 0o777;
+    if mode & 0o077 != 0
+        && let Err(err) =
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            error = %err,
+            "the data directory is open to other users and cannot be made private"
+        );
     }
     Ok(())
 }
