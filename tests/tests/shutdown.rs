@@ -15,7 +15,6 @@ const USERS: usize = 10;
 async fn sigterm_with_100_sessions_then_restart() -> anyhow::Result<()> {
     let mut server = TestServer::start_with(ServerOptions {
         max_resources_per_account: SESSIONS / USERS,
-        max_connections_per_ip: 2 * SESSIONS,
         ..ServerOptions::default()
     })
     .await?;

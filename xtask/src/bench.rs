@@ -475,7 +475,7 @@ idle_timeout_secs = 86400
 
 [limits]
 max_connections = {connections}
-max_connections_per_ip = {connections}
+max_unauthenticated_connections_per_ip = {connections}
 max_unauthenticated_connections = {connections}
 read_bytes_per_sec_unauthenticated = 1000000000
 read_bytes_per_sec = 1000000000

@@ -179,6 +179,7 @@ fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
             .env("STARLING_BIN", starling_bin)
             .env("STARLING_PYTHON", python)
             .env(postgres::URL_VARIABLE, postgres_url)
+            .env(postgres::CA_VARIABLE, state.require_postgres_ca()?)
             .run()
     });
     add_stop_postgres(plan);
@@ -202,6 +203,7 @@ fn add_start_postgres(plan: &mut Plan<'_>) {
         let server = postgres::TestPostgres::start()?;
         eprintln!("    {}", server.version);
         eprintln!("    {}={}", postgres::URL_VARIABLE, server.url);
+        eprintln!("    {}={}", postgres::CA_VARIABLE, server.ca_file.display());
         state.postgres = Some(server);
         Ok(())
     });
@@ -224,6 +226,7 @@ fn add_with_postgres<'a>(plan: &mut Plan<'a>, root: &'a Path, command: Vec<Strin
             .args(args)
             .current_dir(root)
             .env(postgres::URL_VARIABLE, url)
+            .env(postgres::CA_VARIABLE, state.require_postgres_ca()?)
             .run()
     });
     add_stop_postgres(plan);

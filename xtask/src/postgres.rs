@@ -23,6 +23,10 @@ use crate::steps::Run;
 /// The environment variable the storage tests read the connection string from.
 pub const URL_VARIABLE: &str = "STARLING_TEST_POSTGRES_URL";
 
+/// The environment variable naming the PEM file of the CA that signed the server's TLS
+/// certificate (for `localhost` and `127.0.0.1`), for the `sslmode=verify-full` tests.
+pub const CA_VARIABLE: &str = "STARLING_TEST_POSTGRES_CA";
+
 /// Seconds `pg_ctl` waits for the server to start or stop before giving up.
 const PG_CTL_WAIT_SECONDS: &str = "30";
 
@@ -41,6 +45,8 @@ pub struct TestPostgres {
     /// `Some(user)` when commands run as that user (xtask is root).
     run_as: Option<&'static str>,
     pub url: String,
+    /// The CA certificate (PEM) behind the server's TLS certificate.
+    pub ca_file: PathBuf,
     pub version: String,
 }
 
@@ -74,6 +80,7 @@ impl TestPostgres {
             dir,
             run_as,
             url: String::new(),
+            ca_file: PathBuf::new(),
             version,
         };
         if let Some(user) = run_as {
@@ -99,11 +106,18 @@ impl TestPostgres {
             .run()
             .context("initdb failed")?;
 
+        server.ca_file = server.give_certificate(&data)?;
+
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            // -F: no fsync, for the same reason as --no-sync.
-            let options = format!("-F -h 127.0.0.1 -p {port} -k '{}'", server.dir.display());
+            // -F: no fsync, for the same reason as --no-sync. TLS is offered, not required, so
+            // clients choose with sslmode.
+            let options = format!(
+                "-F -h 127.0.0.1 -p {port} -k '{}' -c ssl=on -c ssl_cert_file=server.crt \
+                 -c ssl_key_file=server.key",
+                server.dir.display()
+            );
             let started = server
                 .command(&server.pg_ctl)
                 .arg("--pgdata")
@@ -132,6 +146,46 @@ impl TestPostgres {
             .context(format!(
                 "PostgreSQL did not start after {PORT_ATTEMPTS} attempts"
             )))
+    }
+
+    /// Writes a throwaway CA (`ca.crt` beside the cluster) and a certificate it signed for
+    /// `localhost` and `127.0.0.1` (`server.crt`, `server.key` in the cluster's data
+    /// directory, where PostgreSQL wants the key private to its user); returns the CA's path.
+    fn give_certificate(&self, data: &Path) -> anyhow::Result<PathBuf> {
+        let generate = || -> Result<(String, String, String), rcgen::Error> {
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca.distinguished_name
+                .push(rcgen::DnType::CommonName, "Starling test PostgreSQL CA");
+            let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate()?)?;
+            let key = rcgen::KeyPair::generate()?;
+            let leaf = rcgen::CertificateParams::new(vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ])?
+            .signed_by(&key, &ca)?;
+            Ok((ca.pem(), leaf.pem(), key.serialize_pem()))
+        };
+        let (ca_pem, cert_pem, key_pem) = generate().context("generating TLS certificates")?;
+        let ca_file = self.dir.join("ca.crt");
+        std::fs::write(&ca_file, ca_pem).context("writing ca.crt")?;
+        let key_file = data.join("server.key");
+        std::fs::write(data.join("server.crt"), cert_pem).context("writing server.crt")?;
+        std::fs::write(&key_file, key_pem).context("writing server.key")?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+                .context("making server.key private")?;
+        }
+        if let Some(user) = self.run_as {
+            Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(data.join("server.crt"))
+                .arg(&key_file)
+                .run()
+                .context("giving the TLS key to the PostgreSQL user")?;
+        }
+        Ok(ca_file)
     }
 
     fn command(&self, program: &Path) -> Command {

@@ -47,6 +47,13 @@ impl State {
             .context("the PostgreSQL step did not record a server")
     }
 
+    pub fn require_postgres_ca(&self) -> anyhow::Result<&Path> {
+        self.postgres
+            .as_ref()
+            .map(|server| server.ca_file.as_path())
+            .context("the PostgreSQL step did not record a server")
+    }
+
     pub fn require_python(&self) -> anyhow::Result<&Path> {
         self.python
             .as_deref()

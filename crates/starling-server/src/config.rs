@@ -272,9 +272,18 @@ pub struct LimitsConfig {
     /// Most simultaneous client connections; further connections wait in the listen backlog.
     /// Default 10000.
     pub max_connections: usize,
-    /// Simultaneous connections from one IP address; more are refused with
-    /// `<policy-violation/>`. Default 64.
-    pub max_connections_per_ip: usize,
+    /// Simultaneous connections from one IP address (IPv6: one /64) that have not
+    /// authenticated yet; more are refused with `<policy-violation/>`. Authenticated sessions
+    /// do not count, so any number of users behind one NAT address can be online. Default 32.
+    pub max_unauthenticated_connections_per_ip: usize,
+    /// Opt-in: bound sessions from one IP address (IPv6: one /64); binding one more resource
+    /// is refused with `resource-constraint`. Default 0, no cap: authenticated use is bounded
+    /// per account (`c2s.max_resources_per_account`), since many users may share an address.
+    pub max_sessions_per_ip: usize,
+    /// Removed in issue 15: it counted authenticated sessions too, so users sharing an address
+    /// locked each other out. Kept only so that a config still setting it gets an error saying
+    /// what replaces it rather than "unknown field".
+    pub max_connections_per_ip: Option<usize>,
     /// Simultaneous connections that have not authenticated yet, in total; more are refused
     /// with `<resource-constraint/>`, so idle unauthenticated sockets cannot crowd out users.
     /// Default 1000.
@@ -329,8 +338,13 @@ pub struct Storage {
     /// SQLite file; default `<data_dir>/starling.sqlite`.
     pub sqlite_path: Option<PathBuf>,
     /// PostgreSQL connection string (`host=… port=… user=… dbname=…` or a `postgresql://`
-    /// URI); required when `backend = "postgres"`. Migrations run at start.
+    /// URI); required when `backend = "postgres"`. Migrations run at start. TLS follows its
+    /// `sslmode` (`disable`, `prefer` (default), `require`, `verify-full` with `sslrootcert`).
     pub postgres_url: Option<String>,
+    /// Allow a connection that may be plaintext (`sslmode` `disable` or `prefer`) to a
+    /// PostgreSQL host that is not on this machine. Default false: such a configuration is
+    /// refused, since account keys and messages would cross the network readable.
+    pub postgres_allow_plaintext_remote: bool,
 }
 
 /// `storage.backend` values.
@@ -342,6 +356,17 @@ pub enum StorageBackend {
     Sqlite,
     /// A PostgreSQL server.
     Postgres,
+}
+
+/// The TLS problem of a PostgreSQL connection string, as `check-config` and start-up report
+/// it (never quoting the string, which may hold a password).
+fn postgres_tls_problem(url: &str, allow_plaintext_remote: bool) -> Result<(), String> {
+    starling_storage::TlsSettings::check_url(url, allow_plaintext_remote).map_err(|err| match err {
+        starling_storage::TlsConfigError::PlaintextToRemote { .. } => {
+            format!("{err}, or set storage.postgres_allow_plaintext_remote = true to accept that")
+        }
+        other => other.to_string(),
+    })
 }
 
 impl Default for Config {
@@ -400,7 +425,9 @@ impl Default for LimitsConfig {
             max_attributes_per_element: authenticated.max_attributes_per_element,
             max_elements_per_stanza: authenticated.max_elements_per_stanza,
             max_connections: 10_000,
-            max_connections_per_ip: 64,
+            max_unauthenticated_connections_per_ip: 32,
+            max_sessions_per_ip: 0,
+            max_connections_per_ip: None,
             max_unauthenticated_connections: 1000,
             read_bytes_per_sec_unauthenticated: 16 * 1024,
             read_bytes_per_sec: 256 * 1024,
@@ -574,8 +601,8 @@ impl Config {
         for (value, key) in [
             (self.limits.max_connections, "limits.max_connections"),
             (
-                self.limits.max_connections_per_ip,
-                "limits.max_connections_per_ip",
+                self.limits.max_unauthenticated_connections_per_ip,
+                "limits.max_unauthenticated_connections_per_ip",
             ),
             (
                 self.limits.max_unauthenticated_connections,
@@ -584,6 +611,14 @@ impl Config {
         ] {
             check(value >= 1, key, "must be at least 1");
         }
+        check(
+            self.limits.max_connections_per_ip.is_none(),
+            "limits.max_connections_per_ip",
+            "was removed because it counted authenticated sessions, so users sharing one \
+             address locked each other out; use limits.max_unauthenticated_connections_per_ip \
+             (before authentication, default 32), c2s.max_resources_per_account (per account) \
+             and, only if you want a per-address cap on sessions, limits.max_sessions_per_ip",
+        );
         for (value, key) in [
             (
                 self.limits.read_bytes_per_sec_unauthenticated,
@@ -620,6 +655,13 @@ impl Config {
             "storage.postgres_url",
             "required when storage.backend = \"postgres\"",
         );
+        if let (StorageBackend::Postgres, Some(url)) =
+            (self.storage.backend, &self.storage.postgres_url)
+            && let Err(problem) =
+                postgres_tls_problem(url, self.storage.postgres_allow_plaintext_remote)
+        {
+            problems.push(("storage.postgres_url".to_owned(), problem));
+        }
         problems
     }
 
@@ -677,6 +719,7 @@ impl Config {
             "storage.backend" => storage.backend;
             "storage.sqlite_path" => storage.sqlite_path;
             "storage.postgres_url" => storage.postgres_url;
+            "storage.postgres_allow_plaintext_remote" => storage.postgres_allow_plaintext_remote;
             "admin.enabled" => admin.enabled;
             "admin.socket" => admin.socket;
             "log.format" => log.format;
@@ -720,7 +763,8 @@ impl Config {
             "limits.max_attributes_per_element" => limits.max_attributes_per_element;
             "limits.max_elements_per_stanza" => limits.max_elements_per_stanza;
             "limits.max_connections" => limits.max_connections;
-            "limits.max_connections_per_ip" => limits.max_connections_per_ip;
+            "limits.max_unauthenticated_connections_per_ip" => limits.max_unauthenticated_connections_per_ip;
+            "limits.max_sessions_per_ip" => limits.max_sessions_per_ip;
             "limits.max_unauthenticated_connections" => limits.max_unauthenticated_connections;
             "limits.read_bytes_per_sec_unauthenticated" => limits.read_bytes_per_sec_unauthenticated;
             "limits.read_bytes_per_sec" => limits.read_bytes_per_sec;
@@ -740,7 +784,7 @@ impl Config {
     pub async fn open_store(&self) -> anyhow::Result<starling_storage::AnyStore> {
         match self.storage.backend {
             StorageBackend::Sqlite => {
-                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                crate::private_fs::create_private_dir(&self.data_dir).with_context(|| {
                     format!("cannot create data directory {}", self.data_dir.display())
                 })?;
                 let path = self.sqlite_path();
@@ -752,9 +796,12 @@ impl Config {
                 let url = self.storage.postgres_url.as_deref().context(
                     "storage.postgres_url is required when storage.backend = \"postgres\"",
                 )?;
-                let store = starling_storage::PostgresStore::connect(url)
-                    .await
-                    .context("cannot open the PostgreSQL database (storage.postgres_url)")?;
+                let store = starling_storage::PostgresStore::connect_with(
+                    url,
+                    self.storage.postgres_allow_plaintext_remote,
+                )
+                .await
+                .context("cannot open the PostgreSQL database (storage.postgres_url)")?;
                 Ok(store.into())
             }
         }

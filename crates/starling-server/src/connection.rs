@@ -803,8 +803,16 @@ async fn auth_failed(cx: &mut Context, failure: starling_sasl::SaslFailure) {
     }
 }
 
-/// Register the bound resource; the registry applies the conflict policy and resource limit.
+/// Register the bound resource; the registry applies the conflict policy and the per-account
+/// resource limit, and, when an operator turned it on, `limits.max_sessions_per_ip` applies
+/// first (RFC 6120 §7.6.2.1: both refusals are `resource-constraint`).
 fn bind(cx: &mut Context, full_jid: jid::FullJid) -> Result<(), starling_bind::BindError> {
+    if let Some(admission) = cx.admission.as_mut()
+        && cx.shared.peer_limits.bind_session(admission).is_err()
+    {
+        warn!(jid = %full_jid, reason = "TooManySessionsFromAddress", "bind refused");
+        return Err(starling_bind::BindError::ResourceConstraint);
+    }
     let registry = cx.shared.router.registry();
     let (handle, receiver) =
         registry.new_session_from(full_jid.clone(), cx.session_id, cx.origin.clone());
@@ -820,6 +828,9 @@ fn bind(cx: &mut Context, full_jid: jid::FullJid) -> Result<(), starling_bind::B
             Ok(())
         }
         Err(refusal) => {
+            if let Some(admission) = cx.admission.as_mut() {
+                admission.unbound();
+            }
             warn!(jid = %full_jid, reason = %refusal, "bind refused");
             Err(match refusal {
                 BindRefusal::Conflict => starling_bind::BindError::Conflict,

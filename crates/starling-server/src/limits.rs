@@ -1,13 +1,19 @@
-//! Per-peer limits the shell applies around the engine (issue 7): connections per IP address,
-//! unauthenticated connections in total, the read token bucket, and the per-address delay for
-//! failed SASL attempts.
+//! Per-peer limits the shell applies around the engine (issues 7 and 15): unauthenticated
+//! connections per IP address and in total, bound sessions per IP address (opt-in), the read
+//! token bucket, and the per-address delay for failed SASL attempts.
+//!
+//! An address limit may only bound what a peer can do *before* it authenticates. Many users
+//! share one address (carrier-grade NAT, a campus, an office), so a cap on their sessions would
+//! let one attacker's idle sockets lock all of them out; once authenticated, use is bounded per
+//! account (`c2s.max_resources_per_account`, applied by the registry), and a per-address cap on
+//! sessions exists only for operators who ask for it.
 //!
 //! These need the peer's address, the clock or state shared between connections, none of which
 //! the sans-IO engine has; the engine only learns the outcome (a stream error to write). Times
 //! are passed in, so the arithmetic is tested here without sleeping.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -23,9 +29,12 @@ use crate::config::LimitsConfig;
 pub struct PeerLimits {
     /// The current caps and delays.
     settings: RwLock<PeerSettings>,
-    /// Open connections per address; an address is removed when its count reaches zero, so
-    /// the map holds at most one entry per open connection.
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Unauthenticated connections per address; an address is removed when its count reaches
+    /// zero, so the map holds at most one entry per unauthenticated connection.
+    unauthenticated_per_ip: AddressCounts,
+    /// Bound sessions per address, counted whether or not their cap is on, so turning it on
+    /// with SIGHUP sees the sessions already open.
+    sessions_per_ip: AddressCounts,
     /// Connections that have not authenticated yet.
     unauthenticated: Arc<AtomicUsize>,
     /// Failed SASL attempts per address.
@@ -35,8 +44,10 @@ pub struct PeerLimits {
 /// The `[limits]` values [`PeerLimits`] applies.
 #[derive(Debug, Clone, Copy)]
 struct PeerSettings {
-    /// `limits.max_connections_per_ip`.
-    max_per_ip: usize,
+    /// `limits.max_unauthenticated_connections_per_ip`.
+    max_unauthenticated_per_ip: usize,
+    /// `limits.max_sessions_per_ip`; 0 is no cap.
+    max_sessions_per_ip: usize,
     /// `limits.max_unauthenticated_connections`.
     max_unauthenticated: usize,
     /// `limits.auth_failure_delay_ms`.
@@ -50,7 +61,8 @@ struct PeerSettings {
 impl PeerSettings {
     fn new(config: &LimitsConfig) -> Self {
         Self {
-            max_per_ip: config.max_connections_per_ip,
+            max_unauthenticated_per_ip: config.max_unauthenticated_connections_per_ip,
+            max_sessions_per_ip: config.max_sessions_per_ip,
             max_unauthenticated: config.max_unauthenticated_connections,
             auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
             max_auth_failure_delay: Duration::from_millis(config.max_auth_failure_delay_ms),
@@ -62,8 +74,8 @@ impl PeerSettings {
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// `limits.max_connections_per_ip` reached.
-    TooManyFromAddress,
+    /// `limits.max_unauthenticated_connections_per_ip` reached.
+    TooManyUnauthenticatedFromAddress,
     /// `limits.max_unauthenticated_connections` reached.
     TooManyUnauthenticated,
 }
@@ -72,9 +84,9 @@ impl Refusal {
     /// The stream error and text sent to the refused peer (RFC 6120 §4.9.3.14, §4.9.3.17).
     pub fn stream_error(self) -> (StreamErrorCondition, String) {
         match self {
-            Refusal::TooManyFromAddress => (
+            Refusal::TooManyUnauthenticatedFromAddress => (
                 StreamErrorCondition::PolicyViolation,
-                "too many connections from your address".to_owned(),
+                "too many unauthenticated connections from your address".to_owned(),
             ),
             Refusal::TooManyUnauthenticated => (
                 StreamErrorCondition::ResourceConstraint,
@@ -84,12 +96,19 @@ impl Refusal {
     }
 }
 
+/// `limits.max_sessions_per_ip` reached: binding a resource is refused with
+/// `resource-constraint` (RFC 6120 §7.6.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySessionsFromAddress;
+
 /// The slots one admitted connection holds; dropping it gives them back.
 pub struct Admission {
-    /// This connection's count in the per-address map.
-    _address: AddressSlot,
+    /// The address group the connection counts against.
+    ip: IpAddr,
     /// Held until the connection authenticates.
-    unauthenticated: Option<UnauthenticatedSlot>,
+    unauthenticated: Option<(AddressSlot, UnauthenticatedSlot)>,
+    /// Held from binding a resource until the connection ends.
+    session: Option<AddressSlot>,
 }
 
 impl Admission {
@@ -97,16 +116,44 @@ impl Admission {
     pub fn authenticated(&mut self) {
         self.unauthenticated = None;
     }
+
+    /// Binding failed after [`PeerLimits::bind_session`]: the connection holds no session.
+    pub fn unbound(&mut self) {
+        self.session = None;
+    }
 }
 
+/// Connections per address, shared with the slots that give their count back.
+type AddressCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One count in an [`AddressCounts`] map, given back on drop.
 struct AddressSlot {
     ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    counts: AddressCounts,
+}
+
+impl AddressSlot {
+    /// Take a count for `ip` unless it already has `max` (`None`: no cap).
+    fn take(counts: &AddressCounts, ip: IpAddr, max: Option<usize>) -> Option<Self> {
+        let mut map = lock(counts);
+        let count = map.entry(ip).or_insert(0);
+        if max.is_some_and(|max| *count >= max) {
+            if *count == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            ip,
+            counts: Arc::clone(counts),
+        })
+    }
 }
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut map = lock(&self.per_ip);
+        let mut map = lock(&self.counts);
         if let Some(count) = map.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -140,7 +187,8 @@ impl PeerLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
             settings: RwLock::new(PeerSettings::new(config)),
-            per_ip: Arc::new(Mutex::new(HashMap::new())),
+            unauthenticated_per_ip: Arc::new(Mutex::new(HashMap::new())),
+            sessions_per_ip: Arc::new(Mutex::new(HashMap::new())),
             unauthenticated: Arc::new(AtomicUsize::new(0)),
             auth_failures: Mutex::new(HashMap::new()),
         }
@@ -163,39 +211,59 @@ impl PeerLimits {
         }
     }
 
-    /// Admit a new connection from `ip`, or say which limit refuses it.
+    /// Admit a new connection from `ip`, or say which limit refuses it. The connection counts
+    /// as unauthenticated, against its address and in total, until
+    /// [`Admission::authenticated`].
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        let ip = address_group(ip);
         let settings = self.settings();
-        let address = {
-            let mut map = lock(&self.per_ip);
-            let count = map.entry(ip).or_insert(0);
-            if *count >= settings.max_per_ip {
-                return Err(Refusal::TooManyFromAddress);
-            }
-            *count += 1;
-            AddressSlot {
-                ip,
-                per_ip: Arc::clone(&self.per_ip),
-            }
-        };
+        let address = AddressSlot::take(
+            &self.unauthenticated_per_ip,
+            ip,
+            Some(settings.max_unauthenticated_per_ip),
+        )
+        .ok_or(Refusal::TooManyUnauthenticatedFromAddress)?;
         // On refusal `address` drops here and gives its count back.
         self.unauthenticated
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
                 (count < settings.max_unauthenticated).then_some(count + 1)
             })
             .map_err(|_| Refusal::TooManyUnauthenticated)?;
+        let total = UnauthenticatedSlot {
+            count: Arc::clone(&self.unauthenticated),
+        };
         Ok(Admission {
-            _address: address,
-            unauthenticated: Some(UnauthenticatedSlot {
-                count: Arc::clone(&self.unauthenticated),
-            }),
+            ip,
+            unauthenticated: Some((address, total)),
+            session: None,
         })
+    }
+
+    /// The admitted connection is binding a resource: count it as a session of its address,
+    /// or refuse when `limits.max_sessions_per_ip` is set and reached. A connection counts
+    /// once however often it asks.
+    pub fn bind_session(
+        &self,
+        admission: &mut Admission,
+    ) -> Result<(), TooManySessionsFromAddress> {
+        if admission.session.is_some() {
+            return Ok(());
+        }
+        let max = match self.settings().max_sessions_per_ip {
+            0 => None,
+            max => Some(max),
+        };
+        let slot = AddressSlot::take(&self.sessions_per_ip, admission.ip, max)
+            .ok_or(TooManySessionsFromAddress)?;
+        admission.session = Some(slot);
+        Ok(())
     }
 
     /// Record a failed SASL attempt from `ip` at `now`; returns how many failures the address
     /// has in the window and how long to wait before sending the `<failure/>`:
     /// `auth_failure_delay × 2^(failures − 1)`, at most `max_auth_failure_delay`.
     pub fn record_auth_failure(&self, ip: IpAddr, now: Instant) -> (u32, Duration) {
+        let ip = address_group(ip);
         let settings = self.settings();
         let mut map = lock(&self.auth_failures);
         if map.len() >= MAX_TRACKED_FAILURE_ADDRESSES {
@@ -220,6 +288,21 @@ impl PeerLimits {
             .saturating_mul(1u32 << doublings)
             .min(settings.max_auth_failure_delay);
         (record.failures, delay)
+    }
+}
+
+/// The key per-address limits count under: an IPv4 address as it is; an IPv4-mapped IPv6
+/// address (`::ffff:a.b.c.d`, what a dual-stack socket reports for an IPv4 peer) as its IPv4
+/// address; any other IPv6 address as its /64 prefix with the interface bits zeroed. One
+/// subscriber or host is routinely given a whole /64 (RFC 6177), so keying on full IPv6
+/// addresses would let one peer take a fresh address for every connection.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -332,7 +415,7 @@ mod tests {
 
     fn limits(per_ip: usize, unauthenticated: usize) -> PeerLimits {
         PeerLimits::new(&LimitsConfig {
-            max_connections_per_ip: per_ip,
+            max_unauthenticated_connections_per_ip: per_ip,
             max_unauthenticated_connections: unauthenticated,
             auth_failure_delay_ms: 100,
             max_auth_failure_delay_ms: 1000,
@@ -345,14 +428,96 @@ mod tests {
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
 
     #[test]
-    fn per_address_limit_counts_open_connections_only() {
+    fn per_address_limit_counts_unauthenticated_connections_only() {
         let limits = limits(2, 100);
         let first = limits.admit(A).unwrap();
-        let _second = limits.admit(A).unwrap();
-        assert_eq!(limits.admit(A).err(), Some(Refusal::TooManyFromAddress));
+        let mut second = limits.admit(A).unwrap();
+        assert_eq!(
+            limits.admit(A).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
         assert!(limits.admit(B).is_ok(), "other addresses are unaffected");
         drop(first);
-        assert!(limits.admit(A).is_ok());
+        let mut third = limits.admit(A).unwrap();
+        // Authenticated and bound connections no longer count against the address: many
+        // users behind one NAT address can all be online.
+        second.authenticated();
+        third.authenticated();
+        let mut sessions = vec![second, third];
+        for _ in 0..100 {
+            let mut admission = limits.admit(A).unwrap();
+            admission.authenticated();
+            limits.bind_session(&mut admission).unwrap();
+            sessions.push(admission);
+        }
+        assert_eq!(lock(&limits.unauthenticated_per_ip).get(&A), None);
+        assert_eq!(lock(&limits.sessions_per_ip).get(&A), Some(&100));
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn address_groups() {
+        assert_eq!(address_group(A), A);
+        assert_eq!(address_group(ip("::ffff:192.0.2.1")), A);
+        assert_eq!(
+            address_group(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(address_group(ip("::1")), ip("::"));
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let limits = limits(2, 100);
+        let _first = limits.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _second = limits
+            .admit(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+            .unwrap();
+        // A third address in the same /64 is the same peer for the per-address cap.
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2:abcd::9")).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
+        assert!(limits.admit(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        // An IPv4-mapped IPv6 address is its IPv4 address.
+        let _v4 = limits.admit(A).unwrap();
+        let _mapped = limits.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert_eq!(
+            limits.admit(A).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
+        // SASL failures are counted per group too.
+        let now = Instant::now();
+        assert_eq!(limits.record_auth_failure(ip("2001:db8::1"), now).0, 1);
+        assert_eq!(limits.record_auth_failure(ip("2001:db8::2"), now).0, 2);
+        assert_eq!(limits.record_auth_failure(ip("::ffff:192.0.2.2"), now).0, 1);
+        assert_eq!(limits.record_auth_failure(B, now).0, 2);
+    }
+
+    #[test]
+    fn sessions_per_address_are_capped_only_when_asked() {
+        let limits = PeerLimits::new(&LimitsConfig {
+            max_sessions_per_ip: 2,
+            ..LimitsConfig::default()
+        });
+        let mut admissions: Vec<Admission> = (0..3).map(|_| limits.admit(A).unwrap()).collect();
+        for admission in &mut admissions[..2] {
+            admission.authenticated();
+            assert_eq!(limits.bind_session(admission), Ok(()));
+        }
+        // Asking again does not count twice.
+        assert_eq!(limits.bind_session(&mut admissions[0]), Ok(()));
+        assert_eq!(
+            limits.bind_session(&mut admissions[2]),
+            Err(TooManySessionsFromAddress)
+        );
+        let mut other = limits.admit(B).unwrap();
+        assert_eq!(limits.bind_session(&mut other), Ok(()));
+        admissions.remove(0);
+        assert_eq!(limits.bind_session(&mut admissions[1]), Ok(()));
     }
 
     #[test]
@@ -361,8 +526,9 @@ mod tests {
         let mut first = limits.admit(A).unwrap();
         assert_eq!(limits.admit(B).err(), Some(Refusal::TooManyUnauthenticated));
         // The refused connection gave its per-address count back.
-        assert_eq!(lock(&limits.per_ip).get(&B), None);
+        assert_eq!(lock(&limits.unauthenticated_per_ip).get(&B), None);
         first.authenticated();
+        assert_eq!(lock(&limits.unauthenticated_per_ip).get(&A), None);
         assert!(limits.admit(B).is_ok());
     }
 
@@ -370,9 +536,12 @@ mod tests {
     fn reconfigure_applies_to_new_admissions_and_failures() {
         let limits = limits(1, 100);
         let _first = limits.admit(A).unwrap();
-        assert_eq!(limits.admit(A).err(), Some(Refusal::TooManyFromAddress));
+        assert_eq!(
+            limits.admit(A).err(),
+            Some(Refusal::TooManyUnauthenticatedFromAddress)
+        );
         limits.reconfigure(&LimitsConfig {
-            max_connections_per_ip: 2,
+            max_unauthenticated_connections_per_ip: 2,
             max_unauthenticated_connections: 2,
             auth_failure_delay_ms: 10,
             ..LimitsConfig::default()

@@ -129,7 +129,7 @@ impl Shared {
 /// Run the server until SIGINT or SIGTERM, then shut down gracefully.
 /// `config_path` is the file `config` came from, read again on SIGHUP.
 pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
+    crate::private_fs::create_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Before the store opens, so its first operations are timed too.
     let metrics = crate::metrics::Endpoint::install(config.metrics.listen).await?;

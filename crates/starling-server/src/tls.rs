@@ -231,11 +231,12 @@ pub fn certified_key(
 
 /// Generate a self-signed certificate for `host` (rcgen, ECDSA P-256), replacing the files.
 pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = cert_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    if let Some(dir) = key_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for dir in [cert_path.parent(), key_path.parent()]
+        .into_iter()
+        .flatten()
+    {
+        crate::private_fs::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let generate = || -> Result<(String, String), rcgen::Error> {
         let mut params = rcgen::CertificateParams::new(vec![host.to_owned()])?;
@@ -248,27 +249,17 @@ pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> an
         Ok((cert.pem(), key.serialize_pem()))
     };
     let (cert_pem, key_pem) = generate().context("generating a self-signed certificate")?;
-    write_private(key_path, key_pem.as_bytes())?;
-    std::fs::write(cert_path, cert_pem)
+    // Both files are created anew, so a symbolic link planted at either path is refused
+    // rather than written through; the key is readable by this user only.
+    crate::private_fs::write_new_file(
+        key_path,
+        key_pem.as_bytes(),
+        crate::private_fs::PRIVATE_FILE_MODE,
+    )
+    .with_context(|| format!("cannot write {}", key_path.display()))?;
+    crate::private_fs::write_new_file(cert_path, cert_pem.as_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
     tracing::info!(path = %cert_path.display(), host, "generated a self-signed certificate");
-    Ok(())
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(contents)
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -364,6 +355,29 @@ fn der_any(input: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 15: the generated key is created anew with mode 0600: a symbolic link planted at
+    // its path is refused rather than followed, and a stale world-readable key is replaced.
+    #[test]
+    fn generated_key_is_private_and_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&key, "stale").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        generate_self_signed("localhost", &cert, &key).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(read_key(&key).is_ok());
+
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "not a key").unwrap();
+        std::fs::remove_file(&key).unwrap();
+        std::os::unix::fs::symlink(&victim, &key).unwrap();
+        let err = generate_self_signed("localhost", &cert, &key).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not a key");
+    }
 
     #[test]
     fn rcgen_certificate_binds_with_sha256() {

@@ -84,7 +84,7 @@ mod roster_tests;
 
 pub use any::AnyStore;
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, SslMode, TlsConfigError, TlsSettings};
 pub use roster::{
     InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
     RosterStore, StoredOffline, Subscription,

@@ -9,12 +9,14 @@
 mod pool;
 mod portable;
 mod roster;
+mod tls;
 
 use jid::{BareJid, DomainPart, NodePart};
 use starling_sasl::{ScramKeys, StoredCredentials};
 use tokio_postgres::{Client, Config, GenericClient};
 
 use self::pool::{Connection, Pool};
+pub use self::tls::{SslMode, TlsConfigError, TlsSettings};
 use crate::scram_names::{hash_name, hash_rank, parse_hash_name};
 use crate::{AccountStore, StorageError};
 
@@ -86,11 +88,31 @@ impl PostgresStore {
     /// be reached, and with [`StorageError::Migration`] if the database was written by a newer
     /// schema or a migration fails. The error text never contains the connection string, which
     /// may hold a password.
+    ///
+    /// TLS follows the string's `sslmode` and `sslrootcert` (see [`TlsSettings`]); a mode
+    /// that may fall back to plaintext (`disable`, or `prefer`, the default) is refused when a
+    /// host is not on this machine. [`PostgresStore::connect_with`] can allow that.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let config: Config = url
+        Self::connect_with(url, false).await
+    }
+
+    /// [`PostgresStore::connect`], allowing plaintext to a remote host when
+    /// `allow_plaintext_remote` (an operator's explicit choice).
+    pub async fn connect_with(
+        url: &str,
+        allow_plaintext_remote: bool,
+    ) -> Result<Self, StorageError> {
+        let tls_error =
+            |err: TlsConfigError| StorageError::Backend(format!("postgres TLS settings: {err}"));
+        let (tls, rest) = TlsSettings::split(url).map_err(tls_error)?;
+        let mut config: Config = rest
             .parse()
             .map_err(backend("parse postgres connection string"))?;
-        let pool = Pool::new(config);
+        tls.check_plaintext(&config, allow_plaintext_remote)
+            .map_err(tls_error)?;
+        config.ssl_mode(tls.driver_mode());
+        let connector = tls.connector().map_err(tls_error)?;
+        let pool = Pool::new(config, connector);
         {
             let mut conn = pool.get().await?;
             migrate(&mut conn.client, MIGRATIONS).await?;
@@ -394,7 +416,19 @@ async fn insert_keys(
 fn message(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
         Some(db) => db.message().to_owned(),
-        None => err.to_string(),
+        // tokio-postgres's own text omits the cause ("error performing TLS handshake"); the
+        // chain says why (an unknown issuer, a refused connection). It never holds the
+        // connection string.
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
@@ -429,6 +463,21 @@ mod tests {
         assert!(
             matches!(&err, Some(StorageError::Backend(text))
                 if text.starts_with("connect to postgres: error connecting to server")),
+            "{err:?}"
+        );
+    }
+
+    // Issue 15: the default (sslmode=prefer) may fall back to plaintext, so to a host that is
+    // not this machine it is refused before any byte is sent, naming the setting.
+    #[tokio::test]
+    async fn plaintext_to_a_remote_host_is_refused_before_connecting() {
+        // 192.0.2.0/24 is TEST-NET-1: nothing answers there.
+        let err = PostgresStore::connect("host=192.0.2.7 user=starling connect_timeout=1")
+            .await
+            .err();
+        assert!(
+            matches!(&err, Some(StorageError::Backend(text))
+                if text.starts_with("postgres TLS settings: the connection to 192.0.2.7 may be plaintext (sslmode=prefer)")),
             "{err:?}"
         );
     }

@@ -69,6 +69,56 @@ pub struct SqliteStore {
     reader: Option<Arc<Mutex<Connection>>>,
 }
 
+/// Mode of the database file and its companions.
+#[cfg(unix)]
+const DATABASE_FILE_MODE: u32 = 0o600;
+
+/// Create the database file with mode 0600 if it does not exist, so SQLite never creates it
+/// with the umask's mode, and narrow an existing one to 0600.
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let failed = |what: &'static str| {
+        move |err: std::io::Error| {
+            StorageError::Backend(format!("{what} {}: {err}", path.display()))
+        }
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DATABASE_FILE_MODE)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(failed("create sqlite database")(err)),
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(DATABASE_FILE_MODE))
+        .map_err(failed("make private the sqlite database"))
+}
+
+/// Narrow the `-wal` and `-shm` files of an existing database to 0600: SQLite copies the
+/// database's mode when it creates them, but ones left by an earlier run keep theirs.
+#[cfg(unix)]
+fn narrow_companions(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(DATABASE_FILE_MODE)) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(StorageError::Backend(format!(
+                    "make private {}: {err}",
+                    std::path::Path::new(&name).display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Statements each connection keeps prepared: every statement of this backend fits, so none
 /// is parsed again after its first use.
 const STATEMENT_CACHE: usize = 64;
@@ -78,7 +128,13 @@ impl SqliteStore {
     /// any migrations it lacks.
     ///
     /// Fails with [`StorageError::Migration`] if the file was written by a newer schema.
+    /// The file and its `-wal` and `-shm` companions are made readable by this user only
+    /// (mode 0600; the database holds SCRAM keys and messages): a new file is created with
+    /// that mode before SQLite opens it (SQLite gives the companions the database's mode), and
+    /// an existing one is narrowed.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
+        #[cfg(unix)]
+        create_private(path)?;
         let open = || {
             Connection::open(path)
                 .map_err(backend(&format!("open sqlite database {}", path.display())))
@@ -94,6 +150,8 @@ impl SqliteStore {
             .map_err(backend("make the read connection read-only"))?;
         reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         store.reader = Some(Arc::new(Mutex::new(reader)));
+        #[cfg(unix)]
+        narrow_companions(path)?;
         Ok(store)
     }
 
@@ -414,6 +472,38 @@ pub(crate) mod tests {
 
     pub(crate) fn memory_store() -> SqliteStore {
         SqliteStore::open_in_memory().expect("in-memory database opens")
+    }
+
+    // Issue 15: the database holds password equivalents (SCRAM keys) and private messages, so
+    // it and its -wal and -shm files are 0600 whatever the umask, and an existing file opened
+    // with a wider mode is narrowed.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("scratch directory");
+        let path = dir.path().join("starling.sqlite");
+        let store = SqliteStore::open(&path).expect("database opens");
+        store
+            .create_account(&alice(), &credentials(1))
+            .await
+            .expect("a write creates the WAL");
+        let mode = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            std::fs::metadata(&name)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|err| panic!("{name:?}: {err}"))
+        };
+        assert_eq!(
+            [mode(""), mode("-wal"), mode("-shm")],
+            [0o600; 3],
+            "database, -wal, -shm"
+        );
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _store = SqliteStore::open(&path).expect("database opens again");
+        assert_eq!(mode(""), 0o600, "an existing database is narrowed");
     }
 
     crate::account_tests::account_store_tests!(memory_store());

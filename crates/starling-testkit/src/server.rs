@@ -46,8 +46,10 @@ pub struct ServerOptions {
     pub outbound_queue_stanzas: usize,
     /// `limits.outbound_queue_grace_secs`.
     pub outbound_queue_grace_secs: u64,
-    /// `limits.max_connections_per_ip`.
-    pub max_connections_per_ip: usize,
+    /// `limits.max_unauthenticated_connections_per_ip`.
+    pub max_unauthenticated_connections_per_ip: usize,
+    /// `limits.max_sessions_per_ip` (0: no cap).
+    pub max_sessions_per_ip: usize,
     /// `limits.max_unauthenticated_connections`.
     pub max_unauthenticated_connections: usize,
     /// `limits.read_bytes_per_sec_unauthenticated`.
@@ -82,6 +84,15 @@ pub struct ServerOptions {
     /// (`[metrics]`, `[admin]`, `[tls]`, `[log]`, …). Must not repeat a section written above
     /// (`[listen]`, `[c2s]`, `[limits]`, and `[storage]` when `postgres_url` is set).
     pub extra_toml: String,
+    /// Keep the server's data in this subdirectory of the scratch directory, which the server
+    /// creates itself (so a test sees the mode it gives its data directory); `None`: the
+    /// scratch directory itself. The config and the log stay in the scratch directory, and
+    /// [`TestServer::cert_path`] assumes `None`.
+    pub data_subdir: Option<String>,
+    /// `listen.direct_tls`'s one address; `"127.0.0.1:0"` by default. A test can give an
+    /// IPv4-mapped IPv6 address (`"[::ffff:127.0.0.1]:0"`), which still takes only loopback
+    /// connections but sees IPv4 peers as `::ffff:a.b.c.d`.
+    pub direct_tls_listen: String,
 }
 
 impl Default for ServerOptions {
@@ -99,7 +110,8 @@ impl Default for ServerOptions {
             max_resources_per_account: 10,
             outbound_queue_stanzas: 512,
             outbound_queue_grace_secs: 5,
-            max_connections_per_ip: 64,
+            max_unauthenticated_connections_per_ip: 32,
+            max_sessions_per_ip: 0,
             max_unauthenticated_connections: 1000,
             read_bytes_per_sec_unauthenticated: 16_384,
             read_bytes_per_sec: 262_144,
@@ -115,6 +127,8 @@ impl Default for ServerOptions {
             postgres_url: None,
             extra_limits: String::new(),
             extra_toml: String::new(),
+            data_subdir: None,
+            direct_tls_listen: "127.0.0.1:0".to_owned(),
         }
     }
 }
@@ -152,7 +166,10 @@ impl ServerOptions {
             "max_resources_per_account" => self.max_resources_per_account = parse(key, value)?,
             "outbound_queue_stanzas" => self.outbound_queue_stanzas = parse(key, value)?,
             "outbound_queue_grace_secs" => self.outbound_queue_grace_secs = parse(key, value)?,
-            "max_connections_per_ip" => self.max_connections_per_ip = parse(key, value)?,
+            "max_unauthenticated_connections_per_ip" => {
+                self.max_unauthenticated_connections_per_ip = parse(key, value)?
+            }
+            "max_sessions_per_ip" => self.max_sessions_per_ip = parse(key, value)?,
             "max_unauthenticated_connections" => {
                 self.max_unauthenticated_connections = parse(key, value)?
             }
@@ -181,7 +198,7 @@ data_dir = {data_dir:?}
 
 [listen]
 starttls = ["127.0.0.1:0"]
-direct_tls = ["127.0.0.1:0"]
+direct_tls = [{direct_tls:?}]
 
 [c2s]
 require_encryption = {}
@@ -201,7 +218,8 @@ max_depth = {}
 max_attributes_per_element = {}
 outbound_queue_stanzas = {}
 outbound_queue_grace_secs = {}
-max_connections_per_ip = {}
+max_unauthenticated_connections_per_ip = {}
+max_sessions_per_ip = {}
 max_unauthenticated_connections = {}
 read_bytes_per_sec_unauthenticated = {}
 read_bytes_per_sec = {}
@@ -230,7 +248,8 @@ max_directed_presences = {}
             self.max_attributes_per_element,
             self.outbound_queue_stanzas,
             self.outbound_queue_grace_secs,
-            self.max_connections_per_ip,
+            self.max_unauthenticated_connections_per_ip,
+            self.max_sessions_per_ip,
             self.max_unauthenticated_connections,
             self.read_bytes_per_sec_unauthenticated,
             self.read_bytes_per_sec,
@@ -239,7 +258,13 @@ max_directed_presences = {}
             self.max_auth_failure_delay_ms,
             self.max_directed_presences,
             extra_lines(&self.extra_limits),
-            data_dir = data_dir.display().to_string(),
+            direct_tls = self.direct_tls_listen,
+            data_dir = match &self.data_subdir {
+                Some(subdir) => data_dir.join(subdir),
+                None => data_dir.to_owned(),
+            }
+            .display()
+            .to_string(),
         ) + &self.storage_toml()
             + &self.extra_toml_section()
     }
@@ -842,7 +867,8 @@ max_depth = 32
 max_attributes_per_element = 64
 outbound_queue_stanzas = 512
 outbound_queue_grace_secs = 5
-max_connections_per_ip = 64
+max_unauthenticated_connections_per_ip = 32
+max_sessions_per_ip = 0
 max_unauthenticated_connections = 1000
 read_bytes_per_sec_unauthenticated = 16384
 read_bytes_per_sec = 262144

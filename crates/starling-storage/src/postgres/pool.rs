@@ -10,7 +10,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement};
+use tokio_postgres::{Client, Config, GenericClient, Statement};
+
+use super::tls::RustlsConnect;
 
 use crate::StorageError;
 
@@ -26,6 +28,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct Pool {
     config: Config,
+    /// TLS for new connections, as `sslmode` asked (it decides whether TLS is tried at all).
+    tls: RustlsConnect,
     /// Bounds the connections in use plus the idle ones: a permit per connection.
     permits: Semaphore,
     /// Connections not lent out. A `std::sync::Mutex` because it is held only to push or pop,
@@ -67,12 +71,13 @@ impl Connection {
 }
 
 impl Pool {
-    pub(super) fn new(mut config: Config) -> Self {
+    pub(super) fn new(mut config: Config, tls: RustlsConnect) -> Self {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         Self {
             config,
+            tls,
             permits: Semaphore::new(MAX_CONNECTIONS),
             idle: Mutex::new(Vec::new()),
         }
@@ -116,7 +121,7 @@ impl Pool {
     async fn open(&self) -> Result<Connection, StorageError> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(super::backend("connect to postgres"))?;
         // The connection future does the socket I/O for the client; it ends when the client is
