@@ -155,7 +155,8 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         config_path,
         router,
         store,
-        password_checks: crate::hashing::PasswordChecks::for_this_machine(),
+        password_checks: crate::hashing::PasswordChecks::for_this_machine()
+            .context("cannot start the password hashing threads")?,
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
