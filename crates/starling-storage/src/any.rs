@@ -149,10 +149,6 @@ impl OfflineStore for AnyStore {
         forward!(self, store => store.push_offline(owner, message, quota))
     }
 
-    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
-        forward!(self, store => store.take_offline(owner))
-    }
-
     async fn offline_page(
         &self,
         owner: &BareJid,

@@ -278,12 +278,6 @@ pub trait OfflineStore: Send + Sync + 'static {
         quota: OfflineQuota,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 
-    /// Remove and return every stored message of `owner`, oldest first.
-    fn take_offline(
-        &self,
-        owner: &BareJid,
-    ) -> impl Future<Output = Result<Vec<OfflineMessage>, StorageError>> + Send;
-
     /// The oldest `max` stored messages of `owner`, oldest first, without removing them:
     /// delivery reads a page, hands what it can to the session and then removes exactly
     /// that with [`OfflineStore::remove_offline`], so nothing is lost to a full queue.

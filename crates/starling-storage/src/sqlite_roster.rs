@@ -171,45 +171,6 @@ impl OfflineStore for SqliteStore {
         .await
     }
 
-    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
-        let owner = owner.clone();
-        // Most logins find nothing stored: a read answers that without the write lock and a
-        // commit. A message stored after this read is delivered by the next take.
-        let probe = owner.clone();
-        let any_stored = self.read(move |conn| any_offline(conn, &probe)).await?;
-        if !any_stored {
-            return Ok(Vec::new());
-        }
-        self.with_conn(move |conn| {
-            let tx = write_transaction(conn)?;
-            let Some(account) = account_id(&tx, &owner)? else {
-                return Ok(Vec::new());
-            };
-            let messages = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT stored_at_ms, stanza FROM offline_messages WHERE account_id = ?1 ORDER BY id",
-                    )
-                    .map_err(backend("prepare offline query"))?;
-                let rows = stmt
-                    .query_map(params![account], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
-                    .map_err(backend("query offline messages"))?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (stored_at, stanza) = row.map_err(backend("read offline message"))?;
-                    out.push(OfflineMessage { stored_at_unix_ms: u64::try_from(stored_at).unwrap_or(0), stanza });
-                }
-                out
-            };
-            tx.prepare_cached("DELETE FROM offline_messages WHERE account_id = ?1")
-            .and_then(|mut stmt| stmt.execute(params![account]))
-                .map_err(backend("delete offline messages"))?;
-            tx.commit().map_err(backend("commit offline delivery"))?;
-            Ok(messages)
-        })
-        .await
-    }
-
     async fn offline_page(
         &self,
         owner: &BareJid,
@@ -579,7 +540,9 @@ mod tests {
                 .expect("read")
                 .offline_waiting
         );
-        store.take_offline(&alice).await.expect("take");
+        crate::roster_tests::take_all(&store, &alice)
+            .await
+            .expect("take");
         assert!(
             !store
                 .initial_presence(&alice)

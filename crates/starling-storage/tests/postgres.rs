@@ -258,10 +258,6 @@ impl<S: OfflineStore> OfflineStore for TestDb<S> {
         self.store.push_offline(owner, message, quota).await
     }
 
-    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
-        self.store.take_offline(owner).await
-    }
-
     async fn offline_page(
         &self,
         owner: &BareJid,

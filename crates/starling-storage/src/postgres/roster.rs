@@ -312,49 +312,6 @@ impl OfflineStore for PostgresStore {
         Ok(true)
     }
 
-    async fn take_offline(&self, owner: &BareJid) -> Result<Vec<OfflineMessage>, StorageError> {
-        let Some(key) = AccountKey::of(owner) else {
-            return Ok(Vec::new());
-        };
-        let mut conn = self.pool.get().await?;
-        let (client, statements) = conn.parts();
-        // One statement deletes exactly the rows it returns, atomically: a message pushed
-        // meanwhile is either in this batch or left for the next, and a concurrent take
-        // returns none of the rows this one deleted.
-        let delete = Connection::prepare(
-            statements,
-            &*client,
-            "DELETE FROM offline_messages
-             WHERE account_id = (SELECT id FROM accounts WHERE host = $1 AND username = $2)
-             RETURNING id, stored_at_ms, stanza",
-        )
-        .await?;
-        let rows = client
-            .query(&delete, &[&key.host, &key.username])
-            .await
-            .map_err(backend("take offline messages"))?;
-        let mut messages = rows
-            .iter()
-            .map(|row| {
-                let id: i64 = row.try_get(0).map_err(backend("read offline message"))?;
-                let stored_at: i64 = row.try_get(1).map_err(backend("read offline message"))?;
-                let stanza = row.try_get(2).map_err(backend("read offline message"))?;
-                let stored_at_unix_ms = u64::try_from(stored_at).map_err(|_| {
-                    StorageError::Corrupt(format!("negative offline message time {stored_at}"))
-                })?;
-                Ok((
-                    id,
-                    OfflineMessage {
-                        stored_at_unix_ms,
-                        stanza,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>, StorageError>>()?;
-        messages.sort_by_key(|&(id, _)| id);
-        Ok(messages.into_iter().map(|(_, message)| message).collect())
-    }
-
     async fn offline_page(
         &self,
         owner: &BareJid,
