@@ -369,7 +369,8 @@ impl SessionHandle {
     }
 
     /// Bytes of the stanzas waiting in the outbound queue.
-    pub fn queued_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
         lock(&self.inner.outbox).queued_bytes
     }
 

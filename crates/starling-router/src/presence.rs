@@ -206,6 +206,19 @@ impl<S: Store> Router<S> {
         }
     }
 
+    /// `stanza` as it is to every available resource of `account`, serialized once (nothing
+    /// when nobody is online).
+    fn to_available(&self, account: &BareJid, stanza: &Element) {
+        let targets = self.registry.available_resources(account);
+        if targets.is_empty() {
+            return;
+        }
+        let outbound = OutboundStanza::new(stanza);
+        for target in &targets {
+            self.deliver_shared(target, &outbound);
+        }
+    }
+
     /// Directed presence from `sender` to `to`, which is online when `is_reachable` (RFC 6121
     /// §4.6): unavailable forgets the address; available remembers a reachable one. False when
     /// the presence must not go out: nobody is there, or the sender already has
@@ -364,9 +377,7 @@ impl<S: Store> Router<S> {
     /// Deliver, answer and announce after an inbound step at `owner` from `from`.
     async fn after_inbound(&self, owner: &BareJid, from: &BareJid, step: &Step, stanza: Element) {
         if step.deliver {
-            for target in self.registry.available_resources(owner) {
-                self.deliver(&target, stanza.clone(), None);
-            }
+            self.to_available(owner, &stanza);
         }
         // With an automatic `subscribed`, the presence follows that answer (below), once.
         if step.send_presence && !step.auto_subscribed {
@@ -392,9 +403,7 @@ impl<S: Store> Router<S> {
             let mut changes = Vec::new();
             collect(&mut changes, from, owner, &answer, Some(&reply));
             if self.commit(&changes).await == Committed::Yes && answer.deliver {
-                for target in self.registry.available_resources(from) {
-                    self.deliver(&target, reply.clone(), None);
-                }
+                self.to_available(from, &reply);
                 // Now subscribed, `from` is owed the owner's presence.
                 self.send_presence_of(owner, from, false);
             }
@@ -417,8 +426,9 @@ impl<S: Store> Router<S> {
                 resource.snapshot().presence
             };
             if let Some(presence) = presence {
+                let outbound = addressed(presence, Some(to.as_str()));
                 for target in &recipients {
-                    self.deliver(target, presence.clone(), Some(to.as_str()));
+                    self.deliver_shared(target, &outbound);
                 }
             }
         }

@@ -338,15 +338,7 @@ impl SaslSession {
         };
         let (keys, is_decoy) = match creds.and_then(|c| c.keys_for(hash)) {
             Some(keys) => (keys.clone(), false),
-            None => (
-                scram::decoy_keys(
-                    hash,
-                    &scram::decoy_account(&first.username, &self.domain),
-                    &self.decoy_secret,
-                    self.new_account_iterations,
-                ),
-                true,
-            ),
+            None => (self.decoy_keys(hash, &first.username), true),
         };
         let combined_nonce = format!("{}{}", first.nonce, self.server_nonce);
         let server_first = scram::server_first(&combined_nonce, &keys);
@@ -359,6 +351,17 @@ impl SaslSession {
             is_decoy,
         });
         SaslStep::Challenge(server_first.into_bytes())
+    }
+
+    /// Made-up keys for `username` on this session's host, shaped like an account created
+    /// now (`scram::decoy_keys`).
+    fn decoy_keys(&self, hash: ScramHash, username: &str) -> ScramKeys {
+        scram::decoy_keys(
+            hash,
+            &scram::decoy_account(username, &self.domain),
+            &self.decoy_secret,
+            self.new_account_iterations.min(MAX_ITERATIONS),
+        )
     }
 
     /// The PLAIN check for these credentials: against the account's SHA-256 keys, or its
@@ -380,15 +383,7 @@ impl SaslSession {
             Some(keys) => (keys.clone(), false),
             // Spend the time a check for an account created now takes, so the answer's timing
             // does not reveal whether the account exists.
-            None => (
-                scram::decoy_keys(
-                    ScramHash::Sha256,
-                    &scram::decoy_account(&authcid, &self.domain),
-                    &self.decoy_secret,
-                    self.new_account_iterations.min(MAX_ITERATIONS),
-                ),
-                true,
-            ),
+            None => (self.decoy_keys(ScramHash::Sha256, &authcid), true),
         };
         self.state = State::PlainAwaitingCheck { authcid, is_decoy };
         SaslStep::CheckPassword(PasswordCheck { password, keys })

@@ -249,28 +249,15 @@ impl C2sStream {
                 return;
             }
             Input::Credentials(creds) => {
-                let step = match &mut self.phase {
-                    Phase::Sasl {
-                        session,
-                        waiting_for_shell,
-                    } if *waiting_for_shell => {
-                        *waiting_for_shell = false;
-                        session.credentials(creds)
-                    }
-                    _ => return,
+                let Some(step) = self.shell_answered(|session| session.credentials(creds)) else {
+                    return;
                 };
                 self.on_sasl_step(step);
             }
             Input::PasswordChecked(matches) => {
-                let step = match &mut self.phase {
-                    Phase::Sasl {
-                        session,
-                        waiting_for_shell,
-                    } if *waiting_for_shell => {
-                        *waiting_for_shell = false;
-                        session.password_checked(matches)
-                    }
-                    _ => return,
+                let Some(step) = self.shell_answered(|session| session.password_checked(matches))
+                else {
+                    return;
                 };
                 self.on_sasl_step(step);
             }
@@ -630,6 +617,24 @@ impl C2sStream {
                 self.actions.push_back(Action::CheckPassword(check));
             }
             SaslStep::Failure(failure) => self.sasl_failed(failure),
+        }
+    }
+
+    /// Feeds the shell's answer to the SASL exchange waiting for one; `None` (the answer is
+    /// ignored) when none is waiting.
+    fn shell_answered(
+        &mut self,
+        answer: impl FnOnce(&mut SaslSession) -> SaslStep,
+    ) -> Option<SaslStep> {
+        match &mut self.phase {
+            Phase::Sasl {
+                session,
+                waiting_for_shell,
+            } if *waiting_for_shell => {
+                *waiting_for_shell = false;
+                Some(answer(session))
+            }
+            _ => None,
         }
     }
 

@@ -72,11 +72,6 @@ impl Arena {
         })
     }
 
-    /// The peak RSS sampled so far, in KiB.
-    pub fn peak_rss_kib(&self) -> u64 {
-        self.peak_rss_kib.load(Ordering::Relaxed)
-    }
-
     /// The pair kept exchanging with no round trip slower than `max_round_trip`, the server
     /// lives, and its peak RSS stayed under `rss_bound_kib`.
     pub async fn finish(
