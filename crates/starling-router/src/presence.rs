@@ -9,10 +9,17 @@ use jid::BareJid;
 use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
-use starling_stanza::{NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition};
+use starling_stanza::{NS_CLIENT, Stanza, StanzaErrorCondition};
 use starling_storage::{RosterChange, RosterItem, StorageError};
 
-use crate::router::{Destination, Router, Store, addressed, priority_of, serialize, set_attr};
+use std::borrow::Cow;
+
+use jid::Jid;
+use starling_modules::RoutingPoint;
+use starling_stanza::StanzaKind;
+
+use crate::modules::{Decision, Fanout};
+use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
 
 /// XEP-0203 delayed delivery.
 const NS_DELAY: &str = "urn:xmpp:delay";
@@ -54,6 +61,19 @@ impl<S: Store> Router<S> {
                 self.unavailable(sender, stanza.element()).await
             }
             (Destination::Bare(bare), None | Some("unavailable")) => {
+                if let Decision::Stop(verdict) = self
+                    .at_point(
+                        RoutingPoint::ToBare,
+                        StanzaKind::Presence,
+                        sender.full_jid(),
+                        &bare,
+                        stanza.element(),
+                    )
+                    .await
+                {
+                    self.stopped(sender, &stanza, &verdict);
+                    return;
+                }
                 // §4.6: directed presence to whoever of the account is online, remembered so
                 // unavailable presence follows it. An address nobody heard it at is not
                 // remembered: there is nobody to tell later.
@@ -64,9 +84,13 @@ impl<S: Store> Router<S> {
                 {
                     return;
                 }
-                let outbound = OutboundStanza::new(stanza.element());
+                let fanout = Fanout::new(
+                    StanzaKind::Presence,
+                    sender.full_jid(),
+                    Cow::Borrowed(stanza.element()),
+                );
                 for target in targets {
-                    self.deliver_shared(&target, &outbound);
+                    self.deliver_to(&target, &fanout).await;
                 }
             }
             (Destination::Full(full), None | Some("unavailable")) => {
@@ -76,7 +100,12 @@ impl<S: Store> Router<S> {
                     .await
                     && let Some(target) = target
                 {
-                    self.deliver_shared(&target, &OutboundStanza::new(stanza.element()));
+                    let fanout = Fanout::new(
+                        StanzaKind::Presence,
+                        sender.full_jid(),
+                        Cow::Borrowed(stanza.element()),
+                    );
+                    self.deliver_to(&target, &fanout).await;
                 }
             }
             // Probes from clients, errors and presence to hosts or other servers are dropped
@@ -109,9 +138,14 @@ impl<S: Store> Router<S> {
         };
         // To the account's own available resources, the sender included (§4.2.2), and to every
         // contact subscribed to the user (§4.2.2, §4.4.2): serialized once per addressee.
-        self.broadcast(presence, &user, None);
+        let from: &Jid = sender.full_jid();
+        self.broadcast(from, presence, &user, None).await;
         for item in roster.iter().filter(|item| item.subscription.has_from()) {
-            self.broadcast(presence, &item.jid, None);
+            self.broadcast(from, presence, &item.jid, None).await;
+        }
+        if !was_available {
+            self.session_event(starling_modules::SessionEvent::Available, sender)
+                .await;
         }
         let Some((requests, offline_waiting)) = initial else {
             if now_reachable {
@@ -120,27 +154,35 @@ impl<S: Store> Router<S> {
             return;
         };
         // Initial presence: the account's other available resources are probed like contacts,
-        // so the new resource learns of them.
-        for other in self.registry.available_resources(&user) {
-            if &other != sender
-                && let Some(their_presence) = other.snapshot().presence
-            {
-                self.deliver(sender, their_presence, Some(sender.full_jid().as_str()));
-            }
-        }
-        // Initial presence: probe the contacts the user is subscribed to (§4.2.3), answered here
-        // with their resources' current presence.
-        for item in roster.iter().filter(|item| item.subscription.has_to()) {
-            for contact in self.registry.available_resources(&item.jid) {
-                if let Some(their_presence) = contact.snapshot().presence {
-                    self.deliver(sender, their_presence, Some(sender.full_jid().as_str()));
-                }
+        // so the new resource learns of them; then the contacts the user is subscribed to
+        // (§4.2.3), answered here with their resources' current presence.
+        let others = self
+            .registry
+            .available_resources(&user)
+            .into_iter()
+            .filter(|other| other != sender);
+        let contacts = roster
+            .iter()
+            .filter(|item| item.subscription.has_to())
+            .flat_map(|item| self.registry.available_resources(&item.jid));
+        let probed: Vec<SessionHandle> = others.chain(contacts).collect();
+        for resource in probed {
+            if let Some(their_presence) = resource.snapshot().presence {
+                let fanout = Fanout::addressed(
+                    StanzaKind::Presence,
+                    resource.full_jid(),
+                    &their_presence,
+                    sender.full_jid().as_str(),
+                );
+                self.deliver_to(sender, &fanout).await;
             }
         }
         // Requests that arrived while the user was away (§3.1.3).
-        for (_, stanza) in requests {
+        for (contact, stanza) in requests {
             if let Ok(element) = stanza.parse::<Element>() {
-                self.deliver(sender, element, None);
+                let from: Jid = contact.into();
+                let fanout = Fanout::new(StanzaKind::Presence, &from, Cow::Owned(element));
+                self.deliver_to(sender, &fanout).await;
             }
         }
         // XEP-0160 §3: offline messages go to the first resource with non-negative priority.
@@ -159,17 +201,20 @@ impl<S: Store> Router<S> {
         sender.set_presence(None, 0);
         // Reflected once to the sender, as its other resources see it (§4.5.2).
         self.deliver(sender, presence.clone(), Some(sender.bare_jid().as_str()));
+        self.session_event(starling_modules::SessionEvent::Unavailable, sender)
+            .await;
     }
 
     /// Send unavailable presence from `sender` to its other available resources, its
     /// subscribed contacts and everyone it sent directed presence to (§4.5.2, §4.6.3).
     pub(crate) async fn broadcast_unavailable(&self, sender: &SessionHandle, presence: &Element) {
         let user = sender.bare_jid();
-        self.broadcast(presence, &user, Some(sender));
+        let from: &Jid = sender.full_jid();
+        self.broadcast(from, presence, &user, Some(sender)).await;
         let roster = self.roster_of(&user).await;
         let mut told = std::collections::HashSet::new();
         for item in roster.iter().filter(|item| item.subscription.has_from()) {
-            self.broadcast(presence, &item.jid, None);
+            self.broadcast(from, presence, &item.jid, None).await;
             told.insert(item.jid.as_str());
         }
         for jid in sender.take_directed() {
@@ -179,18 +224,26 @@ impl<S: Store> Router<S> {
             match jid::Jid::new(&jid).map(jid::Jid::try_into_full) {
                 Ok(Ok(full)) => {
                     if let Some(target) = self.registry.resource(&full) {
-                        self.deliver(&target, presence.clone(), Some(full.as_str()));
+                        let fanout =
+                            Fanout::addressed(StanzaKind::Presence, from, presence, full.as_str());
+                        self.deliver_to(&target, &fanout).await;
                     }
                 }
-                Ok(Err(bare)) => self.broadcast(presence, &bare, None),
+                Ok(Err(bare)) => self.broadcast(from, presence, &bare, None).await,
                 Err(_) => {}
             }
         }
     }
 
-    /// `presence` to every available resource of `to` but `except`, addressed to the bare JID
-    /// and serialized once for all of them (nothing when nobody is online).
-    fn broadcast(&self, presence: &Element, to: &BareJid, except: Option<&SessionHandle>) {
+    /// `presence` from `from` to every available resource of `to` but `except`, addressed to
+    /// the bare JID and serialized once for all of them (nothing when nobody is online).
+    async fn broadcast(
+        &self,
+        from: &Jid,
+        presence: &Element,
+        to: &BareJid,
+        except: Option<&SessionHandle>,
+    ) {
         let targets: Vec<SessionHandle> = self
             .registry
             .available_resources(to)
@@ -200,22 +253,22 @@ impl<S: Store> Router<S> {
         if targets.is_empty() {
             return;
         }
-        let outbound = addressed(presence.clone(), Some(to.as_str()));
+        let fanout = Fanout::addressed(StanzaKind::Presence, from, presence, to.as_str());
         for target in &targets {
-            self.deliver_shared(target, &outbound);
+            self.deliver_to(target, &fanout).await;
         }
     }
 
-    /// `stanza` as it is to every available resource of `account`, serialized once (nothing
-    /// when nobody is online).
-    fn to_available(&self, account: &BareJid, stanza: &Element) {
+    /// `stanza` from `from` as it is to every available resource of `account`, serialized
+    /// once (nothing when nobody is online).
+    async fn to_available(&self, from: &BareJid, account: &BareJid, stanza: &Element) {
         let targets = self.registry.available_resources(account);
         if targets.is_empty() {
             return;
         }
-        let outbound = OutboundStanza::new(stanza);
+        let fanout = Fanout::new(StanzaKind::Presence, from, Cow::Borrowed(stanza));
         for target in &targets {
-            self.deliver_shared(target, &outbound);
+            self.deliver_to(target, &fanout).await;
         }
     }
 
@@ -343,7 +396,20 @@ impl<S: Store> Router<S> {
         let contact_is_local =
             self.registry.serves(contact.domain().as_str()) && self.account_exists(contact).await;
         let mut contact_step = None;
-        if out.route && contact_is_local {
+        // The contact's side runs only if no module (blocking) stops the stanza there.
+        let reaches_contact = contact_is_local
+            && matches!(
+                self.at_point(
+                    RoutingPoint::ToBare,
+                    StanzaKind::Presence,
+                    &user,
+                    contact,
+                    &routed,
+                )
+                .await,
+                Decision::Go(_)
+            );
+        if out.route && reaches_contact {
             let contact_item = self.roster_item(contact, &user).await;
             let contact_request = self.has_request(contact, &user).await;
             let step = inbound(contact_item.as_ref(), &user, contact_request, kind);
@@ -367,24 +433,24 @@ impl<S: Store> Router<S> {
             self.after_inbound(contact, &user, &step, routed).await;
         }
         if out.send_presence {
-            self.send_presence_of(&user, contact, false);
+            self.send_presence_of(&user, contact, false).await;
         }
         if out.send_unavailable {
-            self.send_presence_of(&user, contact, true);
+            self.send_presence_of(&user, contact, true).await;
         }
     }
 
     /// Deliver, answer and announce after an inbound step at `owner` from `from`.
     async fn after_inbound(&self, owner: &BareJid, from: &BareJid, step: &Step, stanza: Element) {
         if step.deliver {
-            self.to_available(owner, &stanza);
+            self.to_available(from, owner, &stanza).await;
         }
         // With an automatic `subscribed`, the presence follows that answer (below), once.
         if step.send_presence && !step.auto_subscribed {
-            self.send_presence_of(owner, from, false);
+            self.send_presence_of(owner, from, false).await;
         }
         if step.send_unavailable {
-            self.send_presence_of(owner, from, true);
+            self.send_presence_of(owner, from, true).await;
         }
         if step.auto_subscribed {
             // §3.1.3: the server answers `subscribed` for the owner; it arrives at `from`.
@@ -403,15 +469,15 @@ impl<S: Store> Router<S> {
             let mut changes = Vec::new();
             collect(&mut changes, from, owner, &answer, Some(&reply));
             if self.commit(&changes).await == Committed::Yes && answer.deliver {
-                self.to_available(from, &reply);
+                self.to_available(owner, from, &reply).await;
                 // Now subscribed, `from` is owed the owner's presence.
-                self.send_presence_of(owner, from, false);
+                self.send_presence_of(owner, from, false).await;
             }
         }
     }
 
     /// Send `owner`'s current presence (or unavailable) to `to`'s available resources.
-    fn send_presence_of(&self, owner: &BareJid, to: &BareJid, unavailable: bool) {
+    async fn send_presence_of(&self, owner: &BareJid, to: &BareJid, unavailable: bool) {
         let recipients = self.registry.available_resources(to);
         if recipients.is_empty() {
             return;
@@ -426,9 +492,14 @@ impl<S: Store> Router<S> {
                 resource.snapshot().presence
             };
             if let Some(presence) = presence {
-                let outbound = addressed(presence, Some(to.as_str()));
+                let fanout = Fanout::addressed(
+                    StanzaKind::Presence,
+                    resource.full_jid(),
+                    &presence,
+                    to.as_str(),
+                );
                 for target in &recipients {
-                    self.deliver_shared(target, &outbound);
+                    self.deliver_to(target, &fanout).await;
                 }
             }
         }

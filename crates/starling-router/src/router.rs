@@ -3,16 +3,20 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use std::borrow::Cow;
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
+use starling_modules::{AddressForm, IqTarget, ModuleSet, RoutingPoint, SessionEvent};
 use starling_registry::{Registry, SessionHandle};
 use starling_roster::RosterLimits;
-use starling_services::{Clock, Target};
 use starling_stanza::{
     IqType, NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition, StanzaKind,
 };
+
+use crate::modules::{Decision, Delivered, Fanout};
 use starling_storage::{AccountStore, OfflineMessage, OfflineQuota, OfflineStore, RosterStore};
 
 /// Everything the router keeps for accounts: credentials (to know who exists), rosters and
@@ -53,7 +57,8 @@ pub struct Router<S> {
     pub(crate) registry: Arc<Registry>,
     pub(crate) store: S,
     pub(crate) limits: RouterLimits,
-    started: Instant,
+    /// The enabled feature modules.
+    pub(crate) modules: Arc<ModuleSet>,
     /// Ids for server-generated stanzas (roster pushes).
     next_id: AtomicU64,
     /// Accounts whose offline messages a resource is being handed right now. Reading a page
@@ -91,13 +96,18 @@ enum MessageType {
 }
 
 impl<S: Store> Router<S> {
-    /// A router over this registry and store.
-    pub fn new(registry: Arc<Registry>, store: S, limits: RouterLimits) -> Self {
+    /// A router over this registry and store, with these modules.
+    pub fn new(
+        registry: Arc<Registry>,
+        store: S,
+        limits: RouterLimits,
+        modules: Arc<ModuleSet>,
+    ) -> Self {
         Self {
             registry,
             store,
             limits,
-            started: Instant::now(),
+            modules,
             next_id: AtomicU64::new(1),
             offline_flushing: Mutex::new(HashSet::new()),
         }
@@ -113,18 +123,58 @@ impl<S: Store> Router<S> {
         &self.registry
     }
 
+    /// The enabled modules.
+    pub fn modules(&self) -> &Arc<ModuleSet> {
+        &self.modules
+    }
+
     /// Route one stanza sent by `sender` (its `from` already stamped).
-    pub async fn route(&self, sender: &SessionHandle, stanza: Stanza) {
-        let destination = match stanza.to() {
-            None => Destination::None,
-            Some(to) => match starling_stanza::parse_jid(to) {
-                Ok(jid) => self.classify(jid),
-                Err(_) => {
-                    // RFC 6120 §8.3.3.8: the address is not a valid JID.
-                    self.bounce(sender, &stanza, StanzaErrorCondition::JidMalformed);
+    pub async fn route(&self, sender: &SessionHandle, mut stanza: Stanza) {
+        let mut to = match stanza.to().map(starling_stanza::parse_jid) {
+            None => None,
+            Some(Ok(jid)) => Some(jid),
+            Some(Err(_)) => {
+                // RFC 6120 §8.3.3.8: the address is not a valid JID.
+                self.bounce(sender, &stanza, StanzaErrorCondition::JidMalformed);
+                return;
+            }
+        };
+        if self
+            .modules
+            .has_hooks(RoutingPoint::Outbound, stanza.kind())
+        {
+            let own: Jid = sender.bare_jid().into();
+            let decision = self
+                .at_point(
+                    RoutingPoint::Outbound,
+                    stanza.kind(),
+                    sender.full_jid(),
+                    to.as_ref().unwrap_or(&own),
+                    stanza.element(),
+                )
+                .await;
+            match decision {
+                Decision::Go(None) => {}
+                Decision::Go(Some(changed)) => {
+                    // A module rewrote the stanza; its addresses are read again.
+                    let Ok(changed) = Stanza::try_from(changed) else {
+                        tracing::error!("a module turned a stanza into a non-stanza; dropped");
+                        return;
+                    };
+                    stanza = changed;
+                    to = stanza
+                        .to()
+                        .and_then(|to| starling_stanza::parse_jid(to).ok());
+                }
+                Decision::Stop(verdict) => {
+                    self.stopped(sender, &stanza, &verdict);
                     return;
                 }
-            },
+            }
+        }
+        let destination = match to {
+            None => Destination::None,
+            Some(jid) => self.classify(jid),
         };
         match stanza.kind() {
             StanzaKind::Message => self.route_message(sender, stanza, destination).await,
@@ -142,8 +192,19 @@ impl<S: Store> Router<S> {
             set_attr(&mut unavailable, "type", Some("unavailable"));
             set_attr(&mut unavailable, "from", Some(handle.full_jid().as_str()));
             self.broadcast_unavailable(handle, &unavailable).await;
+            handle.set_presence(None, 0);
+            self.session_event(SessionEvent::Unavailable, handle).await;
+        } else {
+            handle.set_presence(None, 0);
         }
-        handle.set_presence(None, 0);
+        if was_registered {
+            self.session_event(SessionEvent::Ended, handle).await;
+        }
+    }
+
+    /// A session bound a resource (it is in the registry now).
+    pub async fn session_bound(&self, handle: &SessionHandle) {
+        self.session_event(SessionEvent::Bound, handle).await;
     }
 
     fn classify(&self, jid: Jid) -> Destination {
@@ -184,9 +245,27 @@ impl<S: Store> Router<S> {
             Destination::Full(full) => match self.registry.resource(&full) {
                 // RFC 6121 §8.5.3.1: a connected resource gets it, whatever its priority.
                 Some(target) => {
-                    if !self.deliver_shared(&target, &OutboundStanza::new(stanza.element())) {
-                        self.message_to_unreachable_resource(sender, &stanza, &full, message_type)
+                    let fanout = Fanout::new(
+                        StanzaKind::Message,
+                        sender.full_jid(),
+                        Cow::Borrowed(stanza.element()),
+                    );
+                    match self.deliver_to(&target, &fanout).await {
+                        Delivered::Queued | Delivered::Handled => {}
+                        Delivered::Rejected(rejection) => {
+                            if message_type != MessageType::Error {
+                                self.reject(sender, &stanza, &rejection);
+                            }
+                        }
+                        Delivered::Failed => {
+                            self.message_to_unreachable_resource(
+                                sender,
+                                &stanza,
+                                &full,
+                                message_type,
+                            )
                             .await;
+                        }
                     }
                 }
                 None => {
@@ -244,31 +323,77 @@ impl<S: Store> Router<S> {
             self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable);
             return;
         }
+        let changed;
+        let stanza = match self
+            .at_point(
+                RoutingPoint::ToBare,
+                StanzaKind::Message,
+                sender.full_jid(),
+                bare,
+                stanza.element(),
+            )
+            .await
+        {
+            Decision::Go(None) => stanza,
+            Decision::Go(Some(element)) => match Stanza::try_from(element) {
+                Ok(stanza) => {
+                    changed = stanza;
+                    &changed
+                }
+                Err(_) => return,
+            },
+            Decision::Stop(verdict) => {
+                self.stopped(sender, stanza, &verdict);
+                return;
+            }
+        };
+        let fanout = Fanout::new(
+            StanzaKind::Message,
+            sender.full_jid(),
+            Cow::Borrowed(stanza.element()),
+        );
         match message_type {
             MessageType::Groupchat => {
                 self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable)
             }
             MessageType::Headline => {
                 // §8.5.2.1.1: every available resource with non-negative priority.
-                let outbound = OutboundStanza::new(stanza.element());
                 for target in self.registry.available_resources(bare) {
                     if target.priority() >= 0 {
-                        self.deliver_shared(&target, &outbound);
+                        self.deliver_to(&target, &fanout).await;
                     }
                 }
             }
             MessageType::Normal | MessageType::Chat => {
                 // §8.5.2.1.1: the highest-priority available resource(s), never a negative one.
-                let targets = self.registry.highest_priority_available(bare);
-                let delivered = !targets.is_empty() && {
-                    let outbound = OutboundStanza::new(stanza.element());
-                    targets
-                        .iter()
-                        .filter(|target| self.deliver_shared(target, &outbound))
-                        .count()
-                        > 0
-                };
-                if !delivered && !self.store_offline(bare, stanza).await {
+                let mut delivered = false;
+                for target in self.registry.highest_priority_available(bare) {
+                    match self.deliver_to(&target, &fanout).await {
+                        Delivered::Queued | Delivered::Handled => delivered = true,
+                        Delivered::Rejected(rejection) => {
+                            self.reject(sender, stanza, &rejection);
+                            return;
+                        }
+                        Delivered::Failed => {}
+                    }
+                }
+                if delivered {
+                    return;
+                }
+                if let Decision::Stop(verdict) = self
+                    .at_point(
+                        RoutingPoint::DeliveryFailed,
+                        StanzaKind::Message,
+                        sender.full_jid(),
+                        bare,
+                        stanza.element(),
+                    )
+                    .await
+                {
+                    self.stopped(sender, stanza, &verdict);
+                    return;
+                }
+                if !self.store_offline(bare, stanza).await {
                     // XEP-0160 §3: storage full (or failing): tell the sender.
                     self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable);
                 }
@@ -300,14 +425,33 @@ impl<S: Store> Router<S> {
             {
                 self.bounce(sender, &stanza, StanzaErrorCondition::Forbidden);
             }
+            Destination::Full(full)
+                if is_request && self.has_iq_handler(AddressForm::Full, iq_type, &stanza) =>
+            {
+                self.answer_iq(sender, &stanza, iq_type, IqTarget::Resource(&full))
+                    .await;
+            }
             Destination::Full(full) => match self.registry.resource(&full) {
-                Some(target)
-                    if !self.deliver_shared(&target, &OutboundStanza::new(stanza.element()))
-                        && is_request =>
-                {
-                    self.bounce(sender, &stanza, StanzaErrorCondition::ServiceUnavailable);
+                Some(target) => {
+                    let fanout = Fanout::new(
+                        StanzaKind::Iq,
+                        sender.full_jid(),
+                        Cow::Borrowed(stanza.element()),
+                    );
+                    match self.deliver_to(&target, &fanout).await {
+                        Delivered::Queued => {}
+                        Delivered::Handled => {}
+                        Delivered::Rejected(rejection) => {
+                            if is_request {
+                                self.reject(sender, &stanza, &rejection);
+                            }
+                        }
+                        Delivered::Failed if is_request => {
+                            self.bounce(sender, &stanza, StanzaErrorCondition::ServiceUnavailable)
+                        }
+                        Delivered::Failed => {}
+                    }
                 }
-                Some(_) => {}
                 // RFC 6121 §8.5.3.2.2: no such resource.
                 None if is_request => {
                     self.bounce(sender, &stanza, StanzaErrorCondition::ServiceUnavailable)
@@ -316,29 +460,43 @@ impl<S: Store> Router<S> {
             },
             // RFC 6120 §8.2.3: a result or error the server did not ask for is dropped.
             _ if !is_request => {}
-            Destination::Server => self.answer(sender, &stanza, Target::Server),
-            Destination::None => {
-                if !self.handle_roster_iq(sender, &stanza, iq_type).await {
-                    self.answer(sender, &stanza, Target::Account);
-                }
+            Destination::Server => {
+                let host = stanza.to().unwrap_or_default().to_owned();
+                self.answer_iq(sender, &stanza, iq_type, IqTarget::Server(&host))
+                    .await;
             }
+            Destination::None => self.own_account_iq(sender, &stanza, iq_type).await,
             Destination::Bare(bare) if bare == sender.bare_jid() => {
-                if !self.handle_roster_iq(sender, &stanza, iq_type).await {
-                    self.answer(sender, &stanza, Target::Account);
-                }
+                self.own_account_iq(sender, &stanza, iq_type).await
             }
-            Destination::Bare(bare) if is_roster_query(&stanza) => {
+            Destination::Bare(_) if is_roster_query(&stanza) => {
                 // RFC 6121 §2.1.5: nobody may read or change another account's roster.
-                let _ = bare;
                 self.bounce(sender, &stanza, StanzaErrorCondition::Forbidden);
             }
             Destination::Bare(bare) => {
                 // RFC 6121 §8.5.2.1.3: the server answers on the account's behalf.
-                if self.account_exists(&bare).await {
-                    self.answer(sender, &stanza, Target::Account);
-                } else {
+                if !self.account_exists(&bare).await {
                     self.bounce(sender, &stanza, StanzaErrorCondition::ServiceUnavailable);
+                    return;
                 }
+                if let Decision::Stop(verdict) = self
+                    .at_point(
+                        RoutingPoint::ToBare,
+                        StanzaKind::Iq,
+                        sender.full_jid(),
+                        &bare,
+                        stanza.element(),
+                    )
+                    .await
+                {
+                    self.stopped(sender, &stanza, &verdict);
+                    return;
+                }
+                let to = IqTarget::Account {
+                    jid: &bare,
+                    is_own: false,
+                };
+                self.answer_iq(sender, &stanza, iq_type, to).await;
             }
             Destination::ServerResource => {
                 self.bounce(sender, &stanza, StanzaErrorCondition::ServiceUnavailable)
@@ -347,6 +505,19 @@ impl<S: Store> Router<S> {
                 self.bounce(sender, &stanza, StanzaErrorCondition::RemoteServerNotFound)
             }
         }
+    }
+
+    /// An iq to the sender's own account: the roster (RFC 6121 §2), else a module.
+    async fn own_account_iq(&self, sender: &SessionHandle, stanza: &Stanza, iq_type: IqType) {
+        if self.handle_roster_iq(sender, stanza, iq_type).await {
+            return;
+        }
+        let own = sender.bare_jid();
+        let to = IqTarget::Account {
+            jid: &own,
+            is_own: true,
+        };
+        self.answer_iq(sender, stanza, iq_type, to).await;
     }
 
     /// Keep a message for an account with no available resource (XEP-0160). `false` when it
@@ -373,27 +544,6 @@ impl<S: Store> Router<S> {
                 tracing::error!(%owner, error = %err, "storing an offline message failed");
                 false
             }
-        }
-    }
-
-    fn answer(&self, sender: &SessionHandle, stanza: &Stanza, target: Target) {
-        let clock = Clock {
-            unix_seconds: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            uptime_seconds: self.started.elapsed().as_secs(),
-        };
-        match starling_services::answer(target, stanza.element(), &clock) {
-            Some(Ok(payload)) => {
-                let mut reply = stanza.iq_result();
-                if let Some(payload) = payload {
-                    reply.append_child(payload);
-                }
-                self.deliver(sender, reply, None);
-            }
-            Some(Err(condition)) => self.bounce(sender, stanza, condition),
-            None => self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable),
         }
     }
 

@@ -603,7 +603,11 @@ fn act<'a, S: Socket>(
             }
             Action::Bind(full_jid) => {
                 let answer = bind(cx, full_jid);
+                let bound = answer.is_ok();
                 engine.handle(Input::Bound(answer));
+                if bound && let Some((handle, _)) = cx.session.as_ref() {
+                    Box::pin(cx.shared.router.session_bound(handle)).await;
+                }
             }
             Action::Route(stanza) => {
                 crate::metrics::stanza_received(stanza.kind());

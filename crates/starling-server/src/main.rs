@@ -14,6 +14,7 @@ mod ids;
 mod limits;
 mod logging;
 mod metrics;
+mod modules;
 mod private_fs;
 mod server;
 mod tls;

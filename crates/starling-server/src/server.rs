@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use starling_modules::{ModuleSet, StreamStage};
 use starling_registry::Registry;
 use starling_router::Router;
 use starling_storage::AnyStore;
@@ -35,12 +36,19 @@ pub struct Live {
 impl Live {
     /// Derive everything from `config`, loading (or generating) the certificate.
     /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
-    fn new(config: Config, decoy_secret: [u8; 32]) -> anyhow::Result<Self> {
+    /// The stream features the enabled `modules` contribute are added to the engine's.
+    fn new(config: Config, decoy_secret: [u8; 32], modules: &ModuleSet) -> anyhow::Result<Self> {
         let tls = TlsSetup::load(&config)?;
         Ok(Self {
             stream_config: Arc::new({
                 let mut stream = config.stream_config();
                 stream.sasl_decoy_secret = decoy_secret;
+                stream.extra_unauthenticated_features = modules
+                    .stream_features(StreamStage::Unauthenticated)
+                    .to_vec();
+                stream
+                    .extra_bound_features
+                    .extend_from_slice(modules.stream_features(StreamStage::Authenticated));
                 stream
             }),
             tls: Arc::new(tls),
@@ -100,7 +108,11 @@ impl Shared {
         for key in &reload.needs_restart {
             warn!(config = %path, key, "SIGHUP: `{key}` changed but needs a restart; keeping the running value");
         }
-        let live = match Live::new(reload.config, running.stream_config.sasl_decoy_secret) {
+        let live = match Live::new(
+            reload.config,
+            running.stream_config.sasl_decoy_secret,
+            self.router.modules(),
+        ) {
             Ok(live) => live,
             Err(err) => {
                 error!(error = %format!("{err:#}"), "SIGHUP: cannot reload the TLS certificate; keeping the running configuration and certificate");
@@ -144,13 +156,20 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         announce(&format!("listening metrics {local}"));
         metrics.spawn(Arc::clone(&registry));
     }
-    let router = Router::new(registry, store.clone(), config.router_limits());
+    let modules = Arc::new(crate::modules::enabled()?);
+    let router = Router::new(
+        registry,
+        store.clone(),
+        config.router_limits(),
+        Arc::clone(&modules),
+    );
     let shared = Arc::new(Shared {
         peer_limits: PeerLimits::new(&config.limits),
         connection_cap: ConnectionCap::new(config.limits.max_connections),
         live: RwLock::new(Arc::new(Live::new(
             config.clone(),
             crate::ids::decoy_secret(&config.data_dir)?,
+            &modules,
         )?)),
         config_path,
         router,

@@ -1,35 +1,27 @@
-//! What the server answers itself: iq requests addressed to a host or, on an account's behalf,
-//! to a bare JID (RFC 6121 §8.5.2.1.3 — the server answers iqs sent to a bare JID).
+//! The server's own small services, each a module on the extension interface
+//! (`starling-modules`): XEP-0199 ping, XEP-0092 software version, XEP-0202 entity time and
+//! XEP-0012 uptime (last activity of the server itself). XEP-0030 disco is not here: the
+//! module set answers it from what every enabled module registered.
 //!
-//! Each service is a pure function of the request and a [`Clock`] snapshot the caller supplies,
-//! so the crate never reads time itself. [`server_features`] is the one list the disco#info answer
-//! is built from, and [`answer`] handles exactly those namespaces, so the server never advertises
-//! a feature it does not implement (XEP-0030 §3.1) and answers every feature it advertises.
+//! Each service is a pure function of the request and a [`Clock`] snapshot, read through the
+//! [`ClockSource`] the server supplies, so the crate never reads time itself.
 //!
-//! Versions implemented: XEP-0030 2.5, XEP-0199 2.0, XEP-0092 1.1, XEP-0202 2.0, XEP-0012 2.0.
-//!
-//! ```
-//! use starling_services::{answer, Clock, Target};
-//!
-//! let iq: minidom::Element = "<iq xmlns='jabber:client' type='get' id='v1'>\
-//!     <query xmlns='jabber:iq:version'/></iq>".parse().unwrap();
-//! let clock = Clock { unix_seconds: 0, uptime_seconds: 5 };
-//! let payload = answer(Target::Server, &iq, &clock).unwrap().unwrap().unwrap();
-//! assert_eq!(payload.get_child("name", "jabber:iq:version").unwrap().text(), "Starling");
-//! ```
+//! Versions implemented: XEP-0199 2.0, XEP-0092 1.1, XEP-0202 2.0, XEP-0012 2.0 (§5, servers).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod time;
 
 pub use time::utc_datetime;
 
-use minidom::Element;
-use starling_stanza::StanzaErrorCondition;
+use std::sync::Arc;
 
-/// Service discovery, information (XEP-0030).
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-/// Service discovery, items (XEP-0030).
-pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+use minidom::Element;
+use starling_modules::{
+    AddressForm, BoxFuture, DiscoTarget, IqAnswer, IqHandler, IqRequest, Module, Registrar,
+    Rejection,
+};
+use starling_stanza::{IqType, StanzaErrorCondition};
+
 /// Software version (XEP-0092).
 pub const NS_VERSION: &str = "jabber:iq:version";
 /// Entity time (XEP-0202).
@@ -37,16 +29,7 @@ pub const NS_TIME: &str = "urn:xmpp:time";
 /// Last activity (XEP-0012).
 pub const NS_LAST: &str = "jabber:iq:last";
 /// The software name reported by XEP-0092.
-pub const SOFTWARE_NAME: &str = "Starling";
-
-/// Who an iq is addressed to, from the server's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// A host of this server.
-    Server,
-    /// An existing local account's bare JID; the server answers on its behalf.
-    Account,
-}
+pub use starling_modules::SOFTWARE_NAME;
 
 /// The time facts services need, read by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,100 +40,108 @@ pub struct Clock {
     pub uptime_seconds: u64,
 }
 
-/// Features a host advertises in disco#info, in the order listed.
-pub fn server_features() -> &'static [&'static str] {
-    &[
-        NS_DISCO_INFO,
-        NS_DISCO_ITEMS,
-        starling_stanza::NS_PING,
-        NS_VERSION,
-        NS_TIME,
-        NS_LAST,
-    ]
-}
+/// Where services read the time from; the server passes one that reads the system clock.
+pub type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
 
-/// Features an account advertises (answered by the server on its behalf).
-pub fn account_features() -> &'static [&'static str] {
-    &[NS_DISCO_INFO, NS_DISCO_ITEMS, starling_stanza::NS_PING]
-}
+/// XEP-0199: answers pings to the server and, on an account's behalf, to bare JIDs.
+pub struct Ping;
 
-/// Answer an iq get or set addressed to `target`.
-///
-/// `None`: no service here handles this payload (the caller answers `service-unavailable`,
-/// RFC 6120 §8.3.3.19). `Some(Ok(payload))`: a result, with `payload` as its child (`None` for
-/// an empty result). `Some(Err(condition))`: an error reply.
-pub fn answer(
-    target: Target,
-    iq: &Element,
-    clock: &Clock,
-) -> Option<Result<Option<Element>, StanzaErrorCondition>> {
-    let is_get = iq.attr("type") == Some("get");
-    let payload = iq.children().next()?;
-    let namespace = payload.ns();
-    let advertised = match target {
-        Target::Server => server_features(),
-        Target::Account => account_features(),
-    };
-    if !advertised.contains(&namespace.as_str()) {
-        return None;
+/// XEP-0092: the server's software name and version.
+pub struct Version;
+
+/// XEP-0202: the server's time.
+pub struct Time(pub ClockSource);
+
+/// XEP-0012 §5: the time since the server started, as its last activity.
+pub struct Uptime(pub ClockSource);
+
+impl Module for Ping {
+    fn name(&self) -> &'static str {
+        "ping"
     }
-    if namespace == starling_stanza::NS_PING {
+    fn register(self: Arc<Self>, registrar: &mut Registrar<'_>) {
+        for form in [AddressForm::Server, AddressForm::Bare] {
+            registrar.iq_get_set(form, starling_stanza::NS_PING, self.clone());
+        }
+        registrar.disco_feature(DiscoTarget::Server, starling_stanza::NS_PING);
+        registrar.disco_feature(DiscoTarget::Account, starling_stanza::NS_PING);
+    }
+}
+
+impl IqHandler for Ping {
+    fn handle<'a>(&'a self, request: IqRequest<'a>) -> BoxFuture<'a, IqAnswer> {
         // XEP-0199 §4: a ping is an iq get; an empty result is the pong.
-        return Some(if is_get && payload.name() == "ping" {
+        let answer = if request.iq_type == IqType::Get && request.payload.name() == "ping" {
             Ok(None)
         } else {
-            Err(StanzaErrorCondition::BadRequest)
-        });
+            Err(Rejection::from(StanzaErrorCondition::BadRequest))
+        };
+        Box::pin(async move { answer })
     }
-    if !is_get {
-        // Every other service here is read-only.
-        return Some(Err(StanzaErrorCondition::NotAllowed));
-    }
-    if payload.name() != "query" && namespace != NS_TIME {
-        return Some(Err(StanzaErrorCondition::BadRequest));
-    }
-    Some(match namespace.as_str() {
-        NS_DISCO_INFO => disco_info(target, payload),
-        NS_DISCO_ITEMS => disco_items(payload),
-        NS_VERSION => Ok(Some(version())),
-        NS_TIME if payload.name() == "time" => Ok(Some(time::entity_time(clock.unix_seconds))),
-        NS_LAST => Ok(Some(last_activity(clock.uptime_seconds))),
-        _ => Err(StanzaErrorCondition::BadRequest),
-    })
 }
 
-fn disco_info(target: Target, query: &Element) -> Result<Option<Element>, StanzaErrorCondition> {
-    if query.attr("node").is_some() {
-        // XEP-0030 §3.2: we publish no nodes.
-        return Err(StanzaErrorCondition::ItemNotFound);
+impl Module for Version {
+    fn name(&self) -> &'static str {
+        "version"
     }
-    let (category, kind, features) = match target {
-        Target::Server => ("server", "im", server_features()),
-        Target::Account => ("account", "registered", account_features()),
-    };
-    let mut identity = Element::builder("identity", NS_DISCO_INFO).build();
-    set(&mut identity, "category", category);
-    set(&mut identity, "type", kind);
-    if target == Target::Server {
-        set(&mut identity, "name", SOFTWARE_NAME);
+    fn register(self: Arc<Self>, registrar: &mut Registrar<'_>) {
+        registrar.iq_get_set(AddressForm::Server, NS_VERSION, self);
+        registrar.disco_feature(DiscoTarget::Server, NS_VERSION);
     }
-    let mut reply = Element::builder("query", NS_DISCO_INFO)
-        .append(identity)
-        .build();
-    for feature in features {
-        let mut element = Element::builder("feature", NS_DISCO_INFO).build();
-        set(&mut element, "var", feature);
-        reply.append_child(element);
-    }
-    Ok(Some(reply))
 }
 
-fn disco_items(query: &Element) -> Result<Option<Element>, StanzaErrorCondition> {
-    if query.attr("node").is_some() {
-        return Err(StanzaErrorCondition::ItemNotFound);
+impl IqHandler for Version {
+    fn handle<'a>(&'a self, request: IqRequest<'a>) -> BoxFuture<'a, IqAnswer> {
+        let answer = read_only(&request, "query").map(|()| Some(version()));
+        Box::pin(async move { answer })
     }
-    // No components or published items yet: an empty list is the truthful answer.
-    Ok(Some(Element::builder("query", NS_DISCO_ITEMS).build()))
+}
+
+impl Module for Time {
+    fn name(&self) -> &'static str {
+        "time"
+    }
+    fn register(self: Arc<Self>, registrar: &mut Registrar<'_>) {
+        registrar.iq_get_set(AddressForm::Server, NS_TIME, self);
+        registrar.disco_feature(DiscoTarget::Server, NS_TIME);
+    }
+}
+
+impl IqHandler for Time {
+    fn handle<'a>(&'a self, request: IqRequest<'a>) -> BoxFuture<'a, IqAnswer> {
+        let answer =
+            read_only(&request, "time").map(|()| Some(time::entity_time((self.0)().unix_seconds)));
+        Box::pin(async move { answer })
+    }
+}
+
+impl Module for Uptime {
+    fn name(&self) -> &'static str {
+        "uptime"
+    }
+    fn register(self: Arc<Self>, registrar: &mut Registrar<'_>) {
+        registrar.iq_get_set(AddressForm::Server, NS_LAST, self);
+        registrar.disco_feature(DiscoTarget::Server, NS_LAST);
+    }
+}
+
+impl IqHandler for Uptime {
+    fn handle<'a>(&'a self, request: IqRequest<'a>) -> BoxFuture<'a, IqAnswer> {
+        let answer =
+            read_only(&request, "query").map(|()| Some(last_activity((self.0)().uptime_seconds)));
+        Box::pin(async move { answer })
+    }
+}
+
+/// These services only answer gets, of one element name.
+fn read_only(request: &IqRequest<'_>, name: &str) -> Result<(), Rejection> {
+    if request.iq_type != IqType::Get {
+        return Err(StanzaErrorCondition::NotAllowed.into());
+    }
+    if request.payload.name() != name {
+        return Err(StanzaErrorCondition::BadRequest.into());
+    }
+    Ok(())
 }
 
 fn version() -> Element {

@@ -48,6 +48,10 @@ pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_PING: &str = "urn:xmpp:ping";
 /// SASL channel-binding type capability (XEP-0440).
 pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+/// Service discovery, information (XEP-0030).
+pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// Service discovery, items (XEP-0030).
+pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 /// Parse a JID from the wire, accepting only JIDs whose normalised form parses back to the same
 /// JID.

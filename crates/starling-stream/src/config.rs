@@ -26,6 +26,9 @@ pub struct StreamConfig {
     /// versioning and subscription pre-approval, RFC 6121 §2.6.1 and §3.4). The engine only
     /// advertises them; the crates that implement them supply the elements.
     pub extra_bound_features: Vec<minidom::Element>,
+    /// Extra stream features offered before authentication, after the SASL mechanisms (for
+    /// example XEP-0115 capabilities). Never offered on a stream that must do STARTTLS first.
+    pub extra_unauthenticated_features: Vec<minidom::Element>,
     /// The secret that keys made-up SCRAM salts for unknown users
     /// (`starling_sasl::ServerContext::decoy_secret`). All zeros by default, which keeps the
     /// salt stable but computable by anyone; a server sets a random one it keeps.
@@ -51,6 +54,7 @@ impl StreamConfig {
             limits_unauthenticated: Limits::unauthenticated(),
             limits_authenticated: Limits::authenticated(),
             extra_bound_features: Vec::new(),
+            extra_unauthenticated_features: Vec::new(),
             sasl_decoy_secret: [0; 32],
             new_account_iterations: starling_sasl::DEFAULT_ITERATIONS,
         }

@@ -437,6 +437,7 @@ impl C2sStream {
                         starttls,
                         mechanisms: &mechanisms,
                         channel_bindings: &ctx.channel_bindings,
+                        extra: &self.config.extra_unauthenticated_features,
                     })
                 }
             }
@@ -448,6 +449,7 @@ impl C2sStream {
                 starttls: false,
                 mechanisms: &[],
                 channel_bindings: &[],
+                extra: &[],
             }),
         };
         self.write(bytes);

@@ -13,6 +13,8 @@ pub(crate) enum Features<'a> {
         starttls: bool,
         mechanisms: &'a [Mechanism],
         channel_bindings: &'a [ChannelBinding],
+        /// Features modules contribute at this stage.
+        extra: &'a [minidom::Element],
     },
     /// After authentication: resource binding, the legacy session feature and extras.
     Bind(&'a [minidom::Element]),
@@ -30,6 +32,7 @@ pub(crate) fn features(features: &Features<'_>) -> Vec<u8> {
             starttls,
             mechanisms,
             channel_bindings,
+            extra,
         } => {
             if *starttls {
                 out.push_str(&format!("<starttls xmlns='{NS_TLS}'/>"));
@@ -51,6 +54,11 @@ pub(crate) fn features(features: &Features<'_>) -> Vec<u8> {
                     ));
                 }
                 out.push_str("</sasl-channel-binding>");
+            }
+            for feature in *extra {
+                out.push_str(&String::from_utf8_lossy(&starling_xml::write_element(
+                    feature,
+                )));
             }
         }
         Features::Bind(extra) => {

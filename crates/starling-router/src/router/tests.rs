@@ -46,7 +46,15 @@ async fn world_with(config: RegistryConfig, limits: RouterLimits) -> World {
     }
     let registry = Arc::new(Registry::new(["localhost".to_owned()], config));
     World {
-        router: Router::new(registry, store, limits),
+        router: Router::new(
+            registry,
+            store,
+            limits,
+            Arc::new(
+                starling_modules::ModuleSet::build(vec![Arc::new(starling_services::Ping)])
+                    .unwrap(),
+            ),
+        ),
     }
 }
 
