@@ -23,6 +23,10 @@
 //! XEP shows, which the reader takes off again. Pre-approval is the roster item's `approved`
 //! attribute (RFC 6121 §2.1.2.1). Elements Starling does not keep (vCards, private storage,
 //! PEP) are skipped with a warning, as XEP-0227 §4 asks; XInclude is not supported.
+//!
+//! Not yet carried: feature modules' per-account data ([`AccountData::module_data`]: vCards,
+//! private XML storage and the like) is left out by [`write()`] and never produced by
+//! [`read()`], until it is mapped to the XEP's elements.
 
 use std::collections::BTreeSet;
 

@@ -3,6 +3,7 @@
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
+use crate::data::{AccountDataStore, DataChange, DataQuota};
 use crate::portable::{AccountData, ExistingAccounts, PortableStore};
 use crate::roster::{
     InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
@@ -162,6 +163,35 @@ impl OfflineStore for AnyStore {
     }
 }
 
+impl AccountDataStore for AnyStore {
+    async fn data_get(
+        &self,
+        account: &BareJid,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        forward!(self, backend => backend.data_get(account, store, key))
+    }
+
+    async fn data_list(
+        &self,
+        account: &BareJid,
+        store: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        forward!(self, backend => backend.data_list(account, store))
+    }
+
+    async fn data_apply(
+        &self,
+        account: &BareJid,
+        store: &str,
+        changes: &[DataChange],
+        quota: DataQuota,
+    ) -> Result<bool, StorageError> {
+        forward!(self, backend => backend.data_apply(account, store, changes, quota))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,4 +207,5 @@ mod tests {
     crate::account_tests::account_store_tests!(fresh());
     crate::roster_tests::roster_store_tests!(fresh());
     crate::portable_tests::portable_store_tests!(fresh());
+    crate::data_tests::account_data_store_tests!(fresh());
 }

@@ -1,9 +1,10 @@
-//! Persistent storage for Starling: accounts and their SCRAM keys, rosters and offline
-//! messages.
+//! Persistent storage for Starling: accounts and their SCRAM keys, rosters, offline messages
+//! and feature modules' per-account data.
 //!
-//! The server talks to storage only through traits — [`AccountStore`], [`RosterStore`] and
-//! [`OfflineStore`], plus [`PortableStore`] for whole-host backups — so a backend is chosen
-//! once at start-up and nothing else knows which one it is. [`SqliteStore`] is the embedded default and [`PostgresStore`] the networked one; both
+//! The server talks to storage only through traits — [`AccountStore`], [`RosterStore`],
+//! [`OfflineStore`] and [`AccountDataStore`], plus [`PortableStore`] for whole-host backups —
+//! so a backend is chosen once at start-up and nothing else knows which one it is.
+//! [`SqliteStore`] is the embedded default and [`PostgresStore`] the networked one; both
 //! implement every trait with the same semantics, checked by one set of contract tests run
 //! against each. [`AnyStore`] holds either, for a server that picks the backend from its
 //! configuration.
@@ -67,22 +68,27 @@ use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
 mod any;
+mod data;
 mod portable;
 mod postgres;
 mod roster;
 mod scram_names;
 mod sqlite;
+mod sqlite_data;
 mod sqlite_portable;
 mod sqlite_roster;
 
 #[cfg(test)]
 mod account_tests;
 #[cfg(test)]
+mod data_tests;
+#[cfg(test)]
 mod portable_tests;
 #[cfg(test)]
 mod roster_tests;
 
 pub use any::AnyStore;
+pub use data::{AccountDataEntry, AccountDataStore, DataChange, DataQuota};
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::{PostgresStore, SslMode, TlsConfigError, TlsSettings};
 pub use roster::{

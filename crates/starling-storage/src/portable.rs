@@ -7,11 +7,12 @@ use jid::BareJid;
 use starling_sasl::StoredCredentials;
 
 use crate::StorageError;
+use crate::data::AccountDataEntry;
 use crate::roster::{OfflineMessage, RosterItem};
 
 /// Everything stored for one account, exactly as stored: the SCRAM keys per hash (never a
-/// password), the roster with its version, pending inbound subscription requests and offline
-/// messages.
+/// password), the roster with its version, pending inbound subscription requests, offline
+/// messages and feature modules' data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountData {
     /// The account.
@@ -27,6 +28,9 @@ pub struct AccountData {
     pub requests: Vec<(BareJid, String)>,
     /// Offline messages, oldest first.
     pub offline: Vec<OfflineMessage>,
+    /// Feature modules' data ([`crate::AccountDataStore`]), sorted by store, then key, when
+    /// read back.
+    pub module_data: Vec<AccountDataEntry>,
 }
 
 impl AccountData {
@@ -39,6 +43,7 @@ impl AccountData {
             roster: Vec::new(),
             requests: Vec::new(),
             offline: Vec::new(),
+            module_data: Vec::new(),
         }
     }
 }
@@ -64,11 +69,12 @@ pub trait PortableStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<AccountData>, StorageError>> + Send;
 
     /// Writes these accounts in one transaction: either all of them land or none does.
+    /// Module data is written as given, without a [`crate::DataQuota`].
     ///
     /// Fails with [`StorageError::AccountExists`] for an existing account under
     /// [`ExistingAccounts::Refuse`], [`StorageError::NoLocalpart`] for a bare domain, and
     /// [`StorageError::Backend`] when the data breaks a uniqueness rule (the same account,
-    /// contact or request twice).
+    /// contact, request or module data key twice).
     fn import_accounts(
         &self,
         accounts: &[AccountData],
@@ -150,7 +156,14 @@ impl HostExport {
         Ok(())
     }
 
-    /// The accounts sorted by JID, their keys by hash and rosters by contact.
+    /// One entry of module data, in any order.
+    pub(crate) fn data(&mut self, id: i64, entry: AccountDataEntry) -> Result<(), StorageError> {
+        self.get(id)?.module_data.push(entry);
+        Ok(())
+    }
+
+    /// The accounts sorted by JID, their keys by hash, rosters by contact and module data by
+    /// store and key.
     pub(crate) fn finish(self) -> Vec<AccountData> {
         let mut accounts: Vec<AccountData> = self.accounts.into_values().collect();
         for account in &mut accounts {
@@ -159,6 +172,9 @@ impl HostExport {
                 .keys
                 .sort_by_key(|keys| crate::scram_names::hash_rank(keys.hash));
             account.roster.sort_by(|a, b| a.jid.cmp(&b.jid));
+            account
+                .module_data
+                .sort_by(|a, b| (&a.store, &a.key).cmp(&(&b.store, &b.key)));
         }
         accounts.sort_by(|a, b| a.jid.cmp(&b.jid));
         accounts

@@ -5,8 +5,9 @@ use jid::BareJid;
 
 use crate::account_tests::{credentials, dump, jid};
 use crate::{
-    AccountData, AccountStore, ExistingAccounts, OfflineMessage, OfflineQuota, OfflineStore,
-    PortableStore, RosterChange, RosterItem, RosterStore, StorageError, Subscription,
+    AccountData, AccountDataEntry, AccountDataStore, AccountStore, DataChange, DataQuota,
+    ExistingAccounts, OfflineMessage, OfflineQuota, OfflineStore, PortableStore, RosterChange,
+    RosterItem, RosterStore, StorageError, Subscription,
 };
 
 /// Generates one `#[tokio::test]` per body in this module, each on a fresh store.
@@ -19,6 +20,7 @@ macro_rules! portable_store_tests {
             import_refuses_an_existing_account_and_writes_nothing,
             import_replace_replaces_and_moves_the_version_on,
             a_duplicate_contact_fails_the_whole_import,
+            a_duplicate_data_key_fails_the_whole_import,
             a_bare_domain_cannot_be_imported,
         );
     };
@@ -34,8 +36,11 @@ macro_rules! portable_store_tests {
 pub(crate) use portable_store_tests;
 
 /// What every body needs of a store.
-pub(crate) trait Store: AccountStore + RosterStore + OfflineStore + PortableStore {}
-impl<T: AccountStore + RosterStore + OfflineStore + PortableStore> Store for T {}
+pub(crate) trait Store:
+    AccountStore + RosterStore + OfflineStore + PortableStore + AccountDataStore
+{
+}
+impl<T: AccountStore + RosterStore + OfflineStore + PortableStore + AccountDataStore> Store for T {}
 
 fn item(contact: &str, subscription: Subscription, groups: &[&str]) -> RosterItem {
     RosterItem {
@@ -48,6 +53,14 @@ fn item(contact: &str, subscription: Subscription, groups: &[&str]) -> RosterIte
     }
 }
 
+fn entry(store: &str, key: &str, value: &[u8]) -> AccountDataEntry {
+    AccountDataEntry {
+        store: store.to_owned(),
+        key: key.to_owned(),
+        value: value.to_vec(),
+    }
+}
+
 fn message(at: u64, body: &str) -> OfflineMessage {
     OfflineMessage {
         stored_at_unix_ms: at,
@@ -55,7 +68,8 @@ fn message(at: u64, body: &str) -> OfflineMessage {
     }
 }
 
-/// A full account: keys, a roster of three with groups, two requests, two messages.
+/// A full account: keys, a roster of three with groups, two requests, two messages, module
+/// data in two stores.
 fn full_account(owner: &str, seed: u8) -> AccountData {
     let mut pending = item("zed@elsewhere.example", Subscription::None, &[]);
     pending.pending_out = true;
@@ -83,6 +97,12 @@ fn full_account(owner: &str, seed: u8) -> AccountData {
             ),
         ],
         offline: vec![message(2000, "second stored first"), message(1000, "older")],
+        // Not in (store, key) order, to show that it is read back sorted.
+        module_data: vec![
+            entry("vcard", "card", b"<vCard xmlns='vcard-temp'/>"),
+            entry("private", "storage:bookmarks", b"<storage/>"),
+            entry("private", "roster:delimiter", &[0, 0xff]),
+        ],
     }
 }
 
@@ -137,6 +157,23 @@ pub(crate) async fn export_reads_everything_of_one_host(store: &impl Store) {
         .push_offline(&alice, &message(5, "hello"), OfflineQuota::messages(10))
         .await
         .expect("push");
+    for (owner, name, key) in [
+        (&alice, "vcard", "card"),
+        (&alice, "private", "b"),
+        (&alice, "private", "a"),
+        (&carol, "vcard", "card"),
+    ] {
+        let change = DataChange::Put {
+            key: key.to_owned(),
+            value: format!("{owner} {name} {key}").into_bytes(),
+        };
+        assert_eq!(
+            store
+                .data_apply(owner, name, &[change], DataQuota::UNLIMITED)
+                .await,
+            Ok(true)
+        );
+    }
 
     let exported = export(store, "localhost").await;
     let jids: Vec<&BareJid> = exported.iter().map(|a| &a.jid).collect();
@@ -152,9 +189,18 @@ pub(crate) async fn export_reads_everything_of_one_host(store: &impl Store) {
         vec![(carol.clone(), "<presence type='subscribe'/>".to_owned())]
     );
     assert_eq!(alice_data.offline, vec![message(5, "hello")]);
+    assert_eq!(
+        alice_data.module_data,
+        vec![
+            entry("private", "a", b"alice@localhost private a"),
+            entry("private", "b", b"alice@localhost private b"),
+            entry("vcard", "card", b"alice@localhost vcard card"),
+        ]
+    );
     assert_eq!(dump(&bob_data.credentials), dump(&credentials(0)));
     assert_eq!(bob_data.roster, vec![alice_item]);
     assert!(bob_data.requests.is_empty() && bob_data.offline.is_empty());
+    assert!(bob_data.module_data.is_empty());
     // Exporting does not take the offline messages.
     assert_eq!(
         crate::roster_tests::take_all(store, &alice)
@@ -173,8 +219,12 @@ pub(crate) async fn import_then_export_round_trips(store: &impl Store) {
         .await
         .expect("import");
     let mut expected = imported;
-    // Read back: rosters sorted by contact JID, everything else as given.
+    // Read back: rosters sorted by contact JID, module data by store and key, everything
+    // else as given.
     expected[0].roster.sort_by(|a, b| a.jid.cmp(&b.jid));
+    expected[0]
+        .module_data
+        .sort_by(|a, b| (&a.store, &a.key).cmp(&(&b.store, &b.key)));
     assert_eq!(export(store, "localhost").await, expected);
     // The imported data is live data: the roster store and the login path see it.
     let alice = jid("alice@localhost");
@@ -196,6 +246,10 @@ pub(crate) async fn import_then_export_round_trips(store: &impl Store) {
             .as_ref()
             .map(dump),
         Some(dump(&credentials(1)))
+    );
+    assert_eq!(
+        store.data_get(&alice, "private", "roster:delimiter").await,
+        Ok(Some(vec![0, 0xff]))
     );
 }
 
@@ -252,10 +306,21 @@ pub(crate) async fn import_replace_replaces_and_moves_the_version_on(store: &imp
         .push_offline(&alice, &message(1, "old"), OfflineQuota::messages(10))
         .await
         .expect("push");
+    let old_data = [DataChange::Put {
+        key: "old".to_owned(),
+        value: b"gone after the import".to_vec(),
+    }];
+    assert_eq!(
+        store
+            .data_apply(&alice, "vcard", &old_data, DataQuota::UNLIMITED)
+            .await,
+        Ok(true)
+    );
     // Version 3 now; the imported roster has version 1, so the result must be 4.
     let mut replacement = AccountData::new(alice.clone(), credentials(4));
     replacement.roster_version = 1;
     replacement.roster = vec![item("new@x.example", Subscription::To, &["G"])];
+    replacement.module_data = vec![entry("vcard", "new", b"replaces the old data")];
     store
         .import_accounts(&[replacement.clone()], ExistingAccounts::Replace)
         .await
@@ -286,6 +351,24 @@ pub(crate) async fn a_duplicate_contact_fails_the_whole_import(store: &impl Stor
         .await;
     assert!(
         matches!(&result, Err(StorageError::Backend(text)) if text.starts_with("insert roster item")),
+        "{result:?}"
+    );
+    assert_eq!(export(store, "localhost").await, Vec::new());
+}
+
+pub(crate) async fn a_duplicate_data_key_fails_the_whole_import(store: &impl Store) {
+    let mut broken = full_account("bob@localhost", 2);
+    broken
+        .module_data
+        .push(entry("vcard", "card", b"a second card"));
+    let result = store
+        .import_accounts(
+            &[full_account("alice@localhost", 1), broken],
+            ExistingAccounts::Refuse,
+        )
+        .await;
+    assert!(
+        matches!(&result, Err(StorageError::Backend(text)) if text.starts_with("insert account data")),
         "{result:?}"
     );
     assert_eq!(export(store, "localhost").await, Vec::new());

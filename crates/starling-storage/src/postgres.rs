@@ -4,8 +4,9 @@
 //! TLS (the database is expected on loopback or a private network). Connecting applies the
 //! schema migrations the database lacks, tracked in a `schema_migrations` table; the logical
 //! schema is the SQLite backend's. Accounts live here, rosters and offline messages in
-//! `roster`.
+//! `roster`, module data in `data`.
 
+mod data;
 mod pool;
 mod portable;
 mod roster;
@@ -23,7 +24,7 @@ use crate::{AccountStore, StorageError};
 /// Schema migrations, applied in order. Each runs in its own transaction together with its
 /// `schema_migrations` row, so a crash leaves the database at the previous version, never
 /// between. Append new versions; never edit one that has shipped.
-const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_V1), (2, roster::SCHEMA_V2)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_V1), (2, roster::SCHEMA_V2), (3, data::SCHEMA_V3)];
 
 /// Accounts keyed by (host, username), the JID's domainpart and localpart as normalised by the
 /// jid crate, and one row of SCRAM keys per hash: the SQLite schema in PostgreSQL types.
@@ -61,10 +62,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 /// is "starling" in ASCII.
 const MIGRATION_LOCK: i64 = 0x7374_6172_6c69_6e67;
 
-/// An [`AccountStore`], [`RosterStore`] and [`OfflineStore`] in a PostgreSQL database.
+/// An [`AccountStore`], [`RosterStore`], [`OfflineStore`] and [`AccountDataStore`] in a
+/// PostgreSQL database.
 ///
 /// [`RosterStore`]: crate::RosterStore
 /// [`OfflineStore`]: crate::OfflineStore
+/// [`AccountDataStore`]: crate::AccountDataStore
 ///
 /// Cloning is cheap and every clone shares one pool of at most [`MAX_CONNECTIONS`]
 /// connections.

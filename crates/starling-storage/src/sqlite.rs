@@ -26,7 +26,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Schema migrations, applied in order. Each runs in its own transaction together with the
 /// `user_version` bump, so a crash leaves the database at the previous version, never between.
 /// Append new versions; never edit one that has shipped.
-const MIGRATIONS: &[(u32, &str)] = &[(1, SCHEMA_V1), (2, crate::sqlite_roster::SCHEMA_V2)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, crate::sqlite_roster::SCHEMA_V2),
+    (3, crate::sqlite_data::SCHEMA_V3),
+];
 
 /// Accounts keyed by (host, username), the JID's domainpart and localpart as normalised by the
 /// jid crate, and one row of SCRAM keys per hash. `hash` has no CHECK constraint on purpose:
@@ -606,7 +610,7 @@ pub(crate) mod tests {
         assert_eq!(mode, "wal");
         assert_eq!(foreign_keys, 1);
         assert_eq!(busy_timeout_ms, 5000);
-        assert_eq!(user_version(&conn), 2);
+        assert_eq!(user_version(&conn), 3);
     }
 
     #[tokio::test]
@@ -624,10 +628,44 @@ pub(crate) mod tests {
         // Re-running migration 1 would fail on CREATE TABLE accounts, so a successful reopen
         // also shows the applied version was skipped.
         let store = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(user_version(&raw_connection(&store)), 2);
+        assert_eq!(user_version(&raw_connection(&store)), 3);
         let stored = store.credentials(&alice()).await.expect("read");
         assert_eq!(stored.as_ref().map(dump), Some(dump(&creds)));
         assert_eq!(store.list_accounts("example.org").await, Ok(vec![alice()]));
+    }
+
+    #[tokio::test]
+    async fn version_2_database_gains_account_data_and_keeps_accounts() {
+        use crate::{AccountDataStore as _, DataChange, DataQuota};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("starling.db");
+        {
+            // What a version-2 build left behind: its two migrations and one account.
+            let mut conn = Connection::open(&path).expect("open");
+            migrate(&mut conn, &MIGRATIONS[..2]).expect("versions 1 and 2");
+            conn.execute(
+                "INSERT INTO accounts (host, username) VALUES ('example.org', 'alice')",
+                [],
+            )
+            .expect("insert account");
+        }
+        let store = SqliteStore::open(&path).expect("upgrade");
+        assert_eq!(user_version(&raw_connection(&store)), 3);
+        assert_eq!(store.list_accounts("example.org").await, Ok(vec![alice()]));
+        let change = DataChange::Put {
+            key: "card".to_owned(),
+            value: b"<vCard/>".to_vec(),
+        };
+        assert_eq!(
+            store
+                .data_apply(&alice(), "vcard", &[change], DataQuota::UNLIMITED)
+                .await,
+            Ok(true)
+        );
+        assert_eq!(
+            store.data_get(&alice(), "vcard", "card").await,
+            Ok(Some(b"<vCard/>".to_vec()))
+        );
     }
 
     #[test]
@@ -682,15 +720,15 @@ pub(crate) mod tests {
         let path = dir.path().join("future.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.pragma_update(None, "user_version", 3)
+            conn.pragma_update(None, "user_version", 4)
                 .expect("set version");
         }
         let err = SqliteStore::open(&path).err();
         assert_eq!(
             err,
             Some(StorageError::Migration {
-                version: 3,
-                reason: "database schema is newer than this build, which knows versions up to 2"
+                version: 4,
+                reason: "database schema is newer than this build, which knows versions up to 3"
                     .to_owned(),
             })
         );

@@ -4,6 +4,7 @@
 use jid::{BareJid, DomainPart, NodePart};
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::data::AccountDataEntry;
 use crate::portable::{
     AccountData, ExistingAccounts, HostExport, KeysRow, PortableStore, account_key,
     imported_version, parse_contact,
@@ -145,6 +146,23 @@ impl PortableStore for SqliteStore {
                     )
                 },
             )?;
+            for_each_row(
+                &tx,
+                "SELECT d.account_id, d.store, d.key, d.value
+                 FROM account_data d JOIN accounts a ON a.id = d.account_id WHERE a.host = ?1",
+                host,
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        AccountDataEntry {
+                            store: row.get(1)?,
+                            key: row.get(2)?,
+                            value: row.get(3)?,
+                        },
+                    ))
+                },
+                |(id, entry)| export.data(id, entry),
+            )?;
             tx.commit().map_err(backend("end export snapshot"))?;
             Ok(export.finish())
         })
@@ -265,6 +283,13 @@ fn import_one(
         )
         .and_then(|mut stmt| stmt.execute(params![id, stored_at, message.stanza]))
         .map_err(backend("insert offline message"))?;
+    }
+    for entry in &account.module_data {
+        tx.prepare_cached(
+            "INSERT INTO account_data (account_id, store, key, value) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![id, entry.store, entry.key, entry.value]))
+        .map_err(backend("insert account data"))?;
     }
     Ok(())
 }

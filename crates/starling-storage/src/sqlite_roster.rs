@@ -412,7 +412,8 @@ fn any_offline(conn: &Connection, owner: &BareJid) -> Result<bool, StorageError>
     .map_err(backend("look for offline messages"))
 }
 
-fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageError> {
+/// The id of `jid`'s account, `None` without one.
+pub(crate) fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageError> {
     let Some(node) = jid.node() else {
         return Ok(None);
     };

@@ -14,9 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jid::BareJid;
 use starling_sasl::StoredCredentials;
 use starling_storage::{
-    AccountData, AccountStore, AnyStore, ExistingAccounts, InitialPresence, OfflineMessage,
-    OfflineQuota, OfflineStore, PortableStore, PostgresStore, RosterChange, RosterItem,
-    RosterStore, StorageError, StoredOffline, Subscription,
+    AccountData, AccountDataEntry, AccountDataStore, AccountStore, AnyStore, DataChange, DataQuota,
+    ExistingAccounts, InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, PortableStore,
+    PostgresStore, RosterChange, RosterItem, RosterStore, StorageError, StoredOffline,
+    Subscription,
 };
 use tokio_postgres::NoTls;
 
@@ -34,6 +35,10 @@ mod roster_tests;
 #[path = "../src/portable_tests.rs"]
 mod portable_tests;
 
+#[allow(dead_code)]
+#[path = "../src/data_tests.rs"]
+mod data_tests;
+
 use account_tests::{alice, credentials, dump, jid};
 
 const URL_VARIABLE: &str = "STARLING_TEST_POSTGRES_URL";
@@ -41,6 +46,7 @@ const URL_VARIABLE: &str = "STARLING_TEST_POSTGRES_URL";
 account_tests::account_store_tests!(TestDb::new().await);
 roster_tests::roster_store_tests!(TestDb::new().await);
 portable_tests::portable_store_tests!(TestDb::new().await);
+data_tests::account_data_store_tests!(TestDb::new().await);
 
 /// The contract through [`AnyStore`], so its forwarding is checked on this variant too.
 mod through_any_store {
@@ -49,6 +55,7 @@ mod through_any_store {
     account_tests::account_store_tests!(TestDb::new_with(AnyStore::from).await);
     roster_tests::roster_store_tests!(TestDb::new_with(AnyStore::from).await);
     portable_tests::portable_store_tests!(TestDb::new_with(AnyStore::from).await);
+    data_tests::account_data_store_tests!(TestDb::new_with(AnyStore::from).await);
 }
 
 /// The admin connection string from the environment.
@@ -214,6 +221,35 @@ impl<S: PortableStore> PortableStore for TestDb<S> {
     }
 }
 
+impl<S: AccountDataStore> AccountDataStore for TestDb<S> {
+    async fn data_get(
+        &self,
+        account: &BareJid,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.store.data_get(account, store, key).await
+    }
+
+    async fn data_list(
+        &self,
+        account: &BareJid,
+        store: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.store.data_list(account, store).await
+    }
+
+    async fn data_apply(
+        &self,
+        account: &BareJid,
+        store: &str,
+        changes: &[DataChange],
+        quota: DataQuota,
+    ) -> Result<bool, StorageError> {
+        self.store.data_apply(account, store, changes, quota).await
+    }
+}
+
 impl<S: RosterStore> RosterStore for TestDb<S> {
     async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
         self.store.roster(owner).await
@@ -288,14 +324,14 @@ async fn applied_versions(client: &tokio_postgres::Client) -> Vec<i32> {
 async fn connect_records_migrations_once() {
     let db = TestDb::new().await;
     let raw = db.raw().await;
-    assert_eq!(applied_versions(&raw).await, vec![1, 2]);
+    assert_eq!(applied_versions(&raw).await, vec![1, 2, 3]);
     // Connecting again finds everything applied and changes nothing.
     db.store
         .create_account(&alice(), &credentials(1))
         .await
         .expect("create");
     PostgresStore::connect(&db.url()).await.expect("reconnect");
-    assert_eq!(applied_versions(&raw).await, vec![1, 2]);
+    assert_eq!(applied_versions(&raw).await, vec![1, 2, 3]);
     assert_eq!(
         db.store
             .credentials(&alice())
@@ -328,7 +364,7 @@ async fn concurrent_connects_migrate_once() {
     }
     assert_eq!(
         applied_versions(&admin_client(&url).await).await,
-        vec![1, 2]
+        vec![1, 2, 3]
     );
     raw.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await
@@ -340,14 +376,14 @@ async fn newer_database_is_refused() {
     let db = TestDb::new().await;
     db.raw()
         .await
-        .batch_execute("INSERT INTO schema_migrations (version) VALUES (3)")
+        .batch_execute("INSERT INTO schema_migrations (version) VALUES (4)")
         .await
         .expect("pretend a newer build migrated");
     assert_eq!(
         PostgresStore::connect(&db.url()).await.err(),
         Some(StorageError::Migration {
-            version: 3,
-            reason: "database schema is newer than this build, which knows versions up to 2"
+            version: 4,
+            reason: "database schema is newer than this build, which knows versions up to 3"
                 .to_owned(),
         })
     );
@@ -521,13 +557,13 @@ async fn version_1_database_gains_rosters_and_keeps_accounts() {
         .await
         .batch_execute(
             "DROP TABLE roster_versions, roster_groups, roster_items, subscription_requests,
-                        offline_messages;
-             DELETE FROM schema_migrations WHERE version = 2;",
+                        offline_messages, account_data;
+             DELETE FROM schema_migrations WHERE version IN (2, 3);",
         )
         .await
-        .expect("undo version 2");
+        .expect("undo versions 2 and 3");
     let upgraded = PostgresStore::connect(&db.url()).await.expect("upgrade");
-    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2]);
+    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2, 3]);
     assert_eq!(
         upgraded
             .credentials(&alice())
@@ -551,6 +587,46 @@ async fn version_1_database_gains_rosters_and_keeps_accounts() {
         Ok(vec![1])
     );
     assert_eq!(upgraded.roster(&alice()).await, Ok((1, vec![item])));
+}
+
+#[tokio::test]
+async fn version_2_database_gains_account_data_and_keeps_rosters() {
+    let db = TestDb::new().await;
+    db.create_account(&alice(), &credentials(1))
+        .await
+        .expect("create");
+    let item = RosterItem::new(jid("bob@example.org"));
+    let put = RosterChange::Put {
+        owner: alice(),
+        item: item.clone(),
+    };
+    assert_eq!(db.apply(&[put], usize::MAX).await, Ok(vec![1]));
+    // Take the database back to what a version-2 build left behind.
+    db.raw()
+        .await
+        .batch_execute(
+            "DROP TABLE account_data;
+             DELETE FROM schema_migrations WHERE version = 3;",
+        )
+        .await
+        .expect("undo version 3");
+    let upgraded = PostgresStore::connect(&db.url()).await.expect("upgrade");
+    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2, 3]);
+    assert_eq!(upgraded.roster(&alice()).await, Ok((1, vec![item])));
+    let change = DataChange::Put {
+        key: "card".to_owned(),
+        value: b"<vCard/>".to_vec(),
+    };
+    assert_eq!(
+        upgraded
+            .data_apply(&alice(), "vcard", &[change], DataQuota::UNLIMITED)
+            .await,
+        Ok(true)
+    );
+    assert_eq!(
+        upgraded.data_get(&alice(), "vcard", "card").await,
+        Ok(Some(b"<vCard/>".to_vec()))
+    );
 }
 
 #[tokio::test]

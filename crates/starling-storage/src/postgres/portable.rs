@@ -8,6 +8,7 @@ use tokio_postgres::{GenericClient, IsolationLevel, Row};
 use super::pool::Connection;
 use super::{PostgresStore, backend, insert_keys};
 use crate::StorageError;
+use crate::data::AccountDataEntry;
 use crate::portable::{
     AccountData, ExistingAccounts, HostExport, KeysRow, PortableStore, account_key,
     imported_version, parse_contact,
@@ -38,6 +39,9 @@ const SELECT_OFFLINE: &str = "
 SELECT o.account_id, o.stored_at_ms, o.stanza
 FROM offline_messages o JOIN accounts a ON a.id = o.account_id
 WHERE a.host = $1 ORDER BY o.id";
+const SELECT_DATA: &str = "
+SELECT d.account_id, d.store, d.key, d.value
+FROM account_data d JOIN accounts a ON a.id = d.account_id WHERE a.host = $1";
 
 impl PortableStore for PostgresStore {
     async fn export_host(&self, host: &str) -> Result<Vec<AccountData>, StorageError> {
@@ -136,6 +140,16 @@ impl PortableStore for PostgresStore {
                     stanza: row.try_get(2).map_err(read())?,
                 },
             )?;
+        }
+        for row in rows(statements, &tx, SELECT_DATA, host).await? {
+            let read = || backend("read account data");
+            let id: i64 = row.try_get(0).map_err(read())?;
+            let entry = AccountDataEntry {
+                store: row.try_get(1).map_err(read())?,
+                key: row.try_get(2).map_err(read())?,
+                value: row.try_get(3).map_err(read())?,
+            };
+            export.data(id, entry)?;
         }
         tx.commit().await.map_err(backend("end export snapshot"))?;
         Ok(export.finish())
@@ -297,6 +311,17 @@ async fn import_one(
         tx.execute(&insert, &[&id, &stored_at, &message.stanza])
             .await
             .map_err(backend("insert offline message"))?;
+    }
+    for entry in &account.module_data {
+        let insert = Connection::prepare(
+            statements,
+            tx,
+            "INSERT INTO account_data (account_id, store, key, value) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+        tx.execute(&insert, &[&id, &entry.store, &entry.key, &entry.value])
+            .await
+            .map_err(backend("insert account data"))?;
     }
     Ok(())
 }

@@ -80,7 +80,7 @@ CREATE INDEX offline_messages_by_account ON offline_messages (account_id, id);
 type Statements = std::collections::HashMap<&'static str, tokio_postgres::Statement>;
 
 /// Locks one account row against concurrent writers of its roster or offline messages.
-const LOCK_ACCOUNT: &str =
+pub(super) const LOCK_ACCOUNT: &str =
     "SELECT id FROM accounts WHERE host = $1 AND username = $2 FOR NO KEY UPDATE";
 
 /// Columns 0–5 as read by [`item_from_row`].
