@@ -1,130 +1,36 @@
-//! Start-up and shutdown: storage, TLS, listeners, the accept loops and the connection cap;
-//! SIGHUP reloads the config file and the certificate for new connections.
+//! The running server: start-up and shutdown, the listeners and their accept loops, and the
+//! connection cap; SIGHUP reloads the config file and the certificate for new connections.
+//!
+//! Submodules, each used only from here and below: `shared` (what every connection shares),
+//! `connection` (one task per connection), `tls`, `limits`, `hashing`, `ids`, `admin` (the
+//! admin socket's server side), and `logging` and `metrics`, which nothing else here imports
+//! in a loop: `metrics` takes plain values and `listener_kind` sits below both.
+
+pub mod admin;
+mod connection;
+mod hashing;
+mod ids;
+mod limits;
+mod listener_kind;
+pub mod logging;
+mod metrics;
+mod shared;
+pub mod tls;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use starling_config::Config;
 use starling_registry::Registry;
 use starling_router::Router;
-use starling_storage::AnyStore;
-use starling_stream::StreamConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
-use crate::connection::{self, ConnectionLimits, ListenerKind};
-use crate::limits::{ConnectionCap, PeerLimits};
-use crate::tls::TlsSetup;
-
-/// The settings a connection runs with, fixed when it is accepted. SIGHUP builds a new one
-/// and later connections take that; a connection keeps its snapshot until it ends.
-pub struct Live {
-    /// The configuration in force (restart-only keys keep their values from the start).
-    pub config: Config,
-    /// Engine settings derived from it.
-    pub stream_config: Arc<StreamConfig>,
-    /// Certificates and the rustls config.
-    pub tls: Arc<TlsSetup>,
-    /// Per-connection timers and read rates.
-    pub connection_limits: ConnectionLimits,
-}
-
-impl Live {
-    /// Derive everything from `config`, loading (or generating) the certificate.
-    /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
-    fn new(config: Config, decoy_secret: [u8; 32]) -> anyhow::Result<Self> {
-        let tls = TlsSetup::load(&config)?;
-        Ok(Self {
-            stream_config: Arc::new({
-                let mut stream = config.stream_config();
-                stream.sasl_decoy_secret = decoy_secret;
-                stream
-            }),
-            tls: Arc::new(tls),
-            connection_limits: ConnectionLimits::new(&config),
-            config,
-        })
-    }
-}
-
-/// What every connection task shares.
-pub struct Shared {
-    /// The settings for connections starting now; replaced on SIGHUP, so connections take a
-    /// snapshot with [`Shared::live`]. The lock is only held to clone or replace the `Arc`.
-    live: RwLock<Arc<Live>>,
-    /// The config file the server was started with, re-read on SIGHUP; `None` for defaults.
-    config_path: Option<PathBuf>,
-    /// Accounts.
-    pub store: AnyStore,
-    /// Routes stanzas between sessions over the session registry.
-    pub router: Router<AnyStore>,
-    /// Limits across connections: per address, unauthenticated, SASL failures per address.
-    pub peer_limits: PeerLimits,
-    /// `limits.max_connections`.
-    connection_cap: ConnectionCap,
-    /// PLAIN password checks, off the reactor and a bounded number at once.
-    pub password_checks: crate::hashing::PasswordChecks,
-}
-
-impl Shared {
-    /// The settings for a connection starting now.
-    pub fn live(&self) -> Arc<Live> {
-        match self.live.read() {
-            Ok(live) => Arc::clone(&live),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// SIGHUP: read the config file again and apply what can change while running to new
-    /// connections and new checks; reload the certificate. Open sessions keep their settings.
-    /// Keys that need a restart keep their running values (each is named in a warning); an
-    /// invalid file or certificate leaves the running configuration in force.
-    fn reload(&self) {
-        let path = self
-            .config_path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "(defaults)".to_owned());
-        let new = match Config::load(self.config_path.as_deref()) {
-            Ok(new) => new,
-            Err(err) => {
-                error!(config = %path, error = %format!("{err:#}"), "SIGHUP: the config file is invalid; keeping the running configuration");
-                return;
-            }
-        };
-        let running = self.live();
-        let reload = running.config.reload(new);
-        for key in &reload.needs_restart {
-            warn!(config = %path, key, "SIGHUP: `{key}` changed but needs a restart; keeping the running value");
-        }
-        let live = match Live::new(reload.config, running.stream_config.sasl_decoy_secret) {
-            Ok(live) => live,
-            Err(err) => {
-                error!(error = %format!("{err:#}"), "SIGHUP: cannot reload the TLS certificate; keeping the running configuration and certificate");
-                return;
-            }
-        };
-        if reload.changed.contains(&"log.level") {
-            crate::logging::reload_level(&live.config.log.level);
-        }
-        self.peer_limits.reconfigure(&live.config.limits);
-        self.connection_cap
-            .resize(live.config.limits.max_connections);
-        info!(
-            certificates = %live.tls.describe(),
-            "SIGHUP: reloaded the TLS certificate and key for new connections"
-        );
-        info!(config = %path, changed = ?reload.changed, "SIGHUP: configuration reloaded for new connections");
-        let live = Arc::new(live);
-        match self.live.write() {
-            Ok(mut current) => *current = live,
-            Err(poisoned) => *poisoned.into_inner() = live,
-        }
-    }
-}
+use self::listener_kind::ListenerKind;
+use self::shared::Shared;
 
 /// Run the server until SIGINT or SIGTERM, then shut down gracefully.
 /// `config_path` is the file `config` came from, read again on SIGHUP.
@@ -132,44 +38,34 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     crate::private_fs::create_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Before the store opens, so its first operations are timed too.
-    let metrics = crate::metrics::Endpoint::install(config.metrics.listen).await?;
-    let store = config.open_store().await?;
+    let metrics = metrics::Endpoint::install(config.metrics.listen).await?;
+    let store = crate::store::open(&config).await?;
     let registry = Arc::new(Registry::new(
         config.hosts.clone(),
         config.registry_config(),
     ));
     if let Some(metrics) = metrics {
         let local = metrics.local_addr()?;
-        crate::metrics::announce(local);
+        metrics::announce(local);
         announce(&format!("listening metrics {local}"));
         metrics.spawn(Arc::clone(&registry));
     }
     let router = Router::new(registry, store.clone(), config.router_limits());
-    let shared = Arc::new(Shared {
-        peer_limits: PeerLimits::new(&config.limits),
-        connection_cap: ConnectionCap::new(config.limits.max_connections),
-        live: RwLock::new(Arc::new(Live::new(
-            config.clone(),
-            crate::ids::decoy_secret(&config.data_dir)?,
-        )?)),
+    let decoy_secret = ids::decoy_secret(&config.data_dir)?;
+    let shared = Arc::new(Shared::new(
+        config.clone(),
         config_path,
         router,
         store,
-        password_checks: crate::hashing::PasswordChecks::for_this_machine()
-            .context("cannot start the password hashing threads")?,
-    });
+        decoy_secret,
+    )?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Each connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let permits = shared.connection_cap.semaphore();
+    let permits = shared.permits();
     // Before the listeners, so a second server on the same data directory stops here.
-    let admin = crate::admin::start(
-        &config,
-        Arc::clone(shared.router.registry()),
-        shutdown_rx.clone(),
-    )
-    .await?;
+    let admin = admin::start(&config, Arc::clone(&shared.router), shutdown_rx.clone()).await?;
 
     let mut listeners = Vec::new();
     for (addrs, kind, label) in [
@@ -262,7 +158,7 @@ async fn accept_loop(
             }
         };
         let _ = socket.set_nodelay(true);
-        crate::metrics::connection_accepted(kind);
+        metrics::connection_accepted(kind);
         let admission = shared.peer_limits.admit(peer.ip());
         if let Err(refusal) = &admission {
             warn!(%peer, reason = ?refusal, "connection refused");
