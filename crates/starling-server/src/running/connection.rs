@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_registry::{
-    BindRefusal, CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver,
-    StreamTransport,
+    CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
 };
 use starling_storage::AccountStore as _;
 use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
@@ -780,11 +779,7 @@ fn bind(cx: &mut Context, full_jid: jid::FullJid) -> Result<(), starling_bind::B
                 admission.unbound();
             }
             warn!(jid = %full_jid, reason = %refusal, "bind refused");
-            Err(match refusal {
-                BindRefusal::Conflict => starling_bind::BindError::Conflict,
-                BindRefusal::ResourceConstraint => starling_bind::BindError::ResourceConstraint,
-                BindRefusal::UnknownHost => starling_bind::BindError::NotAllowed,
-            })
+            Err(refusal.into())
         }
     }
 }
