@@ -14,7 +14,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry, reload};
 
-use crate::config::LogFormat;
+use starling_config::LogFormat;
 
 /// The environment variable that overrides `log.level`.
 pub const LOG_ENV: &str = "STARLING_LOG";
@@ -194,7 +194,7 @@ impl SessionRecord {
             self.ending(EndReason::IoError);
         }
         let reason = self.reason.unwrap_or(EndReason::ClientClosed);
-        crate::metrics::session_ended(reason);
+        super::metrics::session_ended(reason.name());
         info!(
             target: SESSION_TARGET,
             peer = %self.peer,
