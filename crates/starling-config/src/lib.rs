@@ -12,6 +12,7 @@
 
 mod check;
 mod document;
+mod modules;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
+pub use modules::Modules;
 
 /// Why [`Config::load`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,8 @@ pub struct Config {
     pub log: Log,
     /// The optional Prometheus endpoint.
     pub metrics: Metrics,
+    /// Which feature modules run.
+    pub modules: Modules,
 }
 
 /// `[admin]`: the Unix socket that admin commands use to reach the running server.
@@ -362,6 +366,9 @@ pub struct LimitsConfig {
     /// Bytes of offline messages kept per account (their serialized stanzas); a message that
     /// would pass it gets `service-unavailable`, as past the count. Default 1048576 (1 MiB).
     pub max_offline_bytes: usize,
+    /// JIDs one account may block (XEP-0191); a block past it gets `policy-violation`.
+    /// Default 1000.
+    pub max_blocklist_items: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -418,6 +425,7 @@ impl Default for Config {
             admin: Admin::default(),
             log: Log::default(),
             metrics: Metrics::default(),
+            modules: Modules::default(),
         }
     }
 }
@@ -477,6 +485,7 @@ impl Default for LimitsConfig {
             max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
             max_directed_presences: starling_router::RouterLimits::default().max_directed_presences,
             max_offline_bytes: starling_router::RouterLimits::default().max_offline_bytes,
+            max_blocklist_items: 1000,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -760,6 +769,7 @@ impl Config {
             "admin.socket" => admin.socket;
             "log.format" => log.format;
             "metrics.listen" => metrics.listen;
+            "modules" => modules;
             "c2s.conflict_policy" => c2s.conflict_policy;
             "c2s.max_resources_per_account" => c2s.max_resources_per_account;
             "limits.outbound_queue_stanzas" => limits.outbound_queue_stanzas;
@@ -770,6 +780,7 @@ impl Config {
             "limits.max_offline_messages" => limits.max_offline_messages;
             "limits.max_directed_presences" => limits.max_directed_presences;
             "limits.max_offline_bytes" => limits.max_offline_bytes;
+            "limits.max_blocklist_items" => limits.max_blocklist_items;
         }
         let mut changed = Vec::new();
         macro_rules! live {

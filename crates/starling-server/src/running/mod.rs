@@ -50,7 +50,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         announce(&format!("listening metrics {local}"));
         metrics.spawn(Arc::clone(&registry));
     }
-    let modules = Arc::new(crate::modules::enabled()?);
+    let modules = Arc::new(crate::modules::enabled(&config, &store, &registry)?);
     let router = Router::new(registry, store.clone(), config.router_limits(), modules);
     let decoy_secret = ids::decoy_secret(&config.data_dir)?;
     let shared = Arc::new(Shared::new(
