@@ -1,18 +1,10 @@
 //! The `starling` binary: parse arguments, run the server or an operator command, and turn the
-//! one error that reaches the top into an exit code.
-//!
-//! `cli` is the command line, `commands` runs each subcommand, and `running` is the server
-//! itself (listeners, connection tasks, TLS, limits, logs, metrics, shutdown); `store` and
-//! `private_fs` are shared by both.
-
-mod cli;
-mod commands;
-mod modules;
-mod private_fs;
-mod running;
-mod store;
+//! one error that reaches the top into an exit code. Everything else is the library
+//! (`lib.rs`).
 
 use std::process::ExitCode;
+
+use starling_server::{cli, commands};
 
 use clap::Parser as _;
 

@@ -11,11 +11,13 @@ use starling_services::{Clock, ClockSource};
 
 use starling_storage::AnyStore;
 
-/// Build the set of modules `config` enables.
+/// Build the set of modules `config` enables, then `extra` (modules of a program that embeds
+/// the server).
 pub fn enabled(
     config: &Config,
     store: &AnyStore,
     registry: &Arc<Registry>,
+    extra: Vec<Arc<dyn Module>>,
 ) -> anyhow::Result<ModuleSet> {
     let enabled = &config.modules;
     let started = Instant::now();
@@ -43,6 +45,7 @@ pub fn enabled(
             config.limits.max_blocklist_items,
         )));
     }
+    modules.extend(extra);
     Ok(ModuleSet::build(modules)?)
 }
 

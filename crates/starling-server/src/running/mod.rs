@@ -17,24 +17,46 @@ mod metrics;
 mod shared;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use starling_config::Config;
+use starling_modules::Module;
 use starling_registry::Registry;
 use starling_router::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use self::listener_kind::ListenerKind;
 use self::shared::Shared;
 
+/// What a program that runs the server in-process adds to it (see [`run_embedded`]).
+#[derive(Default)]
+pub struct Embedding {
+    /// Feature modules registered after the ones the configuration enables.
+    pub modules: Vec<Arc<dyn Module>>,
+    /// Told the listening addresses (STARTTLS first, then direct TLS) once the server is
+    /// ready.
+    pub ready: Option<oneshot::Sender<Vec<SocketAddr>>>,
+}
+
 /// Run the server until SIGINT or SIGTERM, then shut down gracefully.
 /// `config_path` is the file `config` came from, read again on SIGHUP.
 pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    run_embedded(config, config_path, Embedding::default()).await
+}
+
+/// [`run`], with `embedding`'s extra modules and ready notice: for a program (a test) that
+/// runs the server inside its own process.
+pub async fn run_embedded(
+    config: Config,
+    config_path: Option<PathBuf>,
+    embedding: Embedding,
+) -> anyhow::Result<()> {
     crate::private_fs::create_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Before the store opens, so its first operations are timed too.
@@ -50,7 +72,12 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
         announce(&format!("listening metrics {local}"));
         metrics.spawn(Arc::clone(&registry));
     }
-    let modules = Arc::new(crate::modules::enabled(&config, &store, &registry)?);
+    let modules = Arc::new(crate::modules::enabled(
+        &config,
+        &store,
+        &registry,
+        embedding.modules,
+    )?);
     let router = Router::new(registry, store.clone(), config.router_limits(), modules);
     let decoy_secret = ids::decoy_secret(&config.data_dir)?;
     let shared = Arc::new(Shared::new(
@@ -69,6 +96,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     let admin = admin::start(&config, Arc::clone(&shared.router), shutdown_rx.clone()).await?;
 
     let mut listeners = Vec::new();
+    let mut addresses = Vec::new();
     for (addrs, kind, label) in [
         (&config.listen.starttls, ListenerKind::StartTls, "starttls"),
         (
@@ -86,6 +114,7 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
                 .context("listener has no local address")?;
             info!(addr = %local, kind = label, "listening");
             announce(&format!("listening {label} {local}"));
+            addresses.push(local);
             listeners.push((listener, kind));
         }
     }
@@ -105,6 +134,9 @@ pub async fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result
     // is handled rather than ending the process with the default action.
     let signals = Signals::install()?;
     announce("ready");
+    if let Some(ready) = embedding.ready {
+        let _ = ready.send(addresses);
+    }
 
     signals.wait(&shared).await?;
     info!("shutting down");
