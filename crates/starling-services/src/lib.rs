@@ -21,21 +21,11 @@
 
 mod time;
 
-pub use time::utc_datetime;
-
 use minidom::Element;
-use starling_stanza::StanzaErrorCondition;
-
-/// Service discovery, information (XEP-0030).
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-/// Service discovery, items (XEP-0030).
-pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-/// Software version (XEP-0092).
-pub const NS_VERSION: &str = "jabber:iq:version";
-/// Entity time (XEP-0202).
-pub const NS_TIME: &str = "urn:xmpp:time";
-/// Last activity (XEP-0012).
-pub const NS_LAST: &str = "jabber:iq:last";
+use minidom::rxml::xml_ncname;
+use starling_stanza::{
+    NS_DISCO_INFO, NS_DISCO_ITEMS, NS_LAST, NS_TIME, NS_VERSION, StanzaErrorCondition, set_attr,
+};
 /// The software name reported by XEP-0092.
 pub const SOFTWARE_NAME: &str = "Starling";
 
@@ -129,17 +119,17 @@ fn disco_info(target: Target, query: &Element) -> Result<Option<Element>, Stanza
         Target::Account => ("account", "registered", account_features()),
     };
     let mut identity = Element::builder("identity", NS_DISCO_INFO).build();
-    set(&mut identity, "category", category);
-    set(&mut identity, "type", kind);
+    set_attr(&mut identity, xml_ncname!("category"), Some(category));
+    set_attr(&mut identity, xml_ncname!("type"), Some(kind));
     if target == Target::Server {
-        set(&mut identity, "name", SOFTWARE_NAME);
+        set_attr(&mut identity, xml_ncname!("name"), Some(SOFTWARE_NAME));
     }
     let mut reply = Element::builder("query", NS_DISCO_INFO)
         .append(identity)
         .build();
     for feature in features {
         let mut element = Element::builder("feature", NS_DISCO_INFO).build();
-        set(&mut element, "var", feature);
+        set_attr(&mut element, xml_ncname!("var"), Some(feature));
         reply.append_child(element);
     }
     Ok(Some(reply))
@@ -173,16 +163,12 @@ fn version() -> Element {
 fn last_activity(uptime_seconds: u64) -> Element {
     // XEP-0012 §5: to a server, `seconds` is the time since it started.
     let mut query = Element::builder("query", NS_LAST).build();
-    set(&mut query, "seconds", &uptime_seconds.to_string());
+    set_attr(
+        &mut query,
+        xml_ncname!("seconds"),
+        Some(&uptime_seconds.to_string()),
+    );
     query
-}
-
-fn set(element: &mut Element, name: &'static str, value: &str) {
-    if let Ok(name) = minidom::rxml::NcName::try_from(name) {
-        element
-            .attrs_mut()
-            .insert(minidom::rxml::Namespace::NONE, name, value.to_owned());
-    }
 }
 
 #[cfg(test)]
