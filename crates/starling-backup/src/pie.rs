@@ -11,6 +11,10 @@
 //!       <query xmlns='jabber:iq:roster' ver='3'><item jid='romeo@example.net' subscription='both'/></query>
 //!       <presence xmlns='jabber:client' type='subscribe' from='nurse@example.org'/>
 //!       <offline-messages><message xmlns='jabber:client'>…<delay xmlns='urn:xmpp:delay'/></message></offline-messages>
+//!       <vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN></vCard>
+//!       <query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>
+//!       <blocklist xmlns='urn:xmpp:blocking'><item jid='tybalt@example.org'/></blocklist>
+//!       <module-data xmlns='urn:starling:pie:module-data:0' store='lastactivity' key='last'>MTIz</module-data>
 //!     </user>
 //!   </host>
 //! </server-data>
@@ -21,12 +25,11 @@
 //! same data are byte-identical. The roster version travels as the roster's `ver` attribute
 //! (RFC 6121 §2.6) and each offline message's storage time as the XEP-0203 `<delay/>` the
 //! XEP shows, which the reader takes off again. Pre-approval is the roster item's `approved`
-//! attribute (RFC 6121 §2.1.2.1). Elements Starling does not keep (vCards, private storage,
-//! PEP) are skipped with a warning, as XEP-0227 §4 asks; XInclude is not supported.
-//!
-//! Not yet carried: feature modules' per-account data ([`AccountData::module_data`]: vCards,
-//! private XML storage and the like) is left out by [`write()`] and never produced by
-//! [`read()`], until it is mapped to the XEP's elements.
+//! attribute (RFC 6121 §2.1.2.1). Feature modules' per-account data
+//! ([`AccountData::module_data`]) goes out as the vCard, private XML and block list elements,
+//! and everything else in Starling's own `<module-data/>` element; [`module_data`] says how.
+//! Elements Starling does not keep (PEP, privacy lists, archives) are skipped with a warning
+//! naming each, as XEP-0227 §4 asks; XInclude is not supported.
 
 use std::collections::BTreeSet;
 
@@ -41,6 +44,10 @@ use starling_stanza::datetime;
 use starling_stanza::{NS_CLIENT, NS_DELAY, NS_ROSTER};
 
 use crate::{BackupError, ImportedAccount, Password};
+
+pub mod module_data;
+
+pub use module_data::NS_MODULE_DATA;
 
 /// The XEP-0227 namespace.
 pub const NS_PIE: &str = "urn:xmpp:pie:0";
@@ -262,6 +269,7 @@ fn user_element(host: &str, account: &AccountData, warnings: &mut Vec<String>) -
             3,
         ));
     }
+    children.extend(module_data::write(&account.module_data, &at, warnings));
     indented(
         Element::builder("user", NS_PIE)
             .attr(name("name"), localpart)
@@ -448,6 +456,14 @@ impl Reader {
                 self.request(child, &at, &mut data)?;
             } else if child.is("offline-messages", pie) {
                 self.offline(child, &at, domain, &mut data)?;
+            } else if child.is("vCard", module_data::NS_VCARD) {
+                module_data::read_vcard(child, &mut data.module_data);
+            } else if child.is("query", module_data::NS_PRIVATE) {
+                module_data::read_private(child, &mut data.module_data);
+            } else if child.is("blocklist", module_data::NS_BLOCKING) {
+                module_data::read_blocklist(child, &at, &mut data.module_data, &mut self.warnings);
+            } else if child.is("module-data", NS_MODULE_DATA) {
+                module_data::read_opaque(child, &at, &mut data.module_data)?;
             } else {
                 self.unknown(&at, child)?;
             }
@@ -455,6 +471,7 @@ impl Reader {
         data.credentials
             .keys
             .sort_by_key(|keys| hash_rank(keys.hash));
+        module_data::finish(&mut data.module_data, &at)?;
         if data.credentials.keys.is_empty() && password.is_none() {
             self.warnings.push(format!(
                 "{at}: no SCRAM-SHA-1 or SCRAM-SHA-256 credentials and no password; \

@@ -1,7 +1,6 @@
 //! Round trips and refusals of the XEP-0227 writer and reader.
 
 use super::*;
-use starling_storage::AccountDataEntry;
 
 fn jid(text: &str) -> BareJid {
     BareJid::new(text).expect("test JID is valid")
@@ -83,22 +82,6 @@ fn read_text(text: &str) -> Result<ServerData, BackupError> {
 
 fn error(text: &str) -> String {
     read_text(text).expect_err("must be refused").to_string()
-}
-
-// FIXME: feature modules' data (vCards, private XML storage, ...) is not mapped to XEP-0227
-// elements yet, so the writer leaves it out. When it is, this test changes.
-#[test]
-fn module_data_is_not_written_yet() {
-    let mut with_data = juliet();
-    with_data.module_data = vec![AccountDataEntry {
-        store: "vcard".to_owned(),
-        key: "card".to_owned(),
-        value: b"<vCard xmlns='vcard-temp'/>".to_vec(),
-    }];
-    assert_eq!(
-        text(&[host(vec![with_data])]),
-        text(&[host(vec![juliet()])])
-    );
 }
 
 /// A file with one user whose body is `inner`.
@@ -238,7 +221,7 @@ fn an_unparsable_stored_message_is_skipped_with_a_warning() {
 #[test]
 fn plaintext_passwords_unknown_data_and_missing_stamps() {
     let data = read_text(&user_file(
-        "<vCard xmlns='vcard-temp'><FN>Juliet</FN></vCard>\
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='x'/></pubsub>\
          <scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-512'/>\
          <offline-messages><message xmlns='jabber:client'><body>x</body></message></offline-messages>",
     )
@@ -253,7 +236,7 @@ fn plaintext_passwords_unknown_data_and_missing_stamps() {
     assert_eq!(
         data.warnings,
         [
-            "host capulet.example, user juliet: skipped <vCard xmlns='vcard-temp'>, which Starling does not keep",
+            "host capulet.example, user juliet: skipped <pubsub xmlns='http://jabber.org/protocol/pubsub'>, which Starling does not keep",
             "host capulet.example, user juliet: skipped \"SCRAM-SHA-512\" credentials, a mechanism Starling does not offer",
         ]
     );
