@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-/// Deepest table nesting accepted. Prosody's account and roster files nest three deep.
+/// Deepest table nesting accepted. Prosody's account and roster files nest three deep; a
+/// stored stanza (a vCard, a private XML fragment) takes one table per element level plus one
+/// for the deepest element's attributes, so this allows about 30 element levels.
 pub const MAX_DEPTH: usize = 32;
 
 /// A Lua value.

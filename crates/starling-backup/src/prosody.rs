@@ -1,4 +1,5 @@
-//! Prosody's data directory, as its default `internal` storage writes it: accounts and rosters.
+//! Prosody's data directory, as its default `internal` storage writes it: accounts, rosters,
+//! and the vCard, private XML and block list stores ([`module_stores`] has their layouts).
 //!
 //! ```text
 //! DIR/<host>/accounts/<user>.dat    return { stored_key = "hex", server_key = "hex",
@@ -16,6 +17,9 @@
 //! option named (SHA-1 unless changed); the key length tells which. Such an account can then
 //! log in here with SCRAM-SHA-1 and PLAIN but not SCRAM-SHA-256 until its password is set
 //! again; plaintext accounts get keys for both hashes.
+//!
+//! Every other store directory of a host (offline messages, archives, PEP, ...) is listed in
+//! the warnings, one line each, and not imported; so is a per-user file without an account.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,9 @@ use starling_stanza::NS_CLIENT;
 use starling_storage::{AccountData, RosterItem, Subscription};
 
 use crate::lua::{self, Table, Value};
+
+pub mod module_stores;
+pub mod stanza;
 use crate::pie::{ImportedHost, name};
 use crate::{BackupError, ImportedAccount, Password};
 
@@ -41,7 +48,8 @@ pub struct ProsodyImport {
     pub warnings: Vec<String>,
 }
 
-/// Reads the accounts and rosters of every host under `dir`, or only of `only_host`.
+/// Reads the accounts, rosters, vCards, private XML and block lists of every host under `dir`,
+/// or only of `only_host`.
 /// Everything is read and validated before anything is returned.
 pub fn read_dir(dir: &Path, only_host: Option<&str>) -> Result<ProsodyImport, BackupError> {
     let only_host = only_host
@@ -104,12 +112,40 @@ fn read_host(
         if roster_file.is_file() {
             read_roster(&roster_file, &mut account.data, warnings)?;
         }
+        for store in module_stores::STORES {
+            let file = path.join(store).join(&name);
+            if file.is_file() {
+                module_stores::read_store(store, &file, &mut account.data, warnings)?;
+            }
+        }
+        account
+            .data
+            .module_data
+            .sort_by(|a, b| (&a.store, &a.key).cmp(&(&b.store, &b.key)));
         accounts.push(account);
     }
-    for (name, _) in sorted_entries(&path.join("roster")).unwrap_or_default() {
-        if name.ends_with(".dat") && !path.join("accounts").join(&name).is_file() {
+    for (store, store_dir) in sorted_entries(path)? {
+        if store == "accounts" || !store_dir.is_dir() {
+            continue;
+        }
+        let files: Vec<String> = sorted_entries(&store_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        if store == "roster" || module_stores::STORES.contains(&store.as_str()) {
+            for name in files {
+                if name.ends_with(".dat") && !path.join("accounts").join(&name).is_file() {
+                    warnings.push(format!(
+                        "host {domain}: skipped {store}/{name}, which has no account"
+                    ));
+                }
+            }
+        } else {
+            let store = decode(&store).unwrap_or(store);
             warnings.push(format!(
-                "host {domain}: skipped roster/{name}, which has no account"
+                "host {domain}: skipped Prosody's {store:?} store ({} file(s)), which is not imported",
+                files.len()
             ));
         }
     }
