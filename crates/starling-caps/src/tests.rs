@@ -158,7 +158,7 @@ async fn the_server_offers_its_caps_as_a_stream_feature_and_answers_the_caps_nod
     .parse()
     .unwrap();
     for stage in [StreamStage::Unauthenticated, StreamStage::Authenticated] {
-        assert_eq!(set.stream_features(stage), [expected.clone()]);
+        assert_eq!(set.stream_features(stage), std::slice::from_ref(&expected));
     }
     // The hash covers what disco#info answers: the server identity, disco and caps.
     assert_eq!(
