@@ -246,6 +246,11 @@ async fn slixmpp_roster_round_trip_and_subscription_handshake() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn slixmpp_blocking_command() -> anyhow::Result<()> {
+    check_chat("blocking_slixmpp.py").await
+}
+
+#[tokio::test]
 async fn aioxmpp_to_slixmpp_chat_via_bare_and_full_jid() -> anyhow::Result<()> {
     check_chat("chat_aioxmpp_slixmpp.py").await
 }

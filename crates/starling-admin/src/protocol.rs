@@ -165,6 +165,51 @@ impl SessionInfo {
             (true, true) => "available+interested",
         }
     }
+
+    /// `starling list-sessions` as a table: a header, one line per session in aligned
+    /// columns (JID, peer, since, TLS, state, priority), then the count.
+    pub fn table(sessions: &[SessionInfo]) -> Vec<String> {
+        const UNKNOWN: &str = "-";
+        let rows: Vec<[String; 6]> = sessions
+            .iter()
+            .map(|session| {
+                [
+                    session.jid.clone(),
+                    session.peer.clone().unwrap_or_else(|| UNKNOWN.to_owned()),
+                    session
+                        .connected_at
+                        .clone()
+                        .unwrap_or_else(|| UNKNOWN.to_owned()),
+                    session
+                        .transport
+                        .map_or(UNKNOWN, Transport::describe)
+                        .to_owned(),
+                    session.state().to_owned(),
+                    session.priority.to_string(),
+                ]
+            })
+            .collect();
+        let header = ["JID", "PEER", "SINCE", "TLS", "STATE", "PRIORITY"].map(str::to_owned);
+        let mut widths = header.clone().map(|cell| cell.chars().count());
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut lines: Vec<String> = std::iter::once(&header)
+            .chain(&rows)
+            .map(|row| {
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(cell, width)| format!("{cell:<width$}"))
+                    .collect();
+                cells.join("  ").trim_end().to_owned()
+            })
+            .collect();
+        lines.push(format!("{} session(s)", sessions.len()));
+        lines
+    }
 }
 
 /// How a client stream is carried.
@@ -406,5 +451,34 @@ mod tests {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_633_445_900);
         assert_eq!(rfc3339(time), "2026-11-25T19:04:05Z");
+    }
+
+    fn info(jid: &str, transport: Option<Transport>, available: bool) -> SessionInfo {
+        SessionInfo {
+            jid: jid.to_owned(),
+            peer: transport.map(|_| "127.0.0.1:40000".to_owned()),
+            connected_at: transport.map(|_| "2026-11-25T19:04:05Z".to_owned()),
+            transport,
+            available,
+            interested: false,
+            priority: if available { 5 } else { 0 },
+        }
+    }
+
+    #[test]
+    fn table_has_a_header_a_line_per_session_and_a_count() {
+        let lines = SessionInfo::table(&[
+            info("alice@a.test/phone", Some(Transport::Starttls), true),
+            info("bob@a.test/x", None, false),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "JID                 PEER             SINCE                 TLS             STATE      PRIORITY",
+                "alice@a.test/phone  127.0.0.1:40000  2026-11-25T19:04:05Z  yes (starttls)  available  5",
+                "bob@a.test/x        -                -                     -               connected  0",
+                "2 session(s)",
+            ]
+        );
     }
 }

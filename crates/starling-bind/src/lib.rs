@@ -8,7 +8,7 @@
 //! * Checking the resource against live sessions and settling a conflict (RFC 6120 §7.7.2.2)
 //!   needs the session registry, so `starling-registry` does it atomically with the insert.
 //!   [`BindError::Conflict`] and [`BindError::ResourceConstraint`] exist here so that every
-//!   bind failure maps to its RFC condition in one place ([`BindError::condition_name`]).
+//!   bind failure maps to its RFC condition in one place ([`BindError::condition`]).
 //!
 //! The crate does no I/O and never reads the clock: a server-generated resource is made
 //! from a UUIDv7 that the caller generated, so a test (or a replayed session) can pass a
@@ -38,6 +38,7 @@
 
 use jid::{FullJid, ResourcePart};
 use minidom::Element;
+use starling_stanza::StanzaErrorCondition;
 
 /// Namespace of resource binding (RFC 6120 §7.1).
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
@@ -46,7 +47,7 @@ pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
 /// Why a bind request was refused. Each variant is exactly one RFC 6120 stanza error
-/// condition; see [`BindError::condition_name`].
+/// condition; see [`BindError::condition`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindError {
     /// The request is malformed or the resourcepart fails resourceprep (RFC 6120 §7.7.2.1).
@@ -66,13 +67,14 @@ pub enum BindError {
 }
 
 impl BindError {
-    /// The RFC 6120 stanza error condition element name for this error.
-    pub fn condition_name(&self) -> &'static str {
+    /// The RFC 6120 stanza error condition the client is answered with; the one mapping of
+    /// a bind failure, wherever it was decided (here or in the session registry).
+    pub fn condition(&self) -> StanzaErrorCondition {
         match self {
-            BindError::BadRequest(_) => "bad-request", // §7.7.2.1
-            BindError::Conflict => "conflict",         // §7.7.2.2
-            BindError::NotAllowed => "not-allowed",    // §7.6.2.2
-            BindError::ResourceConstraint => "resource-constraint", // §7.6.2.1
+            BindError::BadRequest(_) => StanzaErrorCondition::BadRequest, // §7.7.2.1
+            BindError::Conflict => StanzaErrorCondition::Conflict,        // §7.7.2.2
+            BindError::NotAllowed => StanzaErrorCondition::NotAllowed,    // §7.6.2.2
+            BindError::ResourceConstraint => StanzaErrorCondition::ResourceConstraint, // §7.6.2.1
         }
     }
 }
@@ -370,12 +372,12 @@ mod tests {
     }
 
     #[test]
-    fn condition_names_follow_rfc_6120() {
-        assert_eq!(bad("x").condition_name(), "bad-request");
-        assert_eq!(BindError::Conflict.condition_name(), "conflict");
-        assert_eq!(BindError::NotAllowed.condition_name(), "not-allowed");
+    fn conditions_follow_rfc_6120() {
+        assert_eq!(bad("x").condition().name(), "bad-request");
+        assert_eq!(BindError::Conflict.condition().name(), "conflict");
+        assert_eq!(BindError::NotAllowed.condition().name(), "not-allowed");
         assert_eq!(
-            BindError::ResourceConstraint.condition_name(),
+            BindError::ResourceConstraint.condition().name(),
             "resource-constraint"
         );
     }

@@ -73,6 +73,18 @@ pub enum BindRefusal {
     UnknownHost,
 }
 
+impl From<BindRefusal> for starling_bind::BindError {
+    /// What the client is told (RFC 6120 §7.6.2, §7.7.2.2); a host we do not serve is
+    /// `not-allowed`, since the client may not bind a resource there at all.
+    fn from(refusal: BindRefusal) -> Self {
+        match refusal {
+            BindRefusal::Conflict => Self::Conflict,
+            BindRefusal::ResourceConstraint => Self::ResourceConstraint,
+            BindRefusal::UnknownHost => Self::NotAllowed,
+        }
+    }
+}
+
 /// All bound sessions, by host, then user, then resource.
 pub struct Registry {
     /// Fixed at start-up; each host's users in a concurrent map keyed by localpart.

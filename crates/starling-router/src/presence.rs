@@ -18,7 +18,7 @@ use jid::Jid;
 use starling_modules::RoutingPoint;
 use starling_stanza::StanzaKind;
 
-use crate::modules::{Decision, Fanout};
+use crate::modules::{Decision, Delivered, Fanout};
 use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
 
 /// XEP-0203 delayed delivery.
@@ -353,7 +353,17 @@ impl<S: Store> Router<S> {
                     Some(&stamp(stored.message.stored_at_unix_ms)),
                 );
                 element.append_child(delay);
-                if !self.deliver(sender, element, None) {
+                // Through the modules as any delivery, from the original sender: a message
+                // stored before its sender was blocked is dropped now, not delivered.
+                let sent_by = element.attr("from").and_then(|from| Jid::new(from).ok());
+                let queued = match &sent_by {
+                    Some(from) => {
+                        let fanout = Fanout::new(StanzaKind::Message, from, Cow::Owned(element));
+                        self.deliver_to(sender, &fanout).await != Delivered::Failed
+                    }
+                    None => self.deliver(sender, element, None),
+                };
+                if !queued {
                     queue_full = true;
                     break;
                 }

@@ -1,26 +1,58 @@
-//! The feature modules this server runs: the one place they are chosen and wired.
+//! The feature modules this server runs: the one place they are chosen and wired, in the
+//! order they register (hook order is by priority band, not by this order).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use starling_config::Config;
 use starling_modules::{Module, ModuleSet};
+use starling_registry::Registry;
 use starling_services::{Clock, ClockSource};
 
-/// Build the set of enabled modules, in registration order.
-pub fn enabled() -> anyhow::Result<ModuleSet> {
+use starling_storage::AnyStore;
+
+/// Build the set of modules `config` enables, then `extra` (modules of a program that embeds
+/// the server).
+pub fn enabled(
+    config: &Config,
+    store: &AnyStore,
+    registry: &Arc<Registry>,
+    extra: Vec<Arc<dyn Module>>,
+) -> anyhow::Result<ModuleSet> {
+    let enabled = &config.modules;
     let started = Instant::now();
     let clock: ClockSource = Arc::new(move || Clock {
-        unix_seconds: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        unix_seconds: unix_seconds(),
         uptime_seconds: started.elapsed().as_secs(),
     });
-    let modules: Vec<Arc<dyn Module>> = vec![
-        Arc::new(starling_services::Ping),
-        Arc::new(starling_services::Version),
-        Arc::new(starling_services::Time(Arc::clone(&clock))),
-        Arc::new(starling_services::Uptime(clock)),
-    ];
+    let mut modules: Vec<Arc<dyn Module>> = Vec::new();
+    if enabled.ping {
+        modules.push(Arc::new(starling_services::Ping));
+    }
+    if enabled.version {
+        modules.push(Arc::new(starling_services::Version));
+    }
+    if enabled.time {
+        modules.push(Arc::new(starling_services::Time(Arc::clone(&clock))));
+    }
+    if enabled.uptime {
+        modules.push(Arc::new(starling_services::Uptime(clock)));
+    }
+    if enabled.blocking {
+        modules.push(Arc::new(starling_blocking::Blocking::new(
+            store.clone(),
+            Arc::clone(registry),
+            config.limits.max_blocklist_items,
+        )));
+    }
+    modules.extend(extra);
     Ok(ModuleSet::build(modules)?)
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

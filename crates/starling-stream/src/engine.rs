@@ -288,7 +288,7 @@ impl C2sStream {
                         self.write(starling_xml::write_element(&reply));
                         self.state = SessionState::Bound { full_jid };
                     }
-                    Err(err) => self.reply_error(&iq, bind_condition(&err)),
+                    Err(err) => self.reply_error(&iq, err.condition()),
                 }
             }
             Input::Deliver(stanza) => {
@@ -701,7 +701,7 @@ impl C2sStream {
                     full_jid,
                 }));
             }
-            Err(err) => self.reply_error(&stanza, bind_condition(&err)),
+            Err(err) => self.reply_error(&stanza, err.condition()),
         }
     }
 
@@ -813,15 +813,6 @@ impl C2sStream {
 
     fn close_silently(&mut self) {
         self.close();
-    }
-}
-
-fn bind_condition(err: &starling_bind::BindError) -> StanzaErrorCondition {
-    match err {
-        starling_bind::BindError::BadRequest(_) => StanzaErrorCondition::BadRequest,
-        starling_bind::BindError::Conflict => StanzaErrorCondition::Conflict,
-        starling_bind::BindError::NotAllowed => StanzaErrorCondition::NotAllowed,
-        starling_bind::BindError::ResourceConstraint => StanzaErrorCondition::ResourceConstraint,
     }
 }
 

@@ -24,9 +24,11 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod certificate;
 mod hooks;
 mod stream;
 
+pub use certificate::{CertificateError, CertificateInfo};
 pub use hooks::{EXPORTER_LEN, prepare_server_config};
 pub use stream::{TlsStream, accept};
 

@@ -373,3 +373,18 @@ fn stored_presence_comes_back_unchanged() {
     handle.set_presence(None, 0);
     assert_eq!(handle.snapshot().presence, None);
 }
+
+#[test]
+fn each_refusal_maps_to_one_bind_error() {
+    use starling_bind::BindError;
+    for (refusal, error) in [
+        (BindRefusal::Conflict, BindError::Conflict),
+        (
+            BindRefusal::ResourceConstraint,
+            BindError::ResourceConstraint,
+        ),
+        (BindRefusal::UnknownHost, BindError::NotAllowed),
+    ] {
+        assert_eq!(BindError::from(refusal), error);
+    }
+}

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_registry::{
-    BindRefusal, CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver,
-    StreamTransport,
+    CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
 };
 use starling_storage::AccountStore as _;
 use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
@@ -24,45 +23,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::ids::SystemIds;
-use crate::limits::{Admission, Refusal, TokenBucket};
-use crate::logging::{EndReason, SessionRecord};
-use crate::metrics::SessionGauge;
-use crate::server::{Live, Shared};
-
-/// Timers and read rates of one connection, from `[c2s]` and `[limits]`.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// From accept until a resource is bound.
-    pub auth_timeout: Duration,
-    /// Silence from a bound session before it is pinged.
-    pub idle_timeout: Duration,
-    /// Silence after that ping before the stream ends.
-    pub idle_ping_timeout: Duration,
-    /// Read rate before authentication, bytes per second.
-    pub read_bytes_per_sec_unauthenticated: u64,
-    /// Read rate once authenticated, bytes per second.
-    pub read_bytes_per_sec: u64,
-    /// Token bucket size in bytes.
-    pub read_burst_bytes: u64,
-    /// How long a TLS handshake may take.
-    pub tls_handshake_timeout: Duration,
-}
-
-impl ConnectionLimits {
-    /// The values from `config`.
-    pub fn new(config: &crate::config::Config) -> Self {
-        Self {
-            auth_timeout: Duration::from_secs(config.c2s.auth_timeout_secs),
-            idle_timeout: Duration::from_secs(config.c2s.idle_timeout_secs),
-            idle_ping_timeout: Duration::from_secs(config.c2s.idle_ping_timeout_secs),
-            read_bytes_per_sec_unauthenticated: config.limits.read_bytes_per_sec_unauthenticated,
-            read_bytes_per_sec: config.limits.read_bytes_per_sec,
-            read_burst_bytes: config.limits.read_burst_bytes,
-            tls_handshake_timeout: Duration::from_secs(config.c2s.tls_handshake_timeout_secs),
-        }
-    }
-}
+use super::ids::SystemIds;
+use super::limits::{Admission, Refusal, TokenBucket};
+use super::listener_kind::ListenerKind;
+use super::logging::{EndReason, SessionRecord};
+use super::metrics::{self, SessionGauge};
+use super::shared::{Live, Shared};
 
 /// How long the last writes of a session that was asked to close may block on a peer that
 /// does not read.
@@ -83,25 +49,6 @@ thread_local! {
     /// connection holds none.
     static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0; READ_CHUNK_BYTES].into_boxed_slice());
-}
-
-/// How a connection arrived.
-#[derive(Debug, Clone, Copy)]
-pub enum ListenerKind {
-    /// Plain TCP, STARTTLS later.
-    StartTls,
-    /// TLS from the first byte (XEP-0368).
-    DirectTls,
-}
-
-impl ListenerKind {
-    /// The listener's name in logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            ListenerKind::StartTls => "starttls",
-            ListenerKind::DirectTls => "direct_tls",
-        }
-    }
 }
 
 /// Serve one accepted connection until it closes. `admission` is the outcome of the
@@ -521,7 +468,7 @@ async fn drive<S: Socket>(
                 match event {
                     SessionEvent::Stanza(stanza) => {
                         let taken = stanza.len();
-                        crate::metrics::stanza_sent(&stanza);
+                        metrics::stanza_sent(&stanza);
                         engine.handle(Input::Deliver(stanza));
                         // And more of what is queued now: the engine joins adjacent writes,
                         // so a burst goes to the socket in one write, not one per stanza.
@@ -594,7 +541,7 @@ fn act<'a, S: Socket>(
                 info!(%jid, "authenticated");
                 cx.record.set_jid(&jid);
                 cx.gauge.authenticated();
-                crate::metrics::auth_succeeded(engine.mechanism());
+                metrics::auth_succeeded(engine.mechanism());
                 if let Some(admission) = cx.admission.as_mut() {
                     admission.authenticated();
                 }
@@ -610,7 +557,7 @@ fn act<'a, S: Socket>(
                 }
             }
             Action::Route(stanza) => {
-                crate::metrics::stanza_received(stanza.kind());
+                metrics::stanza_received(stanza.kind());
                 if let Some((handle, receiver)) = cx.session.as_mut() {
                     Box::pin(cx.shared.router.route(handle, stanza)).await;
                     // Take what is queued for us now (often the answer to this very
@@ -649,7 +596,7 @@ fn deliver_queued(receiver: &mut SessionReceiver, engine: &mut C2sStream, mut ta
             return;
         };
         taken += stanza.len();
-        crate::metrics::stanza_sent(&stanza);
+        metrics::stanza_sent(&stanza);
         engine.handle(Input::Deliver(stanza));
     }
 }
@@ -784,7 +731,7 @@ async fn close_requested(session: &mut Option<(SessionHandle, SessionReceiver)>)
 /// engine's next action) back for the growing delay, so guessing passwords from one address
 /// gets slower with every try (issue 7; the per-connection limit is the engine's).
 async fn auth_failed(cx: &mut Context, failure: starling_sasl::SaslFailure) {
-    crate::metrics::auth_failed(failure);
+    metrics::auth_failed(failure);
     if failure == starling_sasl::SaslFailure::TemporaryAuthFailure {
         // Our storage failed; the peer did nothing wrong.
         warn!(peer = %cx.peer(), condition = failure.element_name(), "SASL failure");
@@ -836,11 +783,7 @@ fn bind(cx: &mut Context, full_jid: jid::FullJid) -> Result<(), starling_bind::B
                 admission.unbound();
             }
             warn!(jid = %full_jid, reason = %refusal, "bind refused");
-            Err(match refusal {
-                BindRefusal::Conflict => starling_bind::BindError::Conflict,
-                BindRefusal::ResourceConstraint => starling_bind::BindError::ResourceConstraint,
-                BindRefusal::UnknownHost => starling_bind::BindError::NotAllowed,
-            })
+            Err(refusal.into())
         }
     }
 }

@@ -25,8 +25,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info};
 
-use crate::connection::ListenerKind;
-use crate::logging::EndReason;
+use super::listener_kind::ListenerKind;
 
 /// Buckets of every `*_seconds` histogram, from 100 µs to 10 s.
 const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
@@ -182,9 +181,9 @@ pub fn auth_failed(failure: starling_sasl::SaslFailure) {
         .increment(1);
 }
 
-/// A connection ended.
-pub fn session_ended(reason: EndReason) {
-    ::metrics::counter!("starling_sessions_ended_total", "reason" => reason.name()).increment(1);
+/// A connection ended; `reason` is its `EndReason` name.
+pub fn session_ended(reason: &'static str) {
+    ::metrics::counter!("starling_sessions_ended_total", "reason" => reason).increment(1);
 }
 
 /// Where a connection is in the session model, for `starling_sessions`. Moving it or dropping

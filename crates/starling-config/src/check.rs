@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::cert::{self, CertificateInfo};
-use crate::config::{CertificateSource, Config, KeyLines, Problem, StorageBackend};
-use crate::tls;
+use starling_tls::certificate::{self as cert, CertificateInfo};
+
+use crate::{CertificateSource, Config, KeyLines, Problem, StorageBackend, sort_by_line};
 
 /// A certificate this close to its end is reported as a warning.
 const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 3600;
@@ -28,7 +28,7 @@ pub struct Report {
 }
 
 /// Check the config file at `path` (or the defaults when `None`).
-pub fn check(path: Option<&Path>) -> Report {
+pub fn check_config(path: Option<&Path>) -> Report {
     let label = path.map_or_else(|| "(defaults)".to_owned(), |p| p.display().to_string());
     let (config, mut problems, lines, dropped) = match path {
         None => (
@@ -82,7 +82,7 @@ pub fn check(path: Option<&Path>) -> Report {
             warnings.extend(limit_warnings(config, &lines));
         }
     }
-    crate::config::sort_by_line(&mut problems);
+    sort_by_line(&mut problems);
     let mut text = String::new();
     for problem in &problems {
         let _ = writeln!(text, "{}", located(&label, problem));
@@ -326,27 +326,43 @@ fn load_configured(
     private_key: &Path,
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<CertificateInfo, (&'static str, String)> {
-    let chain = tls::read_certs(certificate).map_err(|err| ("certificate", format!("{err:#}")))?;
+    let chain = cert::read_certs(certificate).map_err(|err| ("certificate", with_causes(&err)))?;
     let leaf = chain.first().ok_or_else(|| {
         (
             "certificate",
             format!("no PEM certificate found in {}", certificate.display()),
         )
     })?;
-    let info = CertificateInfo::parse(leaf.as_ref())
-        .map_err(|err| ("certificate", format!("{}: {err:#}", certificate.display())))?;
-    let key = tls::read_key(private_key).map_err(|err| ("private_key", format!("{err:#}")))?;
-    tls::certified_key(chain, key, provider).map_err(|err| {
+    let info = CertificateInfo::parse(leaf.as_ref()).map_err(|err| {
+        (
+            "certificate",
+            format!("{}: {}", certificate.display(), with_causes(&err)),
+        )
+    })?;
+    let key = cert::read_key(private_key).map_err(|err| ("private_key", with_causes(&err)))?;
+    cert::certified_key(chain, key, provider).map_err(|err| {
         (
             "private_key",
             format!(
-                "{}: {err:#} ({})",
+                "{}: {} ({})",
                 private_key.display(),
+                with_causes(&err),
                 certificate.display()
             ),
         )
     })?;
     Ok(info)
+}
+
+/// `err` and its sources, joined by `: ` (as the server prints errors).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// Limits that work but probably not as the operator expects.

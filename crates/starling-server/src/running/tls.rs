@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use sha2::Digest as _;
+use starling_config::{CertificateSource, Config};
 use starling_sasl::{ChannelBinding, ChannelBindingType};
 use starling_stream::TlsInfo;
-
-use crate::config::{CertificateSource, Config};
+use starling_tls::certificate::{
+    certified_key, is_usable_for, read_certs, read_key, server_end_point_hash,
+};
 
 /// Everything a connection task needs to run TLS.
 pub struct TlsSetup {
@@ -57,7 +57,7 @@ impl TlsSetup {
                 certificate,
                 private_key,
             } = &source
-                && !(private_key.exists() && crate::cert::is_usable_for(certificate, host))
+                && !(private_key.exists() && is_usable_for(certificate, host))
             {
                 generate_self_signed(host, certificate, private_key)?;
             }
@@ -202,33 +202,6 @@ fn load_served(
     })
 }
 
-/// Pair a chain with its key, checking that the key belongs to the leaf.
-pub fn certified_key(
-    certs: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    provider: &CryptoProvider,
-) -> anyhow::Result<CertifiedKey> {
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "the certificate file holds no certificate"
-    );
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|err| anyhow::anyhow!("unusable private key: {err}"))?;
-    let certified = CertifiedKey::new(certs, signing_key);
-    match certified.keys_match() {
-        // ring can compare every key type it loads; an unknown answer is not a mismatch.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(certified)
-        }
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            anyhow::bail!("the private key does not match the certificate")
-        }
-        Err(err) => anyhow::bail!("cannot check the key against the certificate: {err}"),
-    }
-}
-
 /// Generate a self-signed certificate for `host` (rcgen, ECDSA P-256), replacing the files.
 pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     for dir in [cert_path.parent(), key_path.parent()]
@@ -263,97 +236,11 @@ pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> an
     Ok(())
 }
 
-/// The PEM certificates in `path`, leaf first.
-pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path)
-        .with_context(|| format!("cannot read certificate {}", path.display()))?;
-    rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("invalid PEM in {}", path.display()))
-}
-
-/// The first PEM private key in `path`.
-pub fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path)
-        .with_context(|| format!("cannot read private key {}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .with_context(|| format!("invalid PEM in {}", path.display()))?
-        .with_context(|| format!("no private key found in {}", path.display()))
-}
-
-/// RFC 5929 §4.1: the hash of the certificate, with the hash of its signature algorithm, except
-/// that MD5 and SHA-1 are replaced by SHA-256. Algorithms without a hash (Ed25519) have no
-/// defined end-point binding, so `None`.
-fn server_end_point_hash(cert_der: &[u8]) -> Option<Vec<u8>> {
-    let oid = signature_algorithm_oid(cert_der)?;
-    // DER-encoded OID contents of the signature algorithms we recognise.
-    const SHA384: [&[u8]; 2] = [
-        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03], // ecdsa-with-SHA384
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
-    ];
-    const SHA512: [&[u8]; 2] = [
-        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04], // ecdsa-with-SHA512
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
-    ];
-    const NO_HASH: [&[u8]; 2] = [
-        &[0x2b, 0x65, 0x70], // Ed25519
-        &[0x2b, 0x65, 0x71], // Ed448
-    ];
-    if SHA384.contains(&oid) {
-        Some(sha2::Sha384::digest(cert_der).to_vec())
-    } else if SHA512.contains(&oid) {
-        Some(sha2::Sha512::digest(cert_der).to_vec())
-    } else if NO_HASH.contains(&oid)
-        || oid == [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a]
-    {
-        // RSASSA-PSS carries its hash in parameters; not worth guessing.
-        None
-    } else {
-        Some(sha2::Sha256::digest(cert_der).to_vec())
-    }
-}
-
-/// The OID of `Certificate.signatureAlgorithm` (RFC 5280 §4.1): the second element of the outer
-/// SEQUENCE. A minimal DER walk; `None` on anything unexpected.
-fn signature_algorithm_oid(der: &[u8]) -> Option<&[u8]> {
-    let (outer, _) = der_element(der, 0x30)?;
-    let (_, after_tbs) = der_any(outer)?;
-    let (algorithm, _) = der_element(after_tbs, 0x30)?;
-    let (oid, _) = der_element(algorithm, 0x06)?;
-    Some(oid)
-}
-
-/// Split one DER TLV with the expected tag off the front: (contents, rest).
-fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    if *input.first()? != tag {
-        return None;
-    }
-    der_any(input)
-}
-
-/// Split any DER TLV off the front: (contents, rest).
-fn der_any(input: &[u8]) -> Option<(&[u8], &[u8])> {
-    let first_len = *input.get(1)?;
-    let (len, header) = if first_len < 0x80 {
-        (usize::from(first_len), 2)
-    } else {
-        let count = usize::from(first_len & 0x7f);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..count {
-            len = (len << 8) | usize::from(*input.get(2 + i)?);
-        }
-        (len, 2 + count)
-    };
-    let contents = input.get(header..header.checked_add(len)?)?;
-    let rest = input.get(header + len..)?;
-    Some((contents, rest))
-}
-
 #[cfg(test)]
 mod tests {
+    use rustls::pki_types::CertificateDer;
+    use sha2::Digest as _;
+
     use super::*;
 
     // Issue 15: the generated key is created anew with mode 0600: a symbolic link planted at
@@ -377,21 +264,6 @@ mod tests {
         let err = generate_self_signed("localhost", &cert, &key).unwrap_err();
         assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"not a key");
-    }
-
-    #[test]
-    fn rcgen_certificate_binds_with_sha256() {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let der = certified.cert.der().to_vec();
-        // rcgen's default key is ECDSA P-256 signed with SHA-256.
-        assert_eq!(
-            signature_algorithm_oid(&der),
-            Some(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02][..])
-        );
-        assert_eq!(
-            server_end_point_hash(&der),
-            Some(sha2::Sha256::digest(&der).to_vec())
-        );
     }
 
     /// A client that accepts any certificate; the test compares certificates itself.
@@ -489,7 +361,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(other, a, "unknown names get the first host's certificate");
         assert!(
-            crate::cert::CertificateInfo::parse(&b)
+            starling_tls::CertificateInfo::parse(&b)
                 .unwrap()
                 .covers("b.test")
         );
@@ -502,43 +374,10 @@ mod tests {
         let setup = TlsSetup::load(&config).unwrap();
         let (c, _) = handshake(&setup, "c.test");
         assert!(
-            crate::cert::CertificateInfo::parse(&c)
+            starling_tls::CertificateInfo::parse(&c)
                 .unwrap()
                 .covers("c.test")
         );
         assert_eq!(handshake(&setup, "b.test").0, b);
-    }
-
-    #[test]
-    fn a_key_that_does_not_match_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert_a, key_a) = (dir.path().join("a.pem"), dir.path().join("a.key"));
-        let (cert_b, key_b) = (dir.path().join("b.pem"), dir.path().join("b.key"));
-        generate_self_signed("a.test", &cert_a, &key_a).unwrap();
-        generate_self_signed("b.test", &cert_b, &key_b).unwrap();
-        let provider = rustls::crypto::ring::default_provider();
-        let matching = certified_key(
-            read_certs(&cert_a).unwrap(),
-            read_key(&key_a).unwrap(),
-            &provider,
-        );
-        assert!(matching.is_ok());
-        let err = certified_key(
-            read_certs(&cert_a).unwrap(),
-            read_key(&key_b).unwrap(),
-            &provider,
-        )
-        .err()
-        .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "the private key does not match the certificate"
-        );
-    }
-
-    #[test]
-    fn garbage_has_no_end_point_binding() {
-        assert_eq!(signature_algorithm_oid(&[0x30, 0x05, 0x01]), None);
-        assert_eq!(server_end_point_hash(&[]), None);
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use starling_stanza::StreamErrorCondition;
 use tokio::sync::Semaphore;
 
-use crate::config::LimitsConfig;
+use starling_config::LimitsConfig;
 
 /// Limits shared by all connections of one server. The caps and delays come from `[limits]`
 /// and may be replaced on SIGHUP ([`PeerLimits::reconfigure`]); the counts they are checked

@@ -17,7 +17,7 @@ use starling_backup::{ImportedAccount, prosody};
 use starling_sasl::ScramHash;
 use starling_storage::{AccountData, ExistingAccounts, PortableStore as _, StorageError};
 
-use crate::config::Config;
+use starling_config::Config;
 
 /// Writes a XEP-0227 backup of `host` (or of every configured host) to `output`, or to
 /// standard output. Returns a summary for standard error.
@@ -30,7 +30,7 @@ pub async fn backup(
         Some(host) => vec![configured_host(config, host)?],
         None => config.hosts.clone(),
     };
-    let store = config.open_store().await?;
+    let store = crate::store::open(config).await?;
     let mut data = Vec::new();
     let mut summary = Vec::new();
     for host in hosts {
@@ -150,7 +150,7 @@ async fn write_hosts(
     } else {
         ExistingAccounts::Refuse
     };
-    let store = config.open_store().await?;
+    let store = crate::store::open(config).await?;
     match store.import_accounts(&all, existing).await {
         Ok(()) => Ok(summary),
         Err(StorageError::AccountExists(jid)) => anyhow::bail!(

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use jid::BareJid;
 use rand::Rng as _;
 use starling_sasl::StoredCredentials;
-use starling_storage::{AccountStore as _, AnyStore};
+use starling_storage::AccountStore as _;
 
-use crate::config::Config;
+use starling_config::Config;
 
 /// Where a new password comes from.
 pub enum PasswordSource<'a> {
@@ -26,7 +26,7 @@ pub async fn add_user(
     source: PasswordSource<'_>,
 ) -> anyhow::Result<String> {
     let jid = account_jid(config, jid)?;
-    let store = open_store(config).await?;
+    let store = crate::store::open(config).await?;
     let creds = credentials(config, &read_password(source)?)?;
     store
         .create_account(&jid, &creds)
@@ -42,7 +42,7 @@ pub async fn set_password(
     source: PasswordSource<'_>,
 ) -> anyhow::Result<String> {
     let jid = account_jid(config, jid)?;
-    let store = open_store(config).await?;
+    let store = crate::store::open(config).await?;
     let creds = credentials(config, &read_password(source)?)?;
     store
         .set_credentials(&jid, &creds)
@@ -54,14 +54,14 @@ pub async fn set_password(
 /// Delete an account.
 pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<String> {
     let jid = account_jid(config, jid)?;
-    let store = open_store(config).await?;
+    let store = crate::store::open(config).await?;
     store
         .delete_account(&jid)
         .await
         .with_context(|| format!("cannot delete {jid}"))?;
     // A running server still has the account's sessions; end them (RFC 6120 §4.9.3.14's
     // policy-violation, as `kick` does) so a deleted account cannot keep chatting.
-    let closed = crate::admin::close_deleted_account(config, &jid.to_string())
+    let closed = super::admin::close_deleted_account(config, &jid.to_string())
         .await
         .with_context(|| format!("deleted {jid}, but could not close its sessions"))?;
     Ok(match closed {
@@ -72,7 +72,7 @@ pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<String> {
 
 /// List the accounts of one host, or of every configured host.
 pub async fn list_users(config: &Config, host: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let store = open_store(config).await?;
+    let store = crate::store::open(config).await?;
     let hosts: Vec<String> = match host {
         Some(host) => vec![host.to_owned()],
         None => config.hosts.clone(),
@@ -103,10 +103,6 @@ fn account_jid(config: &Config, jid: &str) -> anyhow::Result<BareJid> {
         config.hosts.join(", ")
     );
     Ok(jid)
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<AnyStore> {
-    config.open_store().await
 }
 
 fn credentials(config: &Config, password: &str) -> anyhow::Result<StoredCredentials> {

@@ -14,7 +14,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry, reload};
 
-use crate::config::LogFormat;
+use starling_config::LogFormat;
 
 /// The environment variable that overrides `log.level`.
 pub const LOG_ENV: &str = "STARLING_LOG";
@@ -194,7 +194,7 @@ impl SessionRecord {
             self.ending(EndReason::IoError);
         }
         let reason = self.reason.unwrap_or(EndReason::ClientClosed);
-        crate::metrics::session_ended(reason);
+        super::metrics::session_ended(reason.name());
         info!(
             target: SESSION_TARGET,
             peer = %self.peer,
@@ -214,24 +214,51 @@ const SESSION_TARGET: &str = "starling::session";
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Parse a filter. The binary's own modules log under its crate name, `starling`
-/// (`starling::connection`), while the workspace calls the crate `starling-server`; so a
-/// directive for `starling_server` (or `starling_server::module`) is read as one for the
+/// (`starling::running::connection`), while the workspace calls the crate `starling-server`;
+/// so a directive for `starling_server` (or `starling_server::module`) is read as one for the
 /// binary's modules. Targets match by prefix, so `starling=debug` covers every Starling crate.
+/// Directives naming a module by its path before issue 16 (`starling::connection`) are read
+/// as its path now ([`MOVED_MODULES`]), so existing `log.level` settings keep working.
 fn parse_filter(filter: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
     let directives: Vec<String> = filter
         .split(',')
         .map(|directive| {
             let directive = directive.trim();
-            match directive.strip_prefix("starling_server") {
+            let directive = match directive.strip_prefix("starling_server") {
                 Some(rest) if rest.starts_with("::") => format!("starling{rest}"),
                 Some(rest) if rest.is_empty() || rest.starts_with(['=', '[']) => {
                     format!("starling::{rest}")
                 }
                 _ => directive.to_owned(),
-            }
+            };
+            moved_module(&directive).unwrap_or(directive)
         })
         .collect();
     EnvFilter::try_new(directives.join(","))
+}
+
+/// The binary's modules that issue 16 moved: (old target, new target).
+const MOVED_MODULES: [(&str, &str); 12] = [
+    ("starling::server", "starling::running"),
+    ("starling::connection", "starling::running::connection"),
+    ("starling::tls", "starling::running::tls"),
+    ("starling::limits", "starling::running::limits"),
+    ("starling::hashing", "starling::running::hashing"),
+    ("starling::logging", "starling::running::logging"),
+    ("starling::metrics", "starling::running::metrics"),
+    ("starling::admin", "starling::running::admin"),
+    ("starling::ids", "starling::running::ids"),
+    ("starling::accounts", "starling::commands::accounts"),
+    ("starling::data", "starling::commands::data"),
+    ("starling::cert", "starling::commands::cert"),
+];
+
+/// `directive` with a moved module's old target replaced by its new one.
+fn moved_module(directive: &str) -> Option<String> {
+    MOVED_MODULES.iter().find_map(|(old, new)| {
+        let rest = directive.strip_prefix(old)?;
+        (rest.is_empty() || rest.starts_with(['=', '[', ':'])).then(|| format!("{new}{rest}"))
+    })
 }
 
 fn env_level() -> Option<String> {
@@ -250,9 +277,24 @@ mod tests {
         let text = filter.to_string();
         assert!(text.contains("starling::=debug"), "{text}");
         assert!(text.contains("starling_router=info"), "{text}");
-        let filter = parse_filter("starling_server::connection=trace").unwrap();
-        assert_eq!(filter.to_string(), "starling::connection=trace");
+        let filter = parse_filter("starling_server::running::connection=trace").unwrap();
+        assert_eq!(filter.to_string(), "starling::running::connection=trace");
         assert!(parse_filter("info,=nonsense=").is_err());
+    }
+
+    #[test]
+    fn old_module_targets_are_read_as_their_new_ones() {
+        let filter = parse_filter("info,starling::connection=debug,starling::tls").unwrap();
+        let text = filter.to_string();
+        assert!(
+            text.contains("starling::running::connection=debug"),
+            "{text}"
+        );
+        assert!(text.contains("starling::running::tls"), "{text}");
+        let filter = parse_filter("starling_server::server=trace").unwrap();
+        assert_eq!(filter.to_string(), "starling::running=trace");
+        let filter = parse_filter("starling::tlsx=debug").unwrap();
+        assert_eq!(filter.to_string(), "starling::tlsx=debug");
     }
 
     #[test]

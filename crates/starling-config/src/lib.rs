@@ -1,17 +1,53 @@
-//! `starling.toml`: every key, its default and what it is for.
+//! Starling's configuration, `starling.toml`: every key, its default and what it is for;
+//! loading with every problem located by key and line; and `starling check-config`.
 //!
-//! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Unknown keys are errors, so a typo never silently falls back to a default. The one design
+//! choice to know: a file is checked as far as possible before anything is refused, so one run
+//! names every problem (syntax, unknown keys, wrong types, values out of range), each with its
+//! line ([`Config::parse`]); [`Config::load`] then refuses a file with any problem at all.
+//!
+//! Each section is its own struct with `#[serde(default)]`, so a new table (a `[modules]` of
+//! feature switches, say) is one more field on [`Config`], its `Default` and, if it can change
+//! on SIGHUP, a line in [`Config::reload`].
 
+mod check;
 mod document;
+mod modules;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde::Deserialize;
 
+pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
+pub use modules::Modules;
+
+/// Why [`Config::load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The built-in defaults do not pass the checks (a bug, not an operator's mistake).
+    #[error("invalid defaults: {}", join_problems(.0))]
+    InvalidDefaults(Vec<Problem>),
+    /// The file cannot be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has problems, listed in the message on one line.
+    #[error("invalid config file {}: {}", path.display(), join_problems(problems))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Every problem found, in line order.
+        problems: Vec<Problem>,
+    },
+}
 
 /// The whole configuration file. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,6 +76,8 @@ pub struct Config {
     pub log: Log,
     /// The optional Prometheus endpoint.
     pub metrics: Metrics,
+    /// Which feature modules run.
+    pub modules: Modules,
 }
 
 /// `[admin]`: the Unix socket that admin commands use to reach the running server.
@@ -66,7 +104,8 @@ pub struct Log {
 }
 
 /// `log.format` values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Readable lines.
@@ -327,6 +366,9 @@ pub struct LimitsConfig {
     /// Bytes of offline messages kept per account (their serialized stanzas); a message that
     /// would pass it gets `service-unavailable`, as past the count. Default 1048576 (1 MiB).
     pub max_offline_bytes: usize,
+    /// JIDs one account may block (XEP-0191); a block past it gets `policy-violation`.
+    /// Default 1000.
+    pub max_blocklist_items: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -383,6 +425,7 @@ impl Default for Config {
             admin: Admin::default(),
             log: Log::default(),
             metrics: Metrics::default(),
+            modules: Modules::default(),
         }
     }
 }
@@ -442,6 +485,7 @@ impl Default for LimitsConfig {
             max_offline_messages: starling_router::RouterLimits::default().max_offline_messages,
             max_directed_presences: starling_router::RouterLimits::default().max_directed_presences,
             max_offline_bytes: starling_router::RouterLimits::default().max_offline_bytes,
+            max_blocklist_items: 1000,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -452,25 +496,26 @@ impl Default for LimitsConfig {
 impl Config {
     /// Read `path`, or the defaults when `path` is `None`. Every problem in the file is in the
     /// error, each with its key and line, on one line (it is also logged on SIGHUP).
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn load(path: Option<&Path>) -> Result<Self, LoadError> {
         let Some(path) = path else {
             let mut config = Config::default();
             let problems = config.normalize_and_check(&KeyLines::default());
             if problems.is_empty() {
                 return Ok(config);
             }
-            anyhow::bail!("invalid defaults: {}", join_problems(&problems));
+            return Err(LoadError::InvalidDefaults(problems));
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let checked = Config::parse(&text);
         match checked.config {
             Some(config) if checked.problems.is_empty() => Ok(config),
-            _ => anyhow::bail!(
-                "invalid config file {}: {}",
-                path.display(),
-                join_problems(&checked.problems)
-            ),
+            _ => Err(LoadError::Invalid {
+                path: path.to_owned(),
+                problems: checked.problems,
+            }),
         }
     }
 
@@ -724,6 +769,7 @@ impl Config {
             "admin.socket" => admin.socket;
             "log.format" => log.format;
             "metrics.listen" => metrics.listen;
+            "modules" => modules;
             "c2s.conflict_policy" => c2s.conflict_policy;
             "c2s.max_resources_per_account" => c2s.max_resources_per_account;
             "limits.outbound_queue_stanzas" => limits.outbound_queue_stanzas;
@@ -734,6 +780,7 @@ impl Config {
             "limits.max_offline_messages" => limits.max_offline_messages;
             "limits.max_directed_presences" => limits.max_directed_presences;
             "limits.max_offline_bytes" => limits.max_offline_bytes;
+            "limits.max_blocklist_items" => limits.max_blocklist_items;
         }
         let mut changed = Vec::new();
         macro_rules! live {
@@ -777,33 +824,6 @@ impl Config {
             config: new,
             needs_restart,
             changed,
-        }
-    }
-
-    /// Open the configured store (running its migrations).
-    pub async fn open_store(&self) -> anyhow::Result<starling_storage::AnyStore> {
-        match self.storage.backend {
-            StorageBackend::Sqlite => {
-                crate::private_fs::create_private_dir(&self.data_dir).with_context(|| {
-                    format!("cannot create data directory {}", self.data_dir.display())
-                })?;
-                let path = self.sqlite_path();
-                let store = starling_storage::SqliteStore::open(&path)
-                    .with_context(|| format!("cannot open database {}", path.display()))?;
-                Ok(store.into())
-            }
-            StorageBackend::Postgres => {
-                let url = self.storage.postgres_url.as_deref().context(
-                    "storage.postgres_url is required when storage.backend = \"postgres\"",
-                )?;
-                let store = starling_storage::PostgresStore::connect_with(
-                    url,
-                    self.storage.postgres_allow_plaintext_remote,
-                )
-                .await
-                .context("cannot open the PostgreSQL database (storage.postgres_url)")?;
-                Ok(store.into())
-            }
         }
     }
 
