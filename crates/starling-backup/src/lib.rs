@@ -19,7 +19,6 @@
 pub mod lua;
 pub mod pie;
 pub mod prosody;
-mod stamp;
 
 use std::path::PathBuf;
 

@@ -37,7 +37,10 @@ use minidom::{Element, Node};
 use starling_sasl::{ScramHash, ScramKeys, StoredCredentials};
 use starling_storage::{AccountData, OfflineMessage, RosterItem, Subscription};
 
-use crate::{BackupError, ImportedAccount, Password, stamp};
+use starling_stanza::datetime;
+use starling_stanza::{NS_CLIENT, NS_DELAY, NS_ROSTER};
+
+use crate::{BackupError, ImportedAccount, Password};
 
 /// The XEP-0227 namespace.
 pub const NS_PIE: &str = "urn:xmpp:pie:0";
@@ -45,12 +48,6 @@ pub const NS_PIE: &str = "urn:xmpp:pie:0";
 pub const NS_PIE_OLD: &str = "http://www.xmpp.org/extensions/xep-0227.html#ns";
 /// SCRAM credentials in XEP-0227 v1.1.
 pub const NS_PIE_SCRAM: &str = "urn:xmpp:pie:0#scram";
-/// Rosters, RFC 6121 §2.
-pub const NS_ROSTER: &str = "jabber:iq:roster";
-/// Client stanzas.
-pub const NS_CLIENT: &str = "jabber:client";
-/// XEP-0203 delayed delivery.
-pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// XInclude, which XEP-0227 §5 allows and this reader refuses.
 const NS_XINCLUDE: &str = "http://www.w3.org/2001/XInclude";
 
@@ -248,11 +245,8 @@ fn user_element(host: &str, account: &AccountData, warnings: &mut Vec<String>) -
         for (index, message) in account.offline.iter().enumerate() {
             match message.stanza.parse::<Element>() {
                 Ok(mut element) => {
-                    let delay = Element::builder("delay", NS_DELAY)
-                        .attr(name("from"), host)
-                        .attr(name("stamp"), stamp::format_ms(message.stored_at_unix_ms))
-                        .append("Offline Storage")
-                        .build();
+                    let mut delay = starling_stanza::delay(host, message.stored_at_unix_ms);
+                    delay.append_text_node("Offline Storage");
                     element.append_child(delay);
                     messages.push(element);
                 }
@@ -675,13 +669,15 @@ fn take_own_delay(message: &mut Element, host: &str) -> Option<u64> {
     let own = nodes.iter().rposition(|node| {
         matches!(node, Node::Element(e)
             if e.is("delay", NS_DELAY) && e.attr("from") == Some(host)
-                && e.attr("stamp").and_then(stamp::parse_ms).is_some())
+                && e.attr("stamp").is_some_and(|stamp| datetime::parse_ms(stamp).is_ok()))
     });
     let mut stored_at = None;
     for (index, node) in nodes.into_iter().enumerate() {
         if Some(index) == own {
             if let Node::Element(delay) = &node {
-                stored_at = delay.attr("stamp").and_then(stamp::parse_ms);
+                stored_at = delay
+                    .attr("stamp")
+                    .and_then(|stamp| datetime::parse_ms(stamp).ok());
             }
             continue;
         }

@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use jid::{BareJid, DomainPart, NodePart};
 use minidom::Element;
 use starling_sasl::{ScramHash, ScramKeys, StoredCredentials};
+use starling_stanza::NS_CLIENT;
 use starling_storage::{AccountData, RosterItem, Subscription};
 
 use crate::lua::{self, Table, Value};
-use crate::pie::{ImportedHost, NS_CLIENT, name};
+use crate::pie::{ImportedHost, name};
 use crate::{BackupError, ImportedAccount, Password};
 
 /// Largest `.dat` file read; Prosody's account and roster files are far smaller.

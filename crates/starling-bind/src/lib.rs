@@ -38,13 +38,7 @@
 
 use jid::{FullJid, ResourcePart};
 use minidom::Element;
-use starling_stanza::StanzaErrorCondition;
-
-/// Namespace of resource binding (RFC 6120 §7.1).
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-
-/// Namespace of the legacy session establishment request (RFC 3921 §3, RFC 6121 Appendix E).
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+use starling_stanza::{NS_BIND, NS_SESSION, StanzaErrorCondition};
 
 /// Why a bind request was refused. Each variant is exactly one RFC 6120 stanza error
 /// condition; see [`BindError::condition`].

@@ -1,11 +1,13 @@
 //! Property tests (proptest) for the parsers: JID display/parse round trip, element → bytes →
-//! element through `starling_xml`, and every split of a stream giving the same events.
+//! element through `starling_xml`, every split of a stream giving the same events, and XEP-0082
+//! DateTime format → parse round trips.
 
 use jid::Jid;
 use minidom::Element;
 use minidom::rxml::{Namespace, NcName};
 use proptest::prelude::*;
 use starling_fuzz_checks::{element_round_trip, stream_parser};
+use starling_stanza::datetime::{self, UtcTime};
 use starling_xml::write_element;
 
 const CASES: u32 = 256;
@@ -173,4 +175,43 @@ proptest! {
         input.extend_from_slice(&body);
         stream_parser(&input);
     }
+
+    /// Milliseconds written as a XEP-0082 DateTime read back as the same instant, and whole
+    /// seconds too.
+    #[test]
+    fn datetime_format_parse_round_trip(unix_ms in 0..=LAST_FOUR_DIGIT_YEAR_MS) {
+        prop_assert_eq!(datetime::parse_ms(&datetime::format_ms(unix_ms)), Ok(unix_ms));
+        let seconds = unix_ms / 1000;
+        prop_assert_eq!(
+            datetime::parse_ms(&datetime::format_seconds(seconds)),
+            Ok(seconds * 1000)
+        );
+    }
+
+    /// The same instant written as local time with a UTC offset (and any number of fraction
+    /// digits) reads back as that instant.
+    #[test]
+    fn datetime_offsets_are_applied(
+        unix_seconds in OFFSET_MARGIN_SECONDS..=LAST_FOUR_DIGIT_YEAR_MS / 1000 - OFFSET_MARGIN_SECONDS,
+        offset_minutes in -(23 * 60 + 59)..=(23 * 60 + 59_i64),
+        millis in 0..1000_u64,
+        extra_digits in "[0-9]{0,4}",
+    ) {
+        let local = UtcTime::from_unix_seconds(
+            i64::try_from(unix_seconds).expect("small") + offset_minutes * 60,
+        );
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let offset = offset_minutes.abs();
+        let text = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}{extra_digits}{sign}{:02}:{:02}",
+            local.year, local.month, local.day, local.hour, local.minute, local.second,
+            offset / 60, offset % 60,
+        );
+        prop_assert_eq!(datetime::parse_ms(&text), Ok(unix_seconds * 1000 + millis), "{}", text);
+    }
 }
+
+/// 9999-12-31T23:59:59.999Z, the last instant XEP-0082's four-digit year can write.
+const LAST_FOUR_DIGIT_YEAR_MS: u64 = 253_402_300_799_999;
+/// A day, so that local time at any offset stays within 1970..=9999.
+const OFFSET_MARGIN_SECONDS: u64 = 86_400;

@@ -25,7 +25,7 @@ mod query;
 mod subscription;
 
 pub use query::{
-    NS_PRE_APPROVAL, NS_ROSTER, NS_ROSTER_VERSIONING, RosterLimits, RosterRequest, format_version,
-    item_element, parse_request, push, query_result, removed_item_element, stream_features,
+    RosterLimits, RosterRequest, format_version, item_element, parse_request, push, query_result,
+    removed_item_element, stream_features,
 };
 pub use subscription::{RequestChange, Step, SubscriptionStanza, inbound, outbound};

@@ -4,15 +4,11 @@ use std::collections::HashSet;
 
 use jid::BareJid;
 use minidom::Element;
-use starling_stanza::{IqType, StanzaErrorCondition};
+use rxml::xml_ncname;
+use starling_stanza::{
+    IqType, NS_PRE_APPROVAL, NS_ROSTER, NS_ROSTER_VERSIONING, StanzaErrorCondition, set_attr,
+};
 use starling_storage::RosterItem;
-
-/// The roster namespace.
-pub const NS_ROSTER: &str = "jabber:iq:roster";
-/// The stream feature advertising roster versioning (RFC 6121 §2.6.1).
-pub const NS_ROSTER_VERSIONING: &str = "urn:xmpp:features:rosterver";
-/// The stream feature advertising subscription pre-approval (RFC 6121 §3.4.1).
-pub const NS_PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
 
 /// The stream features a server using this crate offers after authentication:
 /// `<ver xmlns='urn:xmpp:features:rosterver'/>` and `<sub xmlns='urn:xmpp:features:pre-approval'/>`.
@@ -157,23 +153,23 @@ pub fn format_version(version: u64) -> String {
 /// empty is left out: one such character would end the client's stream at every roster fetch.
 pub fn item_element(item: &RosterItem) -> Element {
     let mut element = Element::builder("item", NS_ROSTER).build();
-    set(&mut element, "jid", Some(item.jid.as_str()));
+    set_attr(&mut element, xml_ncname!("jid"), Some(item.jid.as_str()));
     let name = item
         .name
         .as_deref()
         .map(|name| starling_stanza::strip_illegal_xml_chars(name).0)
         .filter(|name| !name.is_empty());
-    set(&mut element, "name", name.as_deref());
-    set(
+    set_attr(&mut element, xml_ncname!("name"), name.as_deref());
+    set_attr(
         &mut element,
-        "subscription",
+        xml_ncname!("subscription"),
         Some(item.subscription.as_str()),
     );
     if item.pending_out {
-        set(&mut element, "ask", Some("subscribe"));
+        set_attr(&mut element, xml_ncname!("ask"), Some("subscribe"));
     }
     if item.approved {
-        set(&mut element, "approved", Some("true"));
+        set_attr(&mut element, xml_ncname!("approved"), Some("true"));
     }
     for group in &item.groups {
         let (group, _) = starling_stanza::strip_illegal_xml_chars(group);
@@ -192,15 +188,19 @@ pub fn item_element(item: &RosterItem) -> Element {
 /// `<item jid='…' subscription='remove'/>` for the push announcing a removal (RFC 6121 §2.5.2).
 pub fn removed_item_element(jid: &BareJid) -> Element {
     let mut element = Element::builder("item", NS_ROSTER).build();
-    set(&mut element, "jid", Some(jid.as_str()));
-    set(&mut element, "subscription", Some("remove"));
+    set_attr(&mut element, xml_ncname!("jid"), Some(jid.as_str()));
+    set_attr(&mut element, xml_ncname!("subscription"), Some("remove"));
     element
 }
 
 /// The `<query/>` of a roster result: every item and the current version.
 pub fn query_result(items: &[RosterItem], version: u64) -> Element {
     let mut query = Element::builder("query", NS_ROSTER).build();
-    set(&mut query, "ver", Some(&format_version(version)));
+    set_attr(
+        &mut query,
+        xml_ncname!("ver"),
+        Some(&format_version(version)),
+    );
     for item in items {
         query.append_child(item_element(item));
     }
@@ -210,21 +210,19 @@ pub fn query_result(items: &[RosterItem], version: u64) -> Element {
 /// A roster push (RFC 6121 §2.1.6): an iq set from the account to one interested resource.
 pub fn push(item: Element, version: u64, to: &jid::FullJid, id: &str) -> Element {
     let mut query = Element::builder("query", NS_ROSTER).build();
-    set(&mut query, "ver", Some(&format_version(version)));
+    set_attr(
+        &mut query,
+        xml_ncname!("ver"),
+        Some(&format_version(version)),
+    );
     query.append_child(item);
     let mut iq = Element::builder("iq", starling_stanza::NS_CLIENT)
         .append(query)
         .build();
-    set(&mut iq, "type", Some("set"));
-    set(&mut iq, "id", Some(id));
-    set(&mut iq, "to", Some(to.as_str()));
+    set_attr(&mut iq, xml_ncname!("type"), Some("set"));
+    set_attr(&mut iq, xml_ncname!("id"), Some(id));
+    set_attr(&mut iq, xml_ncname!("to"), Some(to.as_str()));
     iq
-}
-
-fn set(element: &mut Element, name: &'static str, value: Option<&str>) {
-    if let Ok(name) = rxml::NcName::try_from(name) {
-        starling_stanza::set_attr(element, &name, value);
-    }
 }
 
 #[cfg(test)]

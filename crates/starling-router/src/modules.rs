@@ -42,7 +42,7 @@ impl<'a> Fanout<'a> {
         to: &str,
     ) -> Fanout<'a> {
         let mut element = element.clone();
-        crate::router::set_attr(&mut element, "to", Some(to));
+        starling_stanza::set_attr(&mut element, rxml::xml_ncname!("to"), Some(to));
         Self::new(kind, from, Cow::Owned(element))
     }
 

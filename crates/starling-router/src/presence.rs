@@ -7,22 +7,18 @@ use std::sync::{Mutex, PoisonError};
 
 use jid::BareJid;
 use minidom::Element;
+use rxml::xml_ncname;
 use starling_registry::SessionHandle;
 use starling_roster::{RequestChange, Step, SubscriptionStanza, inbound, outbound};
-use starling_stanza::{NS_CLIENT, Stanza, StanzaErrorCondition};
-use starling_storage::{RosterChange, RosterItem, StorageError};
-
 use std::borrow::Cow;
 
 use jid::Jid;
 use starling_modules::RoutingPoint;
-use starling_stanza::StanzaKind;
+use starling_stanza::{NS_CLIENT, Stanza, StanzaErrorCondition, StanzaKind, set_attr};
+use starling_storage::{RosterChange, RosterItem, StorageError};
 
 use crate::modules::{Decision, Delivered, Fanout};
-use crate::router::{Destination, Router, Store, priority_of, serialize, set_attr};
-
-/// XEP-0203 delayed delivery.
-const NS_DELAY: &str = "urn:xmpp:delay";
+use crate::router::{Destination, Router, Store, priority_of, serialize};
 
 /// Offline messages read from storage at a time when a resource becomes reachable.
 pub const OFFLINE_PAGE_MESSAGES: usize = 32;
@@ -345,14 +341,10 @@ impl<S: Store> Router<S> {
                     continue;
                 };
                 // XEP-0203: when the server first received it.
-                let mut delay = Element::builder("delay", NS_DELAY).build();
-                set_attr(&mut delay, "from", Some(&domain));
-                set_attr(
-                    &mut delay,
-                    "stamp",
-                    Some(&stamp(stored.message.stored_at_unix_ms)),
-                );
-                element.append_child(delay);
+                element.append_child(starling_stanza::delay(
+                    &domain,
+                    stored.message.stored_at_unix_ms,
+                ));
                 // Through the modules as any delivery, from the original sender: a message
                 // stored before its sender was blocked is dropped now, not delivered.
                 let sent_by = element.attr("from").and_then(|from| Jid::new(from).ok());
@@ -401,8 +393,8 @@ impl<S: Store> Router<S> {
         collect(&mut changes, &user, contact, &out, None);
         // §3.1.2: the stanza travels with the user's bare JID as `from`.
         let mut routed = stanza.element().clone();
-        set_attr(&mut routed, "from", Some(user.as_str()));
-        set_attr(&mut routed, "to", Some(contact.as_str()));
+        set_attr(&mut routed, xml_ncname!("from"), Some(user.as_str()));
+        set_attr(&mut routed, xml_ncname!("to"), Some(contact.as_str()));
         let contact_is_local =
             self.registry.serves(contact.domain().as_str()) && self.account_exists(contact).await;
         let mut contact_step = None;
@@ -465,9 +457,9 @@ impl<S: Store> Router<S> {
         if step.auto_subscribed {
             // §3.1.3: the server answers `subscribed` for the owner; it arrives at `from`.
             let mut reply = Element::builder("presence", NS_CLIENT).build();
-            set_attr(&mut reply, "type", Some("subscribed"));
-            set_attr(&mut reply, "from", Some(owner.as_str()));
-            set_attr(&mut reply, "to", Some(from.as_str()));
+            set_attr(&mut reply, xml_ncname!("type"), Some("subscribed"));
+            set_attr(&mut reply, xml_ncname!("from"), Some(owner.as_str()));
+            set_attr(&mut reply, xml_ncname!("to"), Some(from.as_str()));
             let from_item = self.roster_item(from, owner).await;
             let from_request = self.has_request(from, owner).await;
             let answer = inbound(
@@ -495,8 +487,12 @@ impl<S: Store> Router<S> {
         for resource in self.registry.available_resources(owner) {
             let presence = if unavailable {
                 let mut presence = Element::builder("presence", NS_CLIENT).build();
-                set_attr(&mut presence, "type", Some("unavailable"));
-                set_attr(&mut presence, "from", Some(resource.full_jid().as_str()));
+                set_attr(&mut presence, xml_ncname!("type"), Some("unavailable"));
+                set_attr(
+                    &mut presence,
+                    xml_ncname!("from"),
+                    Some(resource.full_jid().as_str()),
+                );
                 Some(presence)
             } else {
                 resource.snapshot().presence
@@ -603,8 +599,8 @@ impl<S: Store> Router<S> {
             SubscriptionStanza::Unsubscribe => "unsubscribe",
             SubscriptionStanza::Unsubscribed => "unsubscribed",
         };
-        set_attr(&mut element, "type", Some(kind_name));
-        set_attr(&mut element, "to", Some(contact.as_str()));
+        set_attr(&mut element, xml_ncname!("type"), Some(kind_name));
+        set_attr(&mut element, xml_ncname!("to"), Some(contact.as_str()));
         if let Ok(stanza) = Stanza::try_from(element) {
             self.subscription(sender, contact, kind, &stanza).await;
         }
@@ -678,12 +674,4 @@ fn collect(
             contact: contact.clone(),
         }),
     }
-}
-
-/// XEP-0082 DateTime with milliseconds, for XEP-0203 stamps.
-fn stamp(unix_ms: u64) -> String {
-    let seconds = starling_services::utc_datetime(unix_ms / 1000);
-    // `…ssZ` → `…ss.mmmZ`
-    let (head, _) = seconds.split_at(seconds.len().saturating_sub(1));
-    format!("{head}.{:03}Z", unix_ms % 1000)
 }

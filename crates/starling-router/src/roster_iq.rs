@@ -20,7 +20,7 @@ impl<S: Store> Router<S> {
             .element()
             .children()
             .next()
-            .filter(|q| q.is("query", starling_roster::NS_ROSTER))
+            .filter(|q| q.is("query", starling_stanza::NS_ROSTER))
         else {
             return false;
         };

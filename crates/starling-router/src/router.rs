@@ -9,11 +9,12 @@ use std::borrow::Cow;
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
+use rxml::xml_ncname;
 use starling_modules::{AddressForm, IqTarget, ModuleSet, RoutingPoint, SessionEvent};
 use starling_registry::{Registry, SessionHandle};
 use starling_roster::RosterLimits;
 use starling_stanza::{
-    IqType, NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition, StanzaKind,
+    IqType, NS_CLIENT, OutboundStanza, Stanza, StanzaErrorCondition, StanzaKind, set_attr,
 };
 
 use crate::modules::{Decision, Delivered, Fanout};
@@ -189,8 +190,12 @@ impl<S: Store> Router<S> {
         let was_registered = self.registry.unbind(handle);
         if was_registered && handle.is_available() {
             let mut unavailable = Element::builder("presence", NS_CLIENT).build();
-            set_attr(&mut unavailable, "type", Some("unavailable"));
-            set_attr(&mut unavailable, "from", Some(handle.full_jid().as_str()));
+            set_attr(&mut unavailable, xml_ncname!("type"), Some("unavailable"));
+            set_attr(
+                &mut unavailable,
+                xml_ncname!("from"),
+                Some(handle.full_jid().as_str()),
+            );
             self.broadcast_unavailable(handle, &unavailable).await;
             handle.set_presence(None, 0);
             self.session_event(SessionEvent::Unavailable, handle).await;
@@ -602,13 +607,13 @@ fn is_roster_query(stanza: &Stanza) -> bool {
         .element()
         .children()
         .next()
-        .is_some_and(|c| c.is("query", starling_roster::NS_ROSTER))
+        .is_some_and(|c| c.is("query", starling_stanza::NS_ROSTER))
 }
 
 /// `element` addressed to `to` when given, serialized once for however many recipients.
 pub(crate) fn addressed(mut element: Element, to: Option<&str>) -> OutboundStanza {
     if let Some(to) = to {
-        set_attr(&mut element, "to", Some(to));
+        set_attr(&mut element, xml_ncname!("to"), Some(to));
     }
     OutboundStanza::new(&element)
 }
@@ -634,12 +639,6 @@ pub(crate) fn priority_of(presence: &Element) -> i8 {
         .get_child("priority", NS_CLIENT)
         .and_then(|p| p.text().trim().parse::<i8>().ok())
         .unwrap_or(0)
-}
-
-pub(crate) fn set_attr(element: &mut Element, name: &'static str, value: Option<&str>) {
-    if let Ok(name) = rxml::NcName::try_from(name) {
-        starling_stanza::set_attr(element, &name, value);
-    }
 }
 
 #[cfg(test)]

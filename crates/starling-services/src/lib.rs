@@ -11,25 +11,18 @@
 
 mod time;
 
-pub use time::utc_datetime;
-
 use std::sync::Arc;
 
 use minidom::Element;
+use minidom::rxml::xml_ncname;
+/// The software name reported by XEP-0092.
+pub use starling_modules::SOFTWARE_NAME;
 use starling_modules::{
     AddressForm, BoxFuture, DiscoTarget, IqAnswer, IqHandler, IqRequest, Module, Registrar,
     Rejection,
 };
-use starling_stanza::{IqType, StanzaErrorCondition};
-
-/// Software version (XEP-0092).
-pub const NS_VERSION: &str = "jabber:iq:version";
-/// Entity time (XEP-0202).
-pub const NS_TIME: &str = "urn:xmpp:time";
-/// Last activity (XEP-0012).
-pub const NS_LAST: &str = "jabber:iq:last";
-/// The software name reported by XEP-0092.
-pub use starling_modules::SOFTWARE_NAME;
+use starling_stanza::{IqType, StanzaErrorCondition, set_attr};
+pub use starling_stanza::{NS_LAST, NS_TIME, NS_VERSION};
 
 /// The time facts services need, read by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,16 +157,12 @@ fn version() -> Element {
 fn last_activity(uptime_seconds: u64) -> Element {
     // XEP-0012 §5: to a server, `seconds` is the time since it started.
     let mut query = Element::builder("query", NS_LAST).build();
-    set(&mut query, "seconds", &uptime_seconds.to_string());
+    set_attr(
+        &mut query,
+        xml_ncname!("seconds"),
+        Some(&uptime_seconds.to_string()),
+    );
     query
-}
-
-fn set(element: &mut Element, name: &'static str, value: &str) {
-    if let Ok(name) = minidom::rxml::NcName::try_from(name) {
-        element
-            .attrs_mut()
-            .insert(minidom::rxml::Namespace::NONE, name, value.to_owned());
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! payloads this server does not understand travel on unchanged. What this crate adds is the
 //! knowledge the rest of the server needs to act on a stanza without re-reading XML: its kind, its
 //! type, its addresses, and how to build the RFC 6120 §8.3 error reply to it. Stream errors
-//! (§4.9) are here too, so every layer names conditions the same way.
+//! (§4.9) are here too, so every layer names conditions the same way. So are the small pieces
+//! every layer shares: the XMPP namespaces ([`ns`], re-exported here), XEP-0082 date and time
+//! ([`datetime`]), the XEP-0203 [`delay()`] element and [`set_attr`].
 //!
 //! ```
 //! use starling_stanza::{Stanza, StanzaKind, StanzaErrorCondition, NS_CLIENT};
@@ -22,36 +24,20 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod datetime;
+mod delay;
 mod error;
+pub mod ns;
 mod outbound;
 mod stanza;
 mod text;
 
+pub use delay::delay;
 pub use error::{ErrorType, StanzaErrorCondition, StreamErrorCondition};
+pub use ns::*;
 pub use outbound::OutboundStanza;
 pub use stanza::{IqType, Stanza, StanzaError, StanzaKind, set_attr};
 pub use text::{first_illegal_xml_char, is_xml_char, strip_illegal_xml_chars};
-
-/// The content namespace of client-to-server streams (RFC 6120 §4.8.3).
-pub const NS_CLIENT: &str = "jabber:client";
-/// The namespace of the stream element and its prefix-bound children (RFC 6120 §4.8.1).
-pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-/// Stream error conditions (RFC 6120 §4.9.3).
-pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-/// Stanza error conditions (RFC 6120 §8.3.3).
-pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-/// STARTTLS negotiation (RFC 6120 §5).
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-/// SASL negotiation (RFC 6120 §6).
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-/// XMPP Ping (XEP-0199).
-pub const NS_PING: &str = "urn:xmpp:ping";
-/// SASL channel-binding type capability (XEP-0440).
-pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
-/// Service discovery, information (XEP-0030).
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-/// Service discovery, items (XEP-0030).
-pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 /// Parse a JID from the wire, accepting only JIDs whose normalised form parses back to the same
 /// JID.

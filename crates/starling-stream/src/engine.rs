@@ -677,7 +677,7 @@ impl C2sStream {
             return;
         };
         let payload = match stanza.iq() {
-            Ok((IqType::Set, Some(payload))) if payload.is("bind", starling_bind::NS_BIND) => {
+            Ok((IqType::Set, Some(payload))) if payload.is("bind", starling_stanza::NS_BIND) => {
                 payload.clone()
             }
             _ => {
@@ -729,7 +729,7 @@ impl C2sStream {
         if let Ok((IqType::Set, Some(payload))) = stanza.iq()
             && self.is_to_server(&stanza)
         {
-            if payload.is("bind", starling_bind::NS_BIND) {
+            if payload.is("bind", starling_stanza::NS_BIND) {
                 // One resource per stream: RFC 6120 §7.7.2.? leaves a second bind to policy.
                 self.reply_error(&stanza, StanzaErrorCondition::NotAllowed);
                 return;

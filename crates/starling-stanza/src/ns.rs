@@ -1,0 +1,46 @@
+//! The XML namespaces of XMPP that Starling speaks, in one place (RFC 6120, RFC 6121 and the
+//! XEPs the server implements). Every crate that may depend on `starling-stanza` names a
+//! namespace through these constants; they are re-exported at the crate root.
+//!
+//! Namespaces that belong to one file format rather than to the protocol (XEP-0227's
+//! `urn:xmpp:pie:0`, say) stay with the crate that reads that format.
+
+/// The content namespace of client-to-server streams (RFC 6120 §4.8.3).
+pub const NS_CLIENT: &str = "jabber:client";
+/// The namespace of the stream element and its prefix-bound children (RFC 6120 §4.8.1); the
+/// same string `starling-xml` checks stream headers against.
+pub const NS_STREAMS: &str = starling_xml::STREAM_NS;
+/// Stream error conditions (RFC 6120 §4.9.3).
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Stanza error conditions (RFC 6120 §8.3.3).
+pub const NS_STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// STARTTLS negotiation (RFC 6120 §5).
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL negotiation (RFC 6120 §6).
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// SASL channel-binding type capability (XEP-0440).
+pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+/// Resource binding (RFC 6120 §7.1).
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// The legacy session establishment request (RFC 3921 §3, RFC 6121 Appendix E).
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Rosters (RFC 6121 §2).
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+/// The stream feature advertising roster versioning (RFC 6121 §2.6.1).
+pub const NS_ROSTER_VERSIONING: &str = "urn:xmpp:features:rosterver";
+/// The stream feature advertising subscription pre-approval (RFC 6121 §3.4.1).
+pub const NS_PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+/// Service discovery, information (XEP-0030).
+pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// Service discovery, items (XEP-0030).
+pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// XMPP Ping (XEP-0199).
+pub const NS_PING: &str = "urn:xmpp:ping";
+/// Software version (XEP-0092).
+pub const NS_VERSION: &str = "jabber:iq:version";
+/// Entity time (XEP-0202).
+pub const NS_TIME: &str = "urn:xmpp:time";
+/// Last activity (XEP-0012).
+pub const NS_LAST: &str = "jabber:iq:last";
+/// Delayed delivery (XEP-0203).
+pub const NS_DELAY: &str = "urn:xmpp:delay";
