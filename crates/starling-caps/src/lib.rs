@@ -28,9 +28,8 @@ use starling_modules::{
 };
 
 /// The entity capabilities namespace.
-pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
-/// XEP-0004 data forms.
-const NS_DATA: &str = "jabber:x:data";
+pub use starling_stanza::NS_CAPS;
+use starling_stanza::NS_DATA;
 /// The caps node Starling advertises unless told otherwise: its repository URL.
 pub const DEFAULT_NODE: &str = env!("CARGO_PKG_REPOSITORY");
 

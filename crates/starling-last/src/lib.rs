@@ -45,7 +45,7 @@ use starling_stanza::{IqType, NS_CLIENT, StanzaErrorCondition, StanzaKind};
 use starling_storage::{AccountDataStore, DataChange, DataQuota, RosterStore};
 
 /// The last activity namespace.
-pub const NS_LAST: &str = "jabber:iq:last";
+pub use starling_stanza::NS_LAST;
 /// The module store the records live in.
 pub const STORE: &str = "lastactivity";
 /// The one key of [`STORE`].

@@ -40,7 +40,7 @@ use starling_stanza::{IqType, StanzaErrorCondition};
 use starling_storage::{AccountDataStore, DataChange, DataQuota};
 
 /// The private storage namespace.
-pub const NS_PRIVATE: &str = "jabber:iq:private";
+pub use starling_stanza::NS_PRIVATE;
 /// The module store fragments live in.
 pub const STORE: &str = "private";
 /// Default for the bytes (keys plus values) one account may keep: 1 MiB.
@@ -57,7 +57,7 @@ pub fn is_reserved(namespace: &str) -> bool {
     namespace.is_empty()
         || namespace.starts_with("jabber:")
         || namespace.starts_with("http://jabber.org/")
-        || namespace == "vcard-temp"
+        || namespace == starling_stanza::NS_VCARD
 }
 
 /// One fragment a request names: its root element and storage key.

@@ -35,7 +35,7 @@ use starling_stanza::{IqType, StanzaErrorCondition};
 use starling_storage::{AccountDataStore, DataChange, DataQuota};
 
 /// The vcard-temp namespace (also the disco feature, §4).
-pub const NS_VCARD: &str = "vcard-temp";
+pub use starling_stanza::NS_VCARD;
 /// The module store vCards live in.
 pub const STORE: &str = "vcard";
 /// The one key of [`STORE`].
