@@ -444,3 +444,107 @@ fn set(element: &mut Element, name: &'static str, value: &str) {
         starling_stanza::set_attr(element, &name, Some(value));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(point: RoutingPoint, kind: StanzaKind, xml: &str) -> Verdict {
+        let from = Jid::new("alice@localhost/desk").unwrap();
+        let to = Jid::new("bob@localhost").unwrap();
+        let stanza: Element = xml.parse().unwrap();
+        let routed = Routed::new(point, kind, &from, &to, &stanza);
+        match point {
+            RoutingPoint::Outbound => outbound_verdict(&routed),
+            _ => inbound_verdict(&routed),
+        }
+    }
+
+    fn blocked() -> Verdict {
+        Verdict::Reject(Rejection {
+            condition: StanzaErrorCondition::NotAcceptable,
+            application: Some(Element::builder("blocked", NS_BLOCKING_ERRORS).build()),
+        })
+    }
+
+    #[test]
+    fn outbound_to_a_blocked_jid_is_not_acceptable_but_unsubscriptions_pass() {
+        let out = RoutingPoint::Outbound;
+        let message = "<message xmlns='jabber:client' type='chat'/>";
+        assert_eq!(verdict(out, StanzaKind::Message, message), blocked());
+        let presence = "<presence xmlns='jabber:client'/>";
+        assert_eq!(verdict(out, StanzaKind::Presence, presence), blocked());
+        let iq = "<iq xmlns='jabber:client' type='get' id='1'/>";
+        assert_eq!(verdict(out, StanzaKind::Iq, iq), blocked());
+        for kind in ["unsubscribe", "unsubscribed"] {
+            let presence = format!("<presence xmlns='jabber:client' type='{kind}'/>");
+            assert_eq!(
+                verdict(out, StanzaKind::Presence, &presence),
+                Verdict::Continue
+            );
+        }
+        let result = "<iq xmlns='jabber:client' type='result' id='1'/>";
+        assert_eq!(verdict(out, StanzaKind::Iq, result), Verdict::Handled);
+        let error = "<message xmlns='jabber:client' type='error'/>";
+        assert_eq!(verdict(out, StanzaKind::Message, error), Verdict::Handled);
+    }
+
+    #[test]
+    fn inbound_from_a_blocked_jid_follows_section_3_3() {
+        let unavailable = Verdict::Reject(StanzaErrorCondition::ServiceUnavailable.into());
+        for point in [RoutingPoint::ToBare, RoutingPoint::ToFull] {
+            let message = "<message xmlns='jabber:client' type='chat'/>";
+            assert_eq!(verdict(point, StanzaKind::Message, message), unavailable);
+            for presence in [
+                "<presence xmlns='jabber:client'/>",
+                "<presence xmlns='jabber:client' type='subscribe'/>",
+                "<presence xmlns='jabber:client' type='probe'/>",
+            ] {
+                assert_eq!(
+                    verdict(point, StanzaKind::Presence, presence),
+                    Verdict::Handled
+                );
+            }
+            for iq_type in ["get", "set"] {
+                let iq = format!("<iq xmlns='jabber:client' type='{iq_type}' id='1'/>");
+                assert_eq!(verdict(point, StanzaKind::Iq, &iq), unavailable);
+            }
+            for iq_type in ["result", "error"] {
+                let iq = format!("<iq xmlns='jabber:client' type='{iq_type}' id='1'/>");
+                assert_eq!(verdict(point, StanzaKind::Iq, &iq), Verdict::Handled);
+            }
+            let error = "<message xmlns='jabber:client' type='error'/>";
+            assert_eq!(verdict(point, StanzaKind::Message, error), Verdict::Handled);
+        }
+    }
+
+    #[test]
+    fn items_must_be_jids() {
+        let block: Element = "<block xmlns='urn:xmpp:blocking'><item jid='Bob@Localhost'/>\
+            <item jid='example.org'/></block>"
+            .parse()
+            .unwrap();
+        let items: Vec<String> = parse_items(&block)
+            .unwrap()
+            .iter()
+            .map(|jid| jid.to_string())
+            .collect();
+        assert_eq!(items, vec!["bob@localhost", "example.org"]);
+        for bad in ["<item jid='@@'/>", "<item/>"] {
+            let block: Element = format!("<block xmlns='urn:xmpp:blocking'>{bad}</block>")
+                .parse()
+                .unwrap();
+            assert_eq!(
+                parse_items(&block).err(),
+                Some(StanzaErrorCondition::JidMalformed.into())
+            );
+        }
+    }
+
+    #[test]
+    fn the_bare_part_of_a_jid_needs_no_allocation() {
+        assert_eq!(bare_str(&Jid::new("a@b/c/d").unwrap()), "a@b");
+        assert_eq!(bare_str(&Jid::new("b/c").unwrap()), "b");
+        assert_eq!(bare_str(&Jid::new("a@b").unwrap()), "a@b");
+    }
+}

@@ -369,6 +369,13 @@ pub struct LimitsConfig {
     /// JIDs one account may block (XEP-0191); a block past it gets `policy-violation`.
     /// Default 1000.
     pub max_blocklist_items: usize,
+    /// Bytes of XEP-0049 private XML one account may keep (storage keys plus the serialized
+    /// fragments); a set past it gets `policy-violation` and stores nothing. Default 1048576
+    /// (1 MiB).
+    pub max_private_bytes: usize,
+    /// Bytes of one XEP-0054 vCard, serialized; a larger one gets `policy-violation`. Default
+    /// 131072 (128 KiB), half the default stanza limit.
+    pub max_vcard_bytes: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -486,6 +493,8 @@ impl Default for LimitsConfig {
             max_directed_presences: starling_router::RouterLimits::default().max_directed_presences,
             max_offline_bytes: starling_router::RouterLimits::default().max_offline_bytes,
             max_blocklist_items: 1000,
+            max_private_bytes: 1 << 20,
+            max_vcard_bytes: 128 * 1024,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -781,6 +790,8 @@ impl Config {
             "limits.max_directed_presences" => limits.max_directed_presences;
             "limits.max_offline_bytes" => limits.max_offline_bytes;
             "limits.max_blocklist_items" => limits.max_blocklist_items;
+            "limits.max_private_bytes" => limits.max_private_bytes;
+            "limits.max_vcard_bytes" => limits.max_vcard_bytes;
         }
         let mut changed = Vec::new();
         macro_rules! live {

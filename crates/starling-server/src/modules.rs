@@ -45,6 +45,28 @@ pub fn enabled(
             config.limits.max_blocklist_items,
         )));
     }
+    if enabled.private {
+        modules.push(Arc::new(starling_private::Private::new(
+            store.clone(),
+            config.limits.max_private_bytes,
+        )));
+    }
+    if enabled.vcard {
+        modules.push(Arc::new(starling_vcard::VCard::new(
+            store.clone(),
+            config.limits.max_vcard_bytes,
+        )));
+    }
+    if enabled.last {
+        modules.push(Arc::new(starling_last::LastActivity::new(
+            store.clone(),
+            Arc::clone(registry),
+            Arc::new(unix_seconds),
+        )));
+    }
+    if enabled.caps {
+        modules.push(Arc::new(starling_caps::Caps::default()));
+    }
     modules.extend(extra);
     Ok(ModuleSet::build(modules)?)
 }

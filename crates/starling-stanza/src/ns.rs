@@ -42,5 +42,13 @@ pub const NS_VERSION: &str = "jabber:iq:version";
 pub const NS_TIME: &str = "urn:xmpp:time";
 /// Last activity (XEP-0012).
 pub const NS_LAST: &str = "jabber:iq:last";
+/// Private XML storage (XEP-0049).
+pub const NS_PRIVATE: &str = "jabber:iq:private";
+/// vcard-temp (XEP-0054).
+pub const NS_VCARD: &str = "vcard-temp";
+/// Entity capabilities (XEP-0115).
+pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+/// Data forms (XEP-0004), as extended disco#info carries them (XEP-0128).
+pub const NS_DATA: &str = "jabber:x:data";
 /// Delayed delivery (XEP-0203).
 pub const NS_DELAY: &str = "urn:xmpp:delay";

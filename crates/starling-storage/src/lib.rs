@@ -69,14 +69,12 @@ use starling_sasl::StoredCredentials;
 
 mod any;
 mod data;
+mod migrations;
 mod portable;
 mod postgres;
 mod roster;
 mod scram_names;
 mod sqlite;
-mod sqlite_data;
-mod sqlite_portable;
-mod sqlite_roster;
 
 #[cfg(test)]
 mod account_tests;
@@ -96,6 +94,23 @@ pub use roster::{
     RosterStore, StoredOffline, Subscription,
 };
 pub use sqlite::SqliteStore;
+
+/// The (host, username) columns that identify an account in both backends: the JID's
+/// domainpart and localpart as normalised by the jid crate.
+pub(crate) struct AccountKey {
+    pub(crate) host: String,
+    pub(crate) username: String,
+}
+
+impl AccountKey {
+    /// `None` for a bare domain, which has no localpart and so no account.
+    pub(crate) fn of(jid: &BareJid) -> Option<Self> {
+        Some(Self {
+            host: jid.domain().as_str().to_owned(),
+            username: jid.node()?.as_str().to_owned(),
+        })
+    }
+}
 
 /// What went wrong in a storage operation.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -10,24 +10,9 @@ use jid::BareJid;
 use tokio_postgres::GenericClient;
 
 use super::pool::Connection;
-use super::roster::LOCK_ACCOUNT;
-use super::{AccountKey, PostgresStore, backend};
-use crate::StorageError;
+use super::{LOCK_ACCOUNT, PostgresStore, Statements, backend};
 use crate::data::{AccountDataStore, DataChange, DataQuota};
-
-/// Schema version 3: SQLite's version 3 in PostgreSQL types. Module data, one row per
-/// (account, store, key), deleted with the account.
-pub(super) const SCHEMA_V3: &str = "
-CREATE TABLE account_data (
-    account_id bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    store      text   NOT NULL,
-    key        text   NOT NULL,
-    value      bytea  NOT NULL,
-    PRIMARY KEY (account_id, store, key)
-);
-";
-
-type Statements = std::collections::HashMap<&'static str, tokio_postgres::Statement>;
+use crate::{AccountKey, StorageError};
 
 impl AccountDataStore for PostgresStore {
     async fn data_get(

@@ -5,8 +5,9 @@
 use jid::{BareJid, DomainPart, NodePart};
 use tokio_postgres::{GenericClient, IsolationLevel, Row};
 
+use super::accounts::insert_keys;
 use super::pool::Connection;
-use super::{PostgresStore, backend, insert_keys};
+use super::{PostgresStore, Statements, backend};
 use crate::StorageError;
 use crate::data::AccountDataEntry;
 use crate::portable::{
@@ -14,8 +15,6 @@ use crate::portable::{
     imported_version, parse_contact,
 };
 use crate::roster::{OfflineMessage, RosterItem, Subscription};
-
-type Statements = std::collections::HashMap<&'static str, tokio_postgres::Statement>;
 
 const SELECT_ACCOUNTS: &str = "SELECT id, username FROM accounts WHERE host = $1";
 const SELECT_KEYS: &str = "

@@ -1,5 +1,5 @@
-//! The PostgreSQL implementation of [`RosterStore`] and [`OfflineStore`], with the SQLite
-//! backend's schema and semantics.
+//! The PostgreSQL implementation of [`RosterStore`], with the SQLite backend's schema and
+//! semantics; the locking rules below hold for `offline` and `data` too.
 //!
 //! SQLite serialises every write behind one connection; here transactions really run side by
 //! side, so two rules keep the results the same:
@@ -23,65 +23,9 @@ use jid::BareJid;
 use tokio_postgres::{GenericClient, IsolationLevel, Row};
 
 use super::pool::Connection;
-use super::{AccountKey, PostgresStore, backend};
-use crate::StorageError;
-use crate::roster::{
-    OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem, RosterStore,
-    StoredOffline, Subscription,
-};
-
-/// Schema version 2: SQLite's version 2 in PostgreSQL types. Rosters, their versions and
-/// groups, pending inbound subscription requests and offline messages, all owned by an account
-/// and deleted with it. `id` columns give insertion order (requests, offline messages).
-pub(super) const SCHEMA_V2: &str = "
-CREATE TABLE roster_versions (
-    account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
-    version    bigint NOT NULL
-);
-
-CREATE TABLE roster_items (
-    account_id   bigint  NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    contact      text    NOT NULL,
-    name         text,
-    subscription text    NOT NULL,
-    pending_out  boolean NOT NULL,
-    approved     boolean NOT NULL,
-    PRIMARY KEY (account_id, contact)
-);
-
-CREATE TABLE roster_groups (
-    account_id bigint  NOT NULL,
-    contact    text    NOT NULL,
-    position   integer NOT NULL,
-    name       text    NOT NULL,
-    PRIMARY KEY (account_id, contact, position),
-    FOREIGN KEY (account_id, contact)
-        REFERENCES roster_items (account_id, contact) ON DELETE CASCADE
-);
-
-CREATE TABLE subscription_requests (
-    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    account_id bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    contact    text   NOT NULL,
-    stanza     text   NOT NULL,
-    UNIQUE (account_id, contact)
-);
-
-CREATE TABLE offline_messages (
-    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    account_id   bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    stored_at_ms bigint NOT NULL,
-    stanza       text   NOT NULL
-);
-
-CREATE INDEX offline_messages_by_account ON offline_messages (account_id, id);
-";
-
-type Statements = std::collections::HashMap<&'static str, tokio_postgres::Statement>;
-
-/// Locks one account row against concurrent writers of its roster or offline messages.
-pub(super) const LOCK_ACCOUNT: &str =
-    "SELECT id FROM accounts WHERE host = $1 AND username = $2 FOR NO KEY UPDATE";
+use super::{LOCK_ACCOUNT, PostgresStore, Statements, backend};
+use crate::roster::{RosterChange, RosterItem, RosterStore, Subscription};
+use crate::{AccountKey, StorageError};
 
 /// Columns 0–5 as read by [`item_from_row`].
 const SELECT_ROSTER: &str = "
@@ -248,143 +192,6 @@ impl RosterStore for PostgresStore {
                 Ok((parse_jid(&contact)?, stanza))
             })
             .collect()
-    }
-}
-
-impl OfflineStore for PostgresStore {
-    async fn push_offline(
-        &self,
-        owner: &BareJid,
-        message: &OfflineMessage,
-        quota: OfflineQuota,
-    ) -> Result<bool, StorageError> {
-        let Some(key) = AccountKey::of(owner) else {
-            return Err(StorageError::AccountNotFound(owner.clone()));
-        };
-        let stored_at = i64::try_from(message.stored_at_unix_ms).map_err(|_| {
-            StorageError::Backend("offline message timestamp out of range".to_owned())
-        })?;
-        let mut conn = self.pool.get().await?;
-        let (client, statements) = conn.parts();
-        let tx = client
-            .transaction()
-            .await
-            .map_err(backend("begin transaction"))?;
-        // The lock makes count-then-insert atomic: a concurrent push for this account waits
-        // here until this transaction ends, then counts this message too.
-        let lock = Connection::prepare(statements, &tx, LOCK_ACCOUNT).await?;
-        let account: i64 = match tx
-            .query_opt(&lock, &[&key.host, &key.username])
-            .await
-            .map_err(backend("lock account"))?
-        {
-            Some(row) => row.try_get(0).map_err(backend("read account id"))?,
-            None => return Err(StorageError::AccountNotFound(owner.clone())),
-        };
-        let count = Connection::prepare(
-            statements,
-            &tx,
-            "SELECT count(*), coalesce(sum(octet_length(stanza)), 0)::bigint
-             FROM offline_messages WHERE account_id = $1",
-        )
-        .await?;
-        let row = tx
-            .query_one(&count, &[&account])
-            .await
-            .map_err(backend("count offline messages"))?;
-        let count: i64 = row.try_get(0).map_err(backend("count offline messages"))?;
-        let bytes: i64 = row.try_get(1).map_err(backend("count offline bytes"))?;
-        if !quota.admits(count, bytes, message.stanza.len()) {
-            return Ok(false);
-        }
-        let insert = Connection::prepare(
-            statements,
-            &tx,
-            "INSERT INTO offline_messages (account_id, stored_at_ms, stanza) VALUES ($1, $2, $3)",
-        )
-        .await?;
-        tx.execute(&insert, &[&account, &stored_at, &message.stanza])
-            .await
-            .map_err(backend("store offline message"))?;
-        tx.commit()
-            .await
-            .map_err(backend("commit offline message"))?;
-        Ok(true)
-    }
-
-    async fn offline_page(
-        &self,
-        owner: &BareJid,
-        max: usize,
-    ) -> Result<Vec<StoredOffline>, StorageError> {
-        let Some(key) = AccountKey::of(owner) else {
-            return Ok(Vec::new());
-        };
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let mut conn = self.pool.get().await?;
-        let (client, statements) = conn.parts();
-        let select = Connection::prepare(
-            statements,
-            &*client,
-            "SELECT o.id, o.stored_at_ms, o.stanza
-             FROM offline_messages o JOIN accounts a ON a.id = o.account_id
-             WHERE a.host = $1 AND a.username = $2 ORDER BY o.id LIMIT $3",
-        )
-        .await?;
-        let rows = client
-            .query(&select, &[&key.host, &key.username, &max])
-            .await
-            .map_err(backend("query offline messages"))?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get(0).map_err(backend("read offline message"))?;
-                let stored_at: i64 = row.try_get(1).map_err(backend("read offline message"))?;
-                let stanza = row.try_get(2).map_err(backend("read offline message"))?;
-                Ok(StoredOffline {
-                    id: u64::try_from(id).map_err(|_| {
-                        StorageError::Corrupt(format!("negative offline message id {id}"))
-                    })?,
-                    message: OfflineMessage {
-                        stored_at_unix_ms: u64::try_from(stored_at).map_err(|_| {
-                            StorageError::Corrupt(format!(
-                                "negative offline message time {stored_at}"
-                            ))
-                        })?,
-                        stanza,
-                    },
-                })
-            })
-            .collect()
-    }
-
-    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
-        let Some(key) = AccountKey::of(owner) else {
-            return Ok(0);
-        };
-        // An id past i64 was never handed out.
-        let ids: Vec<i64> = ids
-            .iter()
-            .filter_map(|&id| i64::try_from(id).ok())
-            .collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let mut conn = self.pool.get().await?;
-        let (client, statements) = conn.parts();
-        // One statement: atomic, and only the owner's rows can match.
-        let delete = Connection::prepare(
-            statements,
-            &*client,
-            "DELETE FROM offline_messages
-             WHERE account_id = (SELECT id FROM accounts WHERE host = $1 AND username = $2)
-               AND id = ANY($3)",
-        )
-        .await?;
-        let removed = client
-            .execute(&delete, &[&key.host, &key.username, &ids])
-            .await
-            .map_err(backend("remove offline messages"))?;
-        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }
 

@@ -1,59 +1,13 @@
-//! The SQLite implementation of [`RosterStore`] and [`OfflineStore`].
+//! The SQLite implementation of [`RosterStore`]: rosters with their versions and groups, and
+//! pending inbound subscription requests.
 
 use jid::BareJid;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::roster::{
-    InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, RosterChange, RosterItem,
-    RosterStore, StoredOffline, Subscription,
-};
-use crate::sqlite::{backend, write_transaction};
-use crate::{SqliteStore, StorageError};
-
-/// Schema version 2: rosters, their versions and groups, pending inbound subscription requests
-/// and offline messages, all owned by an account and deleted with it.
-pub(crate) const SCHEMA_V2: &str = "
-CREATE TABLE roster_versions (
-    account_id INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
-    version    INTEGER NOT NULL
-) STRICT;
-
-CREATE TABLE roster_items (
-    account_id   INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    contact      TEXT    NOT NULL,
-    name         TEXT,
-    subscription TEXT    NOT NULL,
-    pending_out  INTEGER NOT NULL,
-    approved     INTEGER NOT NULL,
-    PRIMARY KEY (account_id, contact)
-) STRICT;
-
-CREATE TABLE roster_groups (
-    account_id INTEGER NOT NULL,
-    contact    TEXT    NOT NULL,
-    position   INTEGER NOT NULL,
-    name       TEXT    NOT NULL,
-    PRIMARY KEY (account_id, contact, position),
-    FOREIGN KEY (account_id, contact) REFERENCES roster_items (account_id, contact) ON DELETE CASCADE
-) STRICT;
-
-CREATE TABLE subscription_requests (
-    id         INTEGER PRIMARY KEY,
-    account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    contact    TEXT    NOT NULL,
-    stanza     TEXT    NOT NULL,
-    UNIQUE (account_id, contact)
-) STRICT;
-
-CREATE TABLE offline_messages (
-    id           INTEGER PRIMARY KEY,
-    account_id   INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    stored_at_ms INTEGER NOT NULL,
-    stanza       TEXT    NOT NULL
-) STRICT;
-
-CREATE INDEX offline_messages_by_account ON offline_messages (account_id, id);
-";
+use super::offline::any_offline;
+use super::{SqliteStore, account_id, backend, write_transaction};
+use crate::StorageError;
+use crate::roster::{InitialPresence, RosterChange, RosterItem, RosterStore, Subscription};
 
 impl RosterStore for SqliteStore {
     async fn roster(&self, owner: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
@@ -132,113 +86,6 @@ impl RosterStore for SqliteStore {
                 requests,
                 offline_waiting,
             })
-        })
-        .await
-    }
-}
-
-impl OfflineStore for SqliteStore {
-    async fn push_offline(
-        &self,
-        owner: &BareJid,
-        message: &OfflineMessage,
-        quota: OfflineQuota,
-    ) -> Result<bool, StorageError> {
-        let (owner, message) = (owner.clone(), message.clone());
-        self.with_conn(move |conn| {
-            let tx = write_transaction(conn)?;
-            let account = account_id(&tx, &owner)?.ok_or_else(|| StorageError::AccountNotFound(owner.clone()))?;
-            // Bytes of the UTF-8 text, not characters: `length` of a BLOB counts bytes.
-            let (count, bytes): (i64, i64) = tx
-                .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(length(CAST(stanza AS BLOB))), 0)
-                     FROM offline_messages WHERE account_id = ?1",
-                )
-                .and_then(|mut stmt| stmt.query_row(params![account], |row| Ok((row.get(0)?, row.get(1)?))))
-                .map_err(backend("count offline messages"))?;
-            if !quota.admits(count, bytes, message.stanza.len()) {
-                return Ok(false);
-            }
-            let stored_at = i64::try_from(message.stored_at_unix_ms)
-                .map_err(|_| StorageError::Backend("offline message timestamp out of range".to_owned()))?;
-            tx.prepare_cached("INSERT INTO offline_messages (account_id, stored_at_ms, stanza) VALUES (?1, ?2, ?3)")
-            .and_then(|mut stmt| stmt.execute(params![account, stored_at, message.stanza],
-            ))
-            .map_err(backend("store offline message"))?;
-            tx.commit().map_err(backend("commit offline message"))?;
-            Ok(true)
-        })
-        .await
-    }
-
-    async fn offline_page(
-        &self,
-        owner: &BareJid,
-        max: usize,
-    ) -> Result<Vec<StoredOffline>, StorageError> {
-        let Some(node) = owner.node().map(|node| node.as_str().to_owned()) else {
-            return Ok(Vec::new());
-        };
-        let host = owner.domain().as_str().to_owned();
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT o.id, o.stored_at_ms, o.stanza
-                     FROM offline_messages o JOIN accounts a ON a.id = o.account_id
-                     WHERE a.host = ?1 AND a.username = ?2 ORDER BY o.id LIMIT ?3",
-                )
-                .map_err(backend("prepare offline page query"))?;
-            let rows = stmt
-                .query_map(params![host, node, max], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(backend("query offline messages"))?;
-            let mut page = Vec::new();
-            for row in rows {
-                let (id, stored_at, stanza) = row.map_err(backend("read offline message"))?;
-                page.push(StoredOffline {
-                    id: u64::try_from(id).map_err(|_| {
-                        StorageError::Corrupt(format!("negative offline message id {id}"))
-                    })?,
-                    message: OfflineMessage {
-                        stored_at_unix_ms: u64::try_from(stored_at).unwrap_or(0),
-                        stanza,
-                    },
-                });
-            }
-            Ok(page)
-        })
-        .await
-    }
-
-    async fn remove_offline(&self, owner: &BareJid, ids: &[u64]) -> Result<usize, StorageError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let (owner, ids) = (owner.clone(), ids.to_vec());
-        self.with_conn(move |conn| {
-            let tx = write_transaction(conn)?;
-            let Some(account) = account_id(&tx, &owner)? else {
-                return Ok(0);
-            };
-            let mut removed = 0;
-            for id in ids {
-                // An id past i64 was never handed out.
-                let Ok(id) = i64::try_from(id) else { continue };
-                removed += tx
-                    .prepare_cached(
-                        "DELETE FROM offline_messages WHERE account_id = ?1 AND id = ?2",
-                    )
-                    .and_then(|mut stmt| stmt.execute(params![account, id]))
-                    .map_err(backend("remove offline message"))?;
-            }
-            tx.commit().map_err(backend("commit offline removal"))?;
-            Ok(removed)
         })
         .await
     }
@@ -394,39 +241,6 @@ fn read_requests(
     Ok(out)
 }
 
-/// Whether any offline message is stored for `owner`.
-fn any_offline(conn: &Connection, owner: &BareJid) -> Result<bool, StorageError> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM offline_messages o JOIN accounts a ON a.id = o.account_id
-         WHERE a.host = ?1 AND a.username = ?2)",
-    )
-    .and_then(|mut stmt| {
-        stmt.query_row(
-            params![
-                owner.domain().as_str(),
-                owner.node().map(|node| node.as_str())
-            ],
-            |row| row.get::<_, bool>(0),
-        )
-    })
-    .map_err(backend("look for offline messages"))
-}
-
-/// The id of `jid`'s account, `None` without one.
-pub(crate) fn account_id(conn: &Connection, jid: &BareJid) -> Result<Option<i64>, StorageError> {
-    let Some(node) = jid.node() else {
-        return Ok(None);
-    };
-    conn.prepare_cached("SELECT id FROM accounts WHERE host = ?1 AND username = ?2")
-        .and_then(|mut stmt| {
-            stmt.query_row(params![jid.domain().as_str(), node.as_str()], |row| {
-                row.get(0)
-            })
-        })
-        .optional()
-        .map_err(backend("look up account"))
-}
-
 /// How many items the roster of `account` holds.
 fn item_count(conn: &Connection, account: i64) -> Result<usize, StorageError> {
     let count: i64 = conn
@@ -503,6 +317,7 @@ fn parse_jid(value: &str) -> Result<BareJid, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roster::{OfflineMessage, OfflineQuota, OfflineStore as _};
     use crate::sqlite::tests::memory_store;
 
     crate::roster_tests::roster_store_tests!(memory_store());

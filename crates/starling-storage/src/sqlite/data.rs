@@ -3,23 +3,9 @@
 use jid::BareJid;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::{SqliteStore, account_id, backend, write_transaction};
+use crate::StorageError;
 use crate::data::{AccountDataStore, DataChange, DataQuota};
-use crate::sqlite::{backend, write_transaction};
-use crate::sqlite_roster::account_id;
-use crate::{SqliteStore, StorageError};
-
-/// Schema version 3: module data, one row per (account, store, key), deleted with the account.
-/// `key` is TEXT compared with SQLite's default BINARY collation, so `ORDER BY key` is the
-/// byte order of the UTF-8 key, as [`String`]'s `Ord`.
-pub(crate) const SCHEMA_V3: &str = "
-CREATE TABLE account_data (
-    account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    store      TEXT    NOT NULL,
-    key        TEXT    NOT NULL,
-    value      BLOB    NOT NULL,
-    PRIMARY KEY (account_id, store, key)
-) STRICT;
-";
 
 impl AccountDataStore for SqliteStore {
     async fn data_get(

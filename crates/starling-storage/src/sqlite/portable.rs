@@ -4,14 +4,15 @@
 use jid::{BareJid, DomainPart, NodePart};
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::accounts::insert_keys;
+use super::{SqliteStore, backend, write_transaction};
+use crate::StorageError;
 use crate::data::AccountDataEntry;
 use crate::portable::{
     AccountData, ExistingAccounts, HostExport, KeysRow, PortableStore, account_key,
     imported_version, parse_contact,
 };
 use crate::roster::{OfflineMessage, RosterItem, Subscription};
-use crate::sqlite::{backend, insert_keys, write_transaction};
-use crate::{SqliteStore, StorageError};
 
 impl PortableStore for SqliteStore {
     async fn export_host(&self, host: &str) -> Result<Vec<AccountData>, StorageError> {
