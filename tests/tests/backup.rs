@@ -1,11 +1,13 @@
 //! `starling backup`, `restore` and `import-prosody` against the real binary (issue 8).
 //!
 //! A backup of a server with rosters, a mutual subscription, pending requests and an offline
-//! message is restored into a fresh data directory: the accounts, passwords, rosters and
-//! waiting stanzas come back, and a backup of the restored server is byte-identical to the
-//! first. Bad files and existing accounts change nothing; a running server (an answering admin
-//! socket) is not written to without `--force`. `tests/prosody-data/` is imported and its users
-//! log in with their Prosody passwords.
+//! message is restored into a fresh data directory: the accounts, passwords, rosters, block
+//! lists and waiting stanzas come back, and a backup of the restored server is byte-identical
+//! to the first. A vCard, private XML and another module's data restored from a file come out
+//! of the next backup byte for byte. Bad files and existing accounts change nothing; a running
+//! server (an answering admin socket) is not written to without `--force`.
+//! `tests/prosody-data/` is imported: its users log in with their Prosody passwords, and the
+//! block list, vCard and private XML come along.
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use starling_testkit::{
 };
 
 const ROSTER: &str = "jabber:iq:roster";
+const BLOCKING: &str = "urn:xmpp:blocking";
 
 /// Runs `starling --config <server's config> args…` and returns its output.
 async fn starling(server: &TestServer, args: &[&str]) -> anyhow::Result<Output> {
@@ -110,6 +113,70 @@ async fn roster(client: &mut XmppClient) -> anyhow::Result<String> {
             other => bail!("waiting for the roster: {other:?}"),
         }
     }
+}
+
+/// Sends the iq `request` whose id is `id` and returns the iq answering it, skipping
+/// everything before it.
+async fn iq(client: &mut XmppClient, id: &str, request: &str) -> anyhow::Result<Element> {
+    client.send_str(request).await?;
+    loop {
+        match client.next_element().await? {
+            Incoming::Element(element)
+                if element.name() == "iq" && element.attr("id") == Some(id) =>
+            {
+                return Ok(element);
+            }
+            Incoming::Element(_) => {}
+            other => bail!("waiting for {id}: {other:?}"),
+        }
+    }
+}
+
+/// The JIDs a block-list get (XEP-0191 §3.2) returns, sorted.
+async fn block_list(client: &mut XmppClient) -> anyhow::Result<Vec<String>> {
+    let answer = iq(
+        client,
+        "bl",
+        &format!("<iq type='get' id='bl'><blocklist xmlns='{BLOCKING}'/></iq>"),
+    )
+    .await?;
+    let list = answer
+        .get_child("blocklist", BLOCKING)
+        .with_context(|| format!("no <blocklist/> in {answer:?}"))?;
+    let mut jids: Vec<String> = list
+        .children()
+        .filter_map(|item| item.attr("jid").map(str::to_owned))
+        .collect();
+    jids.sort();
+    Ok(jids)
+}
+
+/// What an iq get of `payload` returns, serialized: the vCard for a vCard get, the stored
+/// fragment for a private XML get (XEP-0049 §2.2, unwrapped from its `<query/>`).
+async fn fetch(client: &mut XmppClient, id: &str, payload: &str) -> anyhow::Result<String> {
+    let answer = iq(
+        client,
+        id,
+        &format!("<iq type='get' id='{id}'>{payload}</iq>"),
+    )
+    .await?;
+    ensure!(
+        answer.attr("type") == Some("result"),
+        "{payload}: {answer:?}"
+    );
+    let mut element = answer
+        .children()
+        .next()
+        .with_context(|| format!("{payload}: an empty result"))?;
+    if element.is("query", "jabber:iq:private") {
+        element = element
+            .children()
+            .next()
+            .with_context(|| format!("{payload}: an empty query"))?;
+    }
+    let mut out = Vec::new();
+    element.write_to(&mut out)?;
+    Ok(String::from_utf8(out)?)
 }
 
 /// Reads until an element matching `expected` arrives, skipping others.
@@ -229,6 +296,19 @@ async fn backup_wipe_restore(target: ServerOptions) -> anyhow::Result<()> {
     fence(&mut carol, "f4").await?;
     fence(&mut bob, "f5").await?;
     fence(&mut alice, "f6").await?;
+    // alice blocks a full JID (given in another case) and a domain: the block list travels too.
+    let blocked = iq(
+        &mut alice,
+        "block",
+        &format!(
+            "<iq type='set' id='block'><block xmlns='{BLOCKING}'>\
+             <item jid='Mallory@localhost/phone'/><item jid='spam.example'/></block></iq>"
+        ),
+    )
+    .await?;
+    ensure!(blocked.attr("type") == Some("result"), "{blocked:?}");
+    let alice_blocks = block_list(&mut alice).await?;
+    assert_eq!(alice_blocks, ["mallory@localhost/phone", "spam.example"]);
     let alice_roster = roster(&mut alice).await?;
     let bob_roster = roster(&mut bob).await?;
     assert!(
@@ -258,6 +338,7 @@ async fn backup_wipe_restore(target: ServerOptions) -> anyhow::Result<()> {
         "subscription='both'",
         "type='subscribe'",
         "<body>while you were out</body>",
+        "<blocklist xmlns='urn:xmpp:blocking'>\n        <item jid='mallory@localhost/phone'/>\n        <item jid='spam.example'/>\n      </blocklist>",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
@@ -296,6 +377,7 @@ async fn backup_wipe_restore(target: ServerOptions) -> anyhow::Result<()> {
     );
     let mut alice = XmppClient::login(&restored, "alice", "alice-pw").await?;
     assert_eq!(roster(&mut alice).await?, alice_roster);
+    assert_eq!(block_list(&mut alice).await?, alice_blocks);
     let mut bob = login_with(&restored, "bob", "bob-pw", ScramMech::Sha1)
         .await?
         .map_err(|failure| anyhow::anyhow!("bob with SCRAM-SHA-1: {failure}"))?;
@@ -318,6 +400,79 @@ async fn backup_wipe_restore(target: ServerOptions) -> anyhow::Result<()> {
          <delay xmlns='urn:xmpp:delay' from='localhost' stamp='{*}'/></message>",
     )
     .await?;
+    Ok(())
+}
+
+/// A 1×1 PNG, as a client puts it in a vCard's PHOTO (XEP-0153); `tests/prosody-data` has it
+/// in juliet's vCard too.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+#[tokio::test]
+async fn vcards_private_xml_and_other_module_data_survive_restore_and_backup() -> anyhow::Result<()>
+{
+    let source = TestServer::start().await?;
+    source.add_user("alice", "alice-pw").await?;
+    let dir = scratch()?;
+    let plain = dir.path().join("plain.xml");
+    starling_ok(&source, &["backup", "-o", path_arg(&plain)?]).await?;
+    let text = std::fs::read_to_string(&plain)?;
+    // alice's vCard, two private XML fragments and a last-activity record, in the layout the
+    // writer uses (the modules' minidom serialization, indented like the rest).
+    let module_data = format!(
+        "      <vCard xmlns='vcard-temp'><FN>Alice</FN><NICKNAME xml:lang='en'>Al</NICKNAME>\
+         <PHOTO><TYPE>image/png</TYPE><BINVAL>{PNG}</BINVAL></PHOTO></vCard>\n\
+         \x20     <query xmlns='jabber:iq:private'>\n\
+         \x20       <storage xmlns='storage:bookmarks'><conference autojoin='true' \
+         jid='room@conference.localhost' name='Room &amp; board'><nick>al</nick></conference></storage>\n\
+         \x20       <x xmlns='urn:example:notes'>remember the milk</x>\n\
+         \x20     </query>\n\
+         \x20     <module-data xmlns='urn:starling:pie:module-data:0' key='last' store='lastactivity'>MTcwMDAwMDAwMApicmI=</module-data>\n"
+    );
+    let crafted = text.replacen("    </user>\n", &format!("{module_data}    </user>\n"), 1);
+    ensure!(crafted != text, "no </user> in\n{text}");
+    let file = dir.path().join("with-module-data.xml");
+    std::fs::write(&file, &crafted)?;
+
+    let mut target = TestServer::start().await?;
+    stop(&target).await?;
+    let (stdout, _) = starling_ok(&target, &["restore", path_arg(&file)?]).await?;
+    assert_eq!(
+        stdout.trim_end(),
+        "restored 1 account(s), 0 roster item(s), 0 subscription request(s), 0 offline message(s) on localhost"
+    );
+    target.restart().await?;
+    // Everything went into storage and comes out again byte for byte.
+    let again = starling(&target, &["backup", "localhost"]).await?;
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8(again.stdout)?, crafted);
+    // The vCard and private XML modules answer with exactly what was restored.
+    let mut alice = XmppClient::login(&target, "alice", "alice-pw").await?;
+    assert_eq!(
+        fetch(&mut alice, "v1", "<vCard xmlns='vcard-temp'/>").await?,
+        format!(
+            "<vCard xmlns='vcard-temp'><FN>Alice</FN><NICKNAME xml:lang='en'>Al</NICKNAME>\
+             <PHOTO><TYPE>image/png</TYPE><BINVAL>{PNG}</BINVAL></PHOTO></vCard>"
+        )
+    );
+    assert_eq!(
+        fetch(
+            &mut alice,
+            "p1",
+            "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>"
+        )
+        .await?,
+        "<storage xmlns='storage:bookmarks'><conference autojoin='true' \
+         jid='room@conference.localhost' name='Room &amp; board'><nick>al</nick></conference></storage>"
+    );
+    assert_eq!(
+        fetch(
+            &mut alice,
+            "p2",
+            "<query xmlns='jabber:iq:private'><x xmlns='urn:example:notes'/></query>"
+        )
+        .await?,
+        "<x xmlns='urn:example:notes'>remember the milk</x>"
+    );
     Ok(())
 }
 
@@ -452,6 +607,7 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
     assert_eq!(
         lines,
         [
+            "warning: host localhost: skipped Prosody's \"offline\" store (1 file(s)), which is not imported",
             "imported 2 account(s), 3 roster item(s), 1 subscription request(s), 0 offline message(s) on localhost",
             "note: 1 account(s) came with SCRAM-SHA-1 keys only (Prosody's default password_hash): \
              they log in with SCRAM-SHA-1 or PLAIN, and SCRAM-SHA-256 fails for them until \
@@ -498,6 +654,57 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
         "<presence type='subscribe' from='tybalt@localhost'/>",
     )
     .await?;
+    // Her block list (mod_blocklist's store) answers over XEP-0191.
+    assert_eq!(
+        block_list(&mut juliet).await?,
+        ["montague.example", "paris@localhost"]
+    );
+    // Her vCard (mod_vcard) and private XML (mod_private) are answered over XEP-0054 and
+    // XEP-0049 exactly as Prosody stored them, and a backup shows them in XEP-0227's elements.
+    assert_eq!(
+        fetch(&mut juliet, "v1", "<vCard xmlns='vcard-temp'/>").await?,
+        format!(
+            "<vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN><NICKNAME>Giuliétta</NICKNAME>\
+             <PHOTO><TYPE>image/png</TYPE><BINVAL>{PNG}</BINVAL></PHOTO></vCard>"
+        )
+    );
+    assert_eq!(
+        fetch(
+            &mut juliet,
+            "p1",
+            "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>"
+        )
+        .await?,
+        "<storage xmlns='storage:bookmarks'><conference autojoin='true' \
+         jid='balcony@conference.localhost' name='The balcony'><nick>Jules</nick></conference></storage>"
+    );
+    assert_eq!(
+        fetch(
+            &mut juliet,
+            "p2",
+            "<query xmlns='jabber:iq:private'><roster xmlns='roster:delimiter'/></query>"
+        )
+        .await?,
+        "<roster xmlns='roster:delimiter'>::</roster>"
+    );
+    let backup = starling(&server, &["backup", "localhost"]).await?;
+    ensure!(backup.status.success(), "backup failed");
+    let backup = String::from_utf8(backup.stdout)?;
+    for needle in [
+        "      <vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN><NICKNAME>Giuliétta</NICKNAME>\
+         <PHOTO><TYPE>image/png</TYPE><BINVAL>iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==</BINVAL></PHOTO></vCard>\n",
+        "      <query xmlns='jabber:iq:private'>\n\
+         \x20       <roster xmlns='roster:delimiter'>::</roster>\n\
+         \x20       <storage xmlns='storage:bookmarks'><conference autojoin='true' \
+         jid='balcony@conference.localhost' name='The balcony'><nick>Jules</nick></conference></storage>\n\
+         \x20     </query>\n",
+        "      <blocklist xmlns='urn:xmpp:blocking'>\n\
+         \x20       <item jid='montague.example'/>\n\
+         \x20       <item jid='paris@localhost'/>\n\
+         \x20     </blocklist>\n",
+    ] {
+        assert!(backup.contains(needle), "{needle} missing from\n{backup}");
+    }
 
     // romeo was stored in plaintext: both hashes were derived, SCRAM-SHA-256 works.
     let mut romeo = XmppClient::login(&server, "romeo", "wherefore\"art\\thou").await?;

@@ -502,7 +502,12 @@ mod tests {
         let import = read_dir(&test_data(), None).expect("reads");
         let hosts: Vec<&str> = import.hosts.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(hosts, ["example.org", "localhost"]);
-        assert!(import.warnings.is_empty(), "{:?}", import.warnings);
+        assert_eq!(
+            import.warnings,
+            [
+                "host localhost: skipped Prosody's \"offline\" store (1 file(s)), which is not imported"
+            ]
+        );
 
         let juliet = account(&import, "juliet@localhost");
         assert_eq!(juliet.password, None);
@@ -545,6 +550,23 @@ mod tests {
                 "<presence xmlns='jabber:client' from='tybalt@localhost' to='juliet@localhost' type='subscribe'/>"
                     .to_owned()
             )]
+        );
+
+        let stores: Vec<(&str, &str)> = juliet
+            .data
+            .module_data
+            .iter()
+            .map(|entry| (entry.store.as_str(), entry.key.as_str()))
+            .collect();
+        assert_eq!(
+            stores,
+            [
+                ("blocklist", "montague.example"),
+                ("blocklist", "paris@localhost"),
+                ("private", "roster:roster:delimiter"),
+                ("private", "storage:storage:bookmarks"),
+                ("vcard", "vcard"),
+            ]
         );
 
         let romeo = account(&import, "romeo@localhost");

@@ -41,10 +41,7 @@ pub const KEY_VCARD: &str = "vcard";
 pub const STORE_PRIVATE: &str = "private";
 /// The blocking module's store (XEP-0191), keyed by normalised JID with empty values.
 pub const STORE_BLOCKLIST: &str = "blocklist";
-/// vcard-temp (XEP-0054).
-pub const NS_VCARD: &str = "vcard-temp";
-/// Private XML storage (XEP-0049).
-pub const NS_PRIVATE: &str = "jabber:iq:private";
+pub use starling_stanza::{NS_PRIVATE, NS_VCARD};
 /// The blocking command (XEP-0191).
 pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
 /// Starling's element for module data the XEP has no element for: one `<module-data/>` per
