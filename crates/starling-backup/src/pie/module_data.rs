@@ -1,4 +1,5 @@
-//! Feature modules' per-account data ([`AccountData::module_data`]) in a XEP-0227 `<user/>`.
+//! Feature modules' per-account data ([`starling_storage::AccountData::module_data`]) in a
+//! XEP-0227 `<user/>`.
 //!
 //! Three stores have a layout the XEP or its neighbours give an element for, and go out as
 //! that element so other servers can read them:
