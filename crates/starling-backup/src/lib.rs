@@ -1,5 +1,7 @@
 //! Backups and migrations for Starling: a host's accounts, rosters, pending subscription
-//! requests and offline messages as a portable file, and an import of Prosody's data directory.
+//! requests, offline messages and feature modules' data (vCards, private XML, block lists and
+//! any other module store) as a portable file, and an import of Prosody's data directory
+//! (accounts, rosters, and its `vcard`, `private` and `blocklist` stores).
 //!
 //! The file format is XEP-0227 v1.1 (Portable Import/Export Format for XMPP-IM Servers,
 //! `urn:xmpp:pie:0`), so a backup is also a way to move to or from another server. The one
