@@ -857,6 +857,22 @@ impl Config {
         }
     }
 
+    /// The per-peer admission limits' view of `[limits]`.
+    pub fn peer_settings(&self) -> starling_limits::PeerSettings {
+        starling_limits::PeerSettings {
+            max_unauthenticated_per_ip: self.limits.max_unauthenticated_connections_per_ip,
+            max_sessions_per_ip: self.limits.max_sessions_per_ip,
+            max_unauthenticated: self.limits.max_unauthenticated_connections,
+            auth_failure_delay: std::time::Duration::from_millis(self.limits.auth_failure_delay_ms),
+            max_auth_failure_delay: std::time::Duration::from_millis(
+                self.limits.max_auth_failure_delay_ms,
+            ),
+            auth_failure_window: std::time::Duration::from_secs(
+                self.limits.auth_failure_window_secs,
+            ),
+        }
+    }
+
     /// The router's limits.
     pub fn router_limits(&self) -> starling_router::RouterLimits {
         starling_router::RouterLimits {
@@ -904,6 +920,10 @@ mod tests {
         assert!(!config.c2s.allow_plain_without_tls);
         assert_eq!(config.limits.max_stanza_bytes, 256 * 1024);
         assert_eq!(config.limits.max_stanza_bytes_unauthenticated, 16 * 1024);
+        assert_eq!(
+            config.peer_settings(),
+            starling_limits::PeerSettings::default()
+        );
     }
 
     #[test]

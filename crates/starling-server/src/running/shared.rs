@@ -86,7 +86,7 @@ impl Shared {
         decoy_secret: [u8; 32],
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            peer_limits: PeerLimits::new(&config.limits),
+            peer_limits: PeerLimits::new(config.peer_settings()),
             connection_cap: ConnectionCap::new(config.limits.max_connections),
             live: RwLock::new(Arc::new(Live::new(config, decoy_secret, router.modules())?)),
             config_path,
@@ -146,7 +146,7 @@ impl Shared {
         if reload.changed.contains(&"log.level") {
             super::logging::reload_level(&live.config.log.level);
         }
-        self.peer_limits.reconfigure(&live.config.limits);
+        self.peer_limits.reconfigure(live.config.peer_settings());
         self.connection_cap
             .resize(live.config.limits.max_connections);
         info!(
