@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling_logging::{EndReason, SessionRecord};
 use starling_registry::{
     CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
 };
@@ -26,7 +27,6 @@ use tracing::{debug, info, warn};
 use super::ids::SystemIds;
 use super::limits::{Admission, Refusal, TokenBucket};
 use super::listener_kind::ListenerKind;
-use super::logging::{EndReason, SessionRecord};
 use super::metrics::{self, SessionGauge};
 use super::shared::{Live, Shared};
 
@@ -134,7 +134,8 @@ pub fn serve(
             debug!(session = %cx.session_id, jid = %handle.full_jid(), "session removed");
         }
         let Connection { cx, .. } = *connection;
-        cx.record.finish(result.as_ref().err());
+        let reason = cx.record.finish(result.as_ref().err());
+        metrics::session_ended(reason.name());
         drop(held);
     };
     tracing::Instrument::instrument(task, span)

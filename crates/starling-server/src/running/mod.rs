@@ -3,8 +3,8 @@
 //!
 //! Submodules, each used only from here and below: `shared` (what every connection shares),
 //! `connection` (one task per connection), `tls`, `limits`, `hashing`, `ids`, `admin` (the
-//! admin socket's server side), and `logging` and `metrics`, which nothing else here imports
-//! in a loop: `metrics` takes plain values and `listener_kind` sits below both.
+//! admin socket's server side), and `metrics`, which nothing else here imports in a loop:
+//! `metrics` takes plain values and `listener_kind` sits below it. Logs are `starling-logging`'s.
 
 pub mod admin;
 mod connection;
@@ -12,7 +12,6 @@ mod hashing;
 mod ids;
 mod limits;
 mod listener_kind;
-pub mod logging;
 mod metrics;
 mod shared;
 pub mod tls;

@@ -144,7 +144,7 @@ impl Shared {
             }
         };
         if reload.changed.contains(&"log.level") {
-            super::logging::reload_level(&live.config.log.level);
+            starling_logging::reload_level(&live.config.log.level);
         }
         self.peer_limits.reconfigure(live.config.peer_settings());
         self.connection_cap
