@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_logging::{EndReason, SessionRecord};
+use starling_metrics::ListenerKind;
 use starling_registry::{
     CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
 };
@@ -26,7 +27,6 @@ use tracing::{debug, info, warn};
 
 use super::ids::SystemIds;
 use super::limits::{Admission, Refusal, TokenBucket};
-use super::listener_kind::ListenerKind;
 use super::metrics::{self, SessionGauge};
 use super::shared::{Live, Shared};
 
