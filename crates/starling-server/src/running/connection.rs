@@ -222,7 +222,7 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
                 cx.record.ending(EndReason::TlsFailed);
                 return Ok(());
             };
-            let info = live.tls.session_info(tls.info());
+            let info = super::tls::session_info(&live.tls, tls.info());
             (Transport::DirectTls(info), Opened::Tls(tls))
         }
     };
@@ -248,7 +248,10 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
                 engine.handle(Input::TlsFailed);
                 return Ok(());
             };
-            engine.handle(Input::TlsEstablished(live.tls.session_info(tls.info())));
+            engine.handle(Input::TlsEstablished(super::tls::session_info(
+                &live.tls,
+                tls.info(),
+            )));
             cx.origin.transport = StreamTransport::StartTls;
             tls
         }

@@ -36,7 +36,7 @@ impl Live {
     /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
     /// The stream features the enabled `modules` contribute are added to the engine's.
     fn new(config: Config, decoy_secret: [u8; 32], modules: &ModuleSet) -> anyhow::Result<Self> {
-        let tls = TlsSetup::load(&config)?;
+        let tls = super::tls::load(&config)?;
         Ok(Self {
             stream_config: Arc::new({
                 let mut stream = config.stream_config();
