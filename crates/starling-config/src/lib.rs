@@ -873,6 +873,21 @@ impl Config {
         }
     }
 
+    /// One connection's timers and read rates.
+    pub fn connection_limits(&self) -> starling_limits::ConnectionLimits {
+        starling_limits::ConnectionLimits {
+            auth_timeout: std::time::Duration::from_secs(self.c2s.auth_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.c2s.idle_timeout_secs),
+            idle_ping_timeout: std::time::Duration::from_secs(self.c2s.idle_ping_timeout_secs),
+            read_bytes_per_sec_unauthenticated: self.limits.read_bytes_per_sec_unauthenticated,
+            read_bytes_per_sec: self.limits.read_bytes_per_sec,
+            read_burst_bytes: self.limits.read_burst_bytes,
+            tls_handshake_timeout: std::time::Duration::from_secs(
+                self.c2s.tls_handshake_timeout_secs,
+            ),
+        }
+    }
+
     /// The router's limits.
     pub fn router_limits(&self) -> starling_router::RouterLimits {
         starling_router::RouterLimits {

@@ -306,6 +306,26 @@ pub fn address_group(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Timers and read rates of one connection, from `[c2s]` and `[limits]`
+/// (`starling_config::Config::connection_limits`); [`TokenBucket`] applies the rates.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// From accept until a resource is bound.
+    pub auth_timeout: Duration,
+    /// Silence from a bound session before it is pinged.
+    pub idle_timeout: Duration,
+    /// Silence after that ping before the stream ends.
+    pub idle_ping_timeout: Duration,
+    /// Read rate before authentication, bytes per second.
+    pub read_bytes_per_sec_unauthenticated: u64,
+    /// Read rate once authenticated, bytes per second.
+    pub read_bytes_per_sec: u64,
+    /// Token bucket size in bytes.
+    pub read_burst_bytes: u64,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
 /// A token bucket over bytes read (Prosody's mod_limits does the same): it fills at `rate`
 /// bytes per second up to `burst`; each read takes what it read, possibly going into debt, and
 /// the connection is not read from again until the debt is paid. Nothing is dropped: the

@@ -239,8 +239,7 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
             }
             // Boxed: the plain stage is short, and its future would otherwise add its
             // size to the TLS stage's for the rest of the connection.
-            let Next::StartTls(socket) = Box::pin(drive(cx, engine, PlainSocket(socket))).await?
-            else {
+            let Next::StartTls(socket) = Box::pin(drive(cx, engine, socket)).await? else {
                 return Ok(());
             };
             let Some(tls) = Box::pin(handshake(&live, socket)).await else {
@@ -257,7 +256,7 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
         }
     };
     drop(live);
-    drive(cx, engine, TlsSocket(tls)).await.map(|_| ())
+    drive(cx, engine, tls).await.map(|_| ())
 }
 
 /// A connection after its listener's own start: plain TCP (STARTTLS may follow) or already
@@ -287,33 +286,30 @@ async fn handshake(live: &Live, socket: TcpStream) -> Option<Box<starling_tls::T
 }
 
 /// The socket types a stream runs over, with the one thing that differs: giving the TCP
-/// socket back for STARTTLS.
+/// socket back for STARTTLS. The TLS stream is boxed: rustls's connection state is over a
+/// kilobyte, and kept inline it would be stored in the connection task's futures (and copied
+/// between them) rather than once.
 trait Socket: AsyncRead + AsyncWrite + Unpin {
     fn into_tcp(self) -> Option<TcpStream>;
     /// The TCP socket underneath, to wait on for readability.
     fn tcp(&self) -> &TcpStream;
 }
 
-struct PlainSocket(TcpStream);
-/// Boxed: rustls's connection state is over a kilobyte, and kept inline it would be stored
-/// in the connection task's futures (and copied between them) rather than once.
-struct TlsSocket(Box<starling_tls::TlsStream>);
-
-impl Socket for PlainSocket {
+impl Socket for TcpStream {
     fn into_tcp(self) -> Option<TcpStream> {
-        Some(self.0)
+        Some(self)
     }
     fn tcp(&self) -> &TcpStream {
-        &self.0
+        self
     }
 }
 
-impl Socket for TlsSocket {
+impl Socket for Box<starling_tls::TlsStream> {
     fn into_tcp(self) -> Option<TcpStream> {
         None
     }
     fn tcp(&self) -> &TcpStream {
-        self.0.tcp()
+        starling_tls::TlsStream::tcp(self)
     }
 }
 
@@ -348,43 +344,6 @@ fn read_now<S: Socket>(socket: &mut S, engine: &mut C2sStream) -> ReadOutcome {
         }
     })
 }
-
-macro_rules! delegate_io {
-    ($ty:ty) => {
-        impl AsyncRead for $ty {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut tokio::io::ReadBuf<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-            }
-        }
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-            }
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
-            }
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-            }
-        }
-    };
-}
-delegate_io!(PlainSocket);
-delegate_io!(TlsSocket);
 
 /// Run the engine over one socket until it closes or asks for STARTTLS.
 async fn drive<S: Socket>(
