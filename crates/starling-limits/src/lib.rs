@@ -1,6 +1,7 @@
 //! Per-peer admission and rate limits the server applies around the engine (issues 7 and 15):
 //! unauthenticated connections per IP address and in total, bound sessions per IP address
-//! (opt-in), the read token bucket, and the per-address delay for failed SASL attempts.
+//! (opt-in), the read token bucket, the per-address delay for failed SASL attempts, and each
+//! connection's deadlines ([`Deadlines`]).
 //!
 //! An address limit may only bound what a peer can do *before* it authenticates. Many users
 //! share one address (carrier-grade NAT, a campus, an office), so a cap on their sessions would
@@ -21,6 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use starling_stanza::StreamErrorCondition;
+
+mod deadlines;
+
+pub use deadlines::{Deadline, Deadlines, RELEASE_IDLE_MEMORY_AFTER};
 
 /// Limits shared by all connections of one server. The caps and delays ([`PeerSettings`]) come
 /// from `[limits]` and may be replaced on SIGHUP ([`PeerLimits::reconfigure`]); the counts they are checked
