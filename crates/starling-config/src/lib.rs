@@ -10,6 +10,7 @@
 //! feature switches, say) is one more field on [`Config`], its `Default` and, if it can change
 //! on SIGHUP, a line in [`Config::reload`].
 
+mod certificates;
 mod check;
 mod document;
 mod modules;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use certificates::{CertificateReportError, HostSelectionError};
 pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
 pub use modules::Modules;
