@@ -8,7 +8,7 @@
 //! `log.format` are configuration, but installing the process's global subscriber, holding its
 //! reload handle and writing each session's records start something, which the configuration
 //! crate never does. Events logged here keep the targets they had in the server
-//! (`starling::running::logging`, `starling::session`), so existing filters still match.
+//! (`starling_server::running::logging`, `starling::session`), so existing filters still match.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -248,7 +248,7 @@ const SESSION_TARGET: &str = "starling::session";
 
 /// The target of this crate's other events: the server module they came from before this
 /// crate was split out of it.
-const LOG_TARGET: &str = "starling::running::logging";
+const LOG_TARGET: &str = "starling_server::running::logging";
 
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 

@@ -22,7 +22,7 @@ use crate::{Router, Store};
 const DEFAULT_KICK_TEXT: &str = "disconnected by the server administrator";
 
 /// The events' target: the server module this came from, so existing filters still match.
-const LOG_TARGET: &str = "starling::running::admin";
+const LOG_TARGET: &str = "starling_server::running::admin";
 
 /// Answers admin requests from the live sessions.
 pub struct AdminHandler<S> {
