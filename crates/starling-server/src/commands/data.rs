@@ -170,7 +170,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let temporary = std::path::PathBuf::from(temporary);
     // Created anew (never through a planted symbolic link, never keeping an old file's mode);
     // a `.partial` that is not our own regular file is refused and left alone.
-    crate::private_fs::write_new_file(&temporary, bytes, crate::private_fs::PRIVATE_FILE_MODE)
+    starling_private_fs::write_new_file(&temporary, bytes, starling_private_fs::PRIVATE_FILE_MODE)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     if let Err(err) = std::fs::rename(&temporary, path) {
         let _ = std::fs::remove_file(&temporary);

@@ -55,7 +55,7 @@ pub async fn run_embedded(
     config_path: Option<PathBuf>,
     embedding: Embedding,
 ) -> anyhow::Result<()> {
-    crate::private_fs::create_private_dir(&config.data_dir)
+    starling_private_fs::create_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Before the store opens, so its first operations are timed too.
     let metrics = metrics::Endpoint::install(config.metrics.listen).await?;

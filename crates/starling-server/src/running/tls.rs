@@ -62,20 +62,20 @@ pub fn generate_self_signed(host: &str, cert_path: &Path, key_path: &Path) -> an
         .into_iter()
         .flatten()
     {
-        crate::private_fs::create_private_dir(dir)
+        starling_private_fs::create_private_dir(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let generated =
         starling_tls::self_signed(host).context("generating a self-signed certificate")?;
     // Both files are created anew, so a symbolic link planted at either path is refused
     // rather than written through; the key is readable by this user only.
-    crate::private_fs::write_new_file(
+    starling_private_fs::write_new_file(
         key_path,
         generated.private_key_pem.as_bytes(),
-        crate::private_fs::PRIVATE_FILE_MODE,
+        starling_private_fs::PRIVATE_FILE_MODE,
     )
     .with_context(|| format!("cannot write {}", key_path.display()))?;
-    crate::private_fs::write_new_file(cert_path, generated.certificate_pem.as_bytes(), 0o644)
+    starling_private_fs::write_new_file(cert_path, generated.certificate_pem.as_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
     tracing::info!(path = %cert_path.display(), host, "generated a self-signed certificate");
     Ok(())
