@@ -1,6 +1,5 @@
-//! What `starling cert show` and `cert create` read from the configuration: the hosts an
-//! operator names, and a report of the certificate serving each host (read with
-//! `starling_tls::certificate`).
+//! What `starling cert show` reads from the configuration: a report of the certificate serving
+//! each host (read with `starling_tls::certificate`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -10,27 +9,6 @@ use starling_tls::certificate::{
 };
 
 use crate::{CertificateSource, Config};
-
-/// A host name on the command line that this server does not serve.
-#[derive(Debug, thiserror::Error)]
-pub enum HostSelectionError {
-    /// Not a domain at all.
-    #[error("{name:?} is not a valid domain: {reason}")]
-    InvalidDomain {
-        /// The name as given.
-        name: String,
-        /// Why (in the message, as the command has always printed it).
-        reason: jid::Error,
-    },
-    /// A domain that is not one of `hosts`.
-    #[error("{domain} is not one of the configured hosts ({})", configured.join(", "))]
-    NotConfigured {
-        /// The domain, normalised.
-        domain: String,
-        /// The configured hosts.
-        configured: Vec<String>,
-    },
-}
 
 /// Why a host's certificate could not be described.
 #[derive(Debug, thiserror::Error)]
@@ -56,29 +34,6 @@ pub enum CertificateReportError {
 }
 
 impl Config {
-    /// The named hosts (normalised, each one we serve), or all hosts when none is named.
-    pub fn selected_hosts(&self, names: Vec<String>) -> Result<Vec<String>, HostSelectionError> {
-        if names.is_empty() {
-            return Ok(self.hosts.clone());
-        }
-        names
-            .into_iter()
-            .map(|name| {
-                let domain = match jid::DomainPart::new(&name) {
-                    Ok(domain) => domain.as_str().to_owned(),
-                    Err(reason) => return Err(HostSelectionError::InvalidDomain { name, reason }),
-                };
-                if !self.hosts.contains(&domain) {
-                    return Err(HostSelectionError::NotConfigured {
-                        domain,
-                        configured: self.hosts.clone(),
-                    });
-                }
-                Ok(domain)
-            })
-            .collect()
-    }
-
     /// `starling cert show`'s lines for `host`: the certificate serving it, where it comes
     /// from and what it says, with a warning when it does not cover the host or is not valid
     /// now.
@@ -133,28 +88,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn named_hosts_are_normalised_and_must_be_served() {
-        let config = Config {
-            hosts: vec!["a.test".to_owned(), "b.test".to_owned()],
-            ..Config::default()
-        };
-        assert_eq!(config.selected_hosts(Vec::new()).unwrap(), config.hosts);
-        assert_eq!(
-            config.selected_hosts(vec!["B.test".to_owned()]).unwrap(),
-            ["b.test"]
-        );
-        let err = config.selected_hosts(vec!["a b".to_owned()]).unwrap_err();
-        assert!(std::error::Error::source(&err).is_none(), "{err}");
-        assert_eq!(
-            config
-                .selected_hosts(vec!["c.test".to_owned()])
-                .unwrap_err()
-                .to_string(),
-            "c.test is not one of the configured hosts (a.test, b.test)"
-        );
-    }
 
     #[test]
     fn a_certificate_not_generated_yet_is_reported_as_such() {

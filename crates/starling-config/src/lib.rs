@@ -14,6 +14,7 @@ mod certificates;
 mod check;
 mod document;
 mod modules;
+mod names;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,10 +22,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use certificates::{CertificateReportError, HostSelectionError};
+pub use certificates::CertificateReportError;
 pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
 pub use modules::Modules;
+pub use names::{AccountJidError, HostSelectionError};
 
 /// Why [`Config::load`] failed.
 #[derive(Debug, thiserror::Error)]
