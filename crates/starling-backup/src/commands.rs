@@ -3,6 +3,7 @@
 //! (with salts from the caller), and the summary and warning lines they print.
 
 use std::fmt::Display;
+use std::path::{Path, PathBuf};
 
 use jid::DomainPart;
 use starling_sasl::ScramHash;
@@ -34,6 +35,17 @@ pub enum HostError {
         /// The configured hosts, as configured.
         configured: Vec<String>,
     },
+}
+
+/// A backup file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}", path.display())]
+pub struct WriteError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// `host` normalised, if it is one of `configured`.
@@ -118,6 +130,30 @@ pub fn sha1_only_note(hosts: &[ImportedHost]) -> Option<String> {
     })
 }
 
+/// Writes `bytes` to `path` readable by the owner only (XEP-0227 §6: the keys in a backup
+/// are password equivalents), through a temporary file renamed into place, so an interrupted
+/// backup never leaves a truncated file under the final name.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".partial");
+    let temporary = PathBuf::from(temporary);
+    // Created anew (never through a planted symbolic link, never keeping an old file's mode);
+    // a `.partial` that is not our own regular file is refused and left alone.
+    starling_private_fs::write_new_file(&temporary, bytes, starling_private_fs::PRIVATE_FILE_MODE)
+        .map_err(|source| WriteError {
+            path: temporary.clone(),
+            source,
+        })?;
+    if let Err(source) = std::fs::rename(&temporary, path) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(WriteError {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +184,35 @@ mod tests {
              0 offline message(s) on a.test"
         );
         assert_eq!(warning_lines(["x"]), ["warning: x"]);
+    }
+
+    // Issue 15: a backup's `.partial` file is created anew with mode 0600; a symbolic link
+    // planted at that name is refused rather than followed.
+    #[test]
+    fn backup_is_private_and_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backup.xml");
+        let partial = dir.path().join("backup.xml.partial");
+        std::fs::write(&partial, "stale").unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"<server-data/>").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!partial.exists());
+
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "not a backup").unwrap();
+        std::os::unix::fs::symlink(&victim, &partial).unwrap();
+        let err = write_private(&dir.path().join("backup.xml"), b"secret").unwrap_err();
+        assert_eq!(err.path, partial);
+        assert!(
+            err.source.to_string().contains("symbolic link"),
+            "{}",
+            err.source
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not a backup");
+        // The refused attempt left the planted link alone (it is not ours to remove).
+        assert!(partial.symlink_metadata().unwrap().file_type().is_symlink());
     }
 }

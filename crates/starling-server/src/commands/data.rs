@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use rand::Rng as _;
 use starling_backup::commands::{
-    configured_host, derive_keys, sha1_only_note, summary, warning_lines,
+    configured_host, derive_keys, sha1_only_note, summary, warning_lines, write_private,
 };
 use starling_backup::pie::{self, HostData, ImportedHost};
 use starling_backup::prosody;
@@ -161,57 +161,9 @@ fn refuse_if_running(config: &Config, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` readable by the owner only (XEP-0227 §6: the keys in a backup
-/// are password equivalents), through a temporary file renamed into place, so an interrupted
-/// backup never leaves a truncated file under the final name.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".partial");
-    let temporary = std::path::PathBuf::from(temporary);
-    // Created anew (never through a planted symbolic link, never keeping an old file's mode);
-    // a `.partial` that is not our own regular file is refused and left alone.
-    starling_private_fs::write_new_file(&temporary, bytes, starling_private_fs::PRIVATE_FILE_MODE)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    if let Err(err) = std::fs::rename(&temporary, path) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(err).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
-
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Issue 15: a backup's `.partial` file is created anew with mode 0600; a symbolic link
-    // planted at that name is refused rather than followed.
-    #[test]
-    fn backup_is_private_and_never_written_through_a_link() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("backup.xml");
-        let partial = dir.path().join("backup.xml.partial");
-        std::fs::write(&partial, "stale").unwrap();
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_private(&path, b"<server-data/>").unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert!(!partial.exists());
-
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "not a backup").unwrap();
-        std::os::unix::fs::symlink(&victim, &partial).unwrap();
-        let err = write_private(&dir.path().join("backup.xml"), b"secret").unwrap_err();
-        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
-        assert_eq!(std::fs::read(&victim).unwrap(), b"not a backup");
-        // The refused attempt left the planted link alone (it is not ours to remove).
-        assert!(partial.symlink_metadata().unwrap().file_type().is_symlink());
-    }
 }
