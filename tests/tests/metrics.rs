@@ -319,7 +319,18 @@ async fn counters_follow_a_short_load() -> anyhow::Result<()> {
 
     close(&mut alice).await?;
     close(&mut bob).await?;
-    let end = wait_for(addr, "every session gone", no_sessions).await?;
+    // A session leaves the registry (the gauges) a moment before its end is counted, so wait
+    // for both; a count that never comes fails here with the last scrape.
+    let end = wait_for(addr, "every session gone and its end counted", |scrape| {
+        no_sessions(scrape)
+            && delta(
+                &before,
+                scrape,
+                "starling_sessions_ended_total",
+                &[("reason", "client-closed")],
+            ) >= 2.0
+    })
+    .await?;
     let ended = |reason| {
         delta(
             &before,

@@ -1,5 +1,5 @@
 //! The extension interface used from outside: a module defined here, with nothing but the
-//! public API of `starling-modules`, runs inside a real server (`starling_server::run_embedded`,
+//! public API of `starling-modules`, runs inside a real server (`starling::run_embedded`,
 //! real sockets, real TLS, real SQLite) and sees what a feature crate needs to see: a stanza at
 //! each routing point, an IQ addressed to it, session events, its stream feature and its disco
 //! feature.
@@ -152,7 +152,7 @@ fn a_module_from_outside_sees_every_routing_point() {
     std::fs::write(&config_path, &config_text).unwrap();
     add_user(&config_path, dir.path(), "alice@localhost");
     add_user(&config_path, dir.path(), "bob@localhost");
-    let config = starling_server::Config::load(Some(&config_path)).unwrap();
+    let config = starling::Config::load(Some(&config_path)).unwrap();
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let observer = Arc::new(Observer {
@@ -164,11 +164,11 @@ fn a_module_from_outside_sees_every_routing_point() {
         .unwrap();
     runtime.block_on(async {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let embedding = starling_server::Embedding {
+        let embedding = starling::Embedding {
             modules: vec![observer],
             ready: Some(ready_tx),
         };
-        tokio::spawn(starling_server::run_embedded(config, None, embedding));
+        tokio::spawn(starling::run_embedded(config, None, embedding));
         let addrs = tokio::time::timeout(Duration::from_secs(30), ready_rx)
             .await
             .expect("the server is ready within 30 s")

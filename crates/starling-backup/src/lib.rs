@@ -18,6 +18,7 @@
 //! [`AccountData`]: starling_storage::AccountData
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod commands;
 pub mod lua;
 pub mod pie;
 pub mod prosody;

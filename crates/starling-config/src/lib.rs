@@ -10,9 +10,11 @@
 //! feature switches, say) is one more field on [`Config`], its `Default` and, if it can change
 //! on SIGHUP, a line in [`Config::reload`].
 
+mod certificates;
 mod check;
 mod document;
 mod modules;
+mod names;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,9 +22,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use certificates::CertificateReportError;
 pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
 pub use modules::Modules;
+pub use names::{AccountJidError, HostSelectionError};
 
 /// Why [`Config::load`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -868,6 +872,37 @@ impl Config {
         }
     }
 
+    /// The per-peer admission limits' view of `[limits]`.
+    pub fn peer_settings(&self) -> starling_limits::PeerSettings {
+        starling_limits::PeerSettings {
+            max_unauthenticated_per_ip: self.limits.max_unauthenticated_connections_per_ip,
+            max_sessions_per_ip: self.limits.max_sessions_per_ip,
+            max_unauthenticated: self.limits.max_unauthenticated_connections,
+            auth_failure_delay: std::time::Duration::from_millis(self.limits.auth_failure_delay_ms),
+            max_auth_failure_delay: std::time::Duration::from_millis(
+                self.limits.max_auth_failure_delay_ms,
+            ),
+            auth_failure_window: std::time::Duration::from_secs(
+                self.limits.auth_failure_window_secs,
+            ),
+        }
+    }
+
+    /// One connection's timers and read rates.
+    pub fn connection_limits(&self) -> starling_limits::ConnectionLimits {
+        starling_limits::ConnectionLimits {
+            auth_timeout: std::time::Duration::from_secs(self.c2s.auth_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.c2s.idle_timeout_secs),
+            idle_ping_timeout: std::time::Duration::from_secs(self.c2s.idle_ping_timeout_secs),
+            read_bytes_per_sec_unauthenticated: self.limits.read_bytes_per_sec_unauthenticated,
+            read_bytes_per_sec: self.limits.read_bytes_per_sec,
+            read_burst_bytes: self.limits.read_burst_bytes,
+            tls_handshake_timeout: std::time::Duration::from_secs(
+                self.c2s.tls_handshake_timeout_secs,
+            ),
+        }
+    }
+
     /// The router's limits.
     pub fn router_limits(&self) -> starling_router::RouterLimits {
         starling_router::RouterLimits {
@@ -915,6 +950,10 @@ mod tests {
         assert!(!config.c2s.allow_plain_without_tls);
         assert_eq!(config.limits.max_stanza_bytes, 256 * 1024);
         assert_eq!(config.limits.max_stanza_bytes_unauthenticated, 16 * 1024);
+        assert_eq!(
+            config.peer_settings(),
+            starling_limits::PeerSettings::default()
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! XEP-0203 stamp at the next available presence of non-negative priority.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod announce;
 mod modules;
 mod presence;

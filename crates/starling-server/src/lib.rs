@@ -2,7 +2,7 @@
 //!
 //! `cli` is the command line, `commands` runs each subcommand, and `running` is the server
 //! itself (listeners, connection tasks, TLS, limits, logs, metrics, shutdown); `modules` picks
-//! the feature modules from the configuration; `store` and `private_fs` are shared.
+//! the feature modules from the configuration; `store` is shared.
 //!
 //! [`run_embedded`] runs the server inside another program with extra feature modules, which
 //! is how `tests/` proves the extension interface usable from outside this workspace's crates.
@@ -10,7 +10,6 @@
 pub mod cli;
 pub mod commands;
 mod modules;
-mod private_fs;
 mod running;
 mod store;
 

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use starling_server::{cli, commands};
+use starling::{cli, commands};
 
 use clap::Parser as _;
 

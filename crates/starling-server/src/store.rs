@@ -9,7 +9,7 @@ use starling_storage::AnyStore;
 pub async fn open(config: &Config) -> anyhow::Result<AnyStore> {
     match config.storage.backend {
         StorageBackend::Sqlite => {
-            crate::private_fs::create_private_dir(&config.data_dir).with_context(|| {
+            starling_private_fs::create_private_dir(&config.data_dir).with_context(|| {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
             let path = config.sqlite_path();

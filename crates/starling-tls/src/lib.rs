@@ -26,10 +26,15 @@
 
 pub mod certificate;
 mod hooks;
+mod hosts;
 mod stream;
 
 pub use certificate::{CertificateError, CertificateInfo};
 pub use hooks::{EXPORTER_LEN, prepare_server_config};
+pub use hosts::{
+    HostCertificatesBuilder, LoadError, SelfSigned, ServerCertificates, ServerTlsError,
+    self_signed, server_provider,
+};
 pub use stream::{TlsStream, accept};
 
 /// What a completed handshake negotiated, for channel bindings and logs.

@@ -4,7 +4,6 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use jid::BareJid;
 use rand::Rng as _;
 use starling_sasl::StoredCredentials;
 use starling_storage::AccountStore as _;
@@ -25,7 +24,7 @@ pub async fn add_user(
     jid: &str,
     source: PasswordSource<'_>,
 ) -> anyhow::Result<String> {
-    let jid = account_jid(config, jid)?;
+    let jid = config.account_jid(jid)?;
     let store = crate::store::open(config).await?;
     let creds = credentials(config, &read_password(source)?)?;
     store
@@ -41,7 +40,7 @@ pub async fn set_password(
     jid: &str,
     source: PasswordSource<'_>,
 ) -> anyhow::Result<String> {
-    let jid = account_jid(config, jid)?;
+    let jid = config.account_jid(jid)?;
     let store = crate::store::open(config).await?;
     let creds = credentials(config, &read_password(source)?)?;
     store
@@ -53,7 +52,7 @@ pub async fn set_password(
 
 /// Delete an account.
 pub async fn delete_user(config: &Config, jid: &str) -> anyhow::Result<String> {
-    let jid = account_jid(config, jid)?;
+    let jid = config.account_jid(jid)?;
     let store = crate::store::open(config).await?;
     store
         .delete_account(&jid)
@@ -88,21 +87,6 @@ pub async fn list_users(config: &Config, host: Option<&str>) -> anyhow::Result<V
         }
     }
     Ok(lines)
-}
-
-fn account_jid(config: &Config, jid: &str) -> anyhow::Result<BareJid> {
-    let jid = BareJid::new(jid).with_context(|| format!("{jid:?} is not a valid JID"))?;
-    anyhow::ensure!(
-        jid.node().is_some(),
-        "{jid} has no user part; use user@host"
-    );
-    anyhow::ensure!(
-        config.hosts.iter().any(|h| h == jid.domain().as_str()),
-        "{} is not one of the configured hosts ({})",
-        jid.domain(),
-        config.hosts.join(", ")
-    );
-    Ok(jid)
 }
 
 fn credentials(config: &Config, password: &str) -> anyhow::Result<StoredCredentials> {

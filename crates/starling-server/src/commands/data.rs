@@ -3,19 +3,21 @@
 //! They work on the database directly, like the account commands. Reading is safe while the
 //! server runs (one snapshot per host). Writing is refused while the server's admin socket
 //! answers, unless `--force`: online sessions keep their rosters in memory and would not see
-//! the restored ones until they reconnect.
+//! the restored ones until they reconnect. What they decide besides files and the store is
+//! `starling_backup::commands`.
 
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use jid::DomainPart;
 use rand::Rng as _;
+use starling_backup::commands::{
+    configured_host, derive_keys, sha1_only_note, summary, warning_lines, write_private,
+};
 use starling_backup::pie::{self, HostData, ImportedHost};
-use starling_backup::{ImportedAccount, prosody};
-use starling_sasl::ScramHash;
-use starling_storage::{AccountData, ExistingAccounts, PortableStore as _, StorageError};
+use starling_backup::prosody;
+use starling_storage::{ExistingAccounts, PortableStore as _, StorageError};
 
 use starling_config::Config;
 
@@ -27,22 +29,22 @@ pub async fn backup(
     output: Option<&Path>,
 ) -> anyhow::Result<Vec<String>> {
     let hosts = match host {
-        Some(host) => vec![configured_host(config, host)?],
+        Some(host) => vec![configured_host(&config.hosts, host)?],
         None => config.hosts.clone(),
     };
     let store = crate::store::open(config).await?;
     let mut data = Vec::new();
-    let mut summary = Vec::new();
+    let mut lines = Vec::new();
     for host in hosts {
         let accounts = store
             .export_host(&host)
             .await
             .with_context(|| format!("cannot read the data of {host}"))?;
-        summary.push(format!("backed up {} on {host}", counts(&accounts)));
+        lines.push(summary("backed up", &host, &accounts));
         data.push(HostData { host, accounts });
     }
     let written = pie::write(&data);
-    summary.extend(written.warnings.iter().map(|w| format!("warning: {w}")));
+    lines.extend(warning_lines(&written.warnings));
     match output {
         Some(path) => write_private(path, &written.bytes)?,
         None => {
@@ -53,7 +55,7 @@ pub async fn backup(
                 .context("cannot write the backup to standard output")?;
         }
     }
-    Ok(summary)
+    Ok(lines)
 }
 
 /// Restores the accounts in a XEP-0227 file, all in one transaction.
@@ -76,11 +78,7 @@ pub async fn restore(
         "{} holds no <host/>; nothing was restored",
         file.display()
     );
-    let mut lines: Vec<String> = data
-        .warnings
-        .iter()
-        .map(|w| format!("warning: {w}"))
-        .collect();
+    let mut lines = warning_lines(&data.warnings);
     lines.extend(write_hosts(config, data.hosts, replace, "restored").await?);
     Ok(lines)
 }
@@ -101,25 +99,10 @@ pub async fn import_prosody(
         "{} has no host directory with accounts (expected DIR/<host>/accounts/<user>.dat)",
         dir.display()
     );
-    let sha1_only = data
-        .hosts
-        .iter()
-        .flat_map(|host| &host.accounts)
-        .filter(|account| account.password.is_none() && account.hashes() == [ScramHash::Sha1])
-        .count();
-    let mut lines: Vec<String> = data
-        .warnings
-        .iter()
-        .map(|w| format!("warning: {w}"))
-        .collect();
+    let note = sha1_only_note(&data.hosts);
+    let mut lines = warning_lines(&data.warnings);
     lines.extend(write_hosts(config, data.hosts, replace, "imported").await?);
-    if sha1_only > 0 {
-        lines.push(format!(
-            "note: {sha1_only} account(s) came with SCRAM-SHA-1 keys only (Prosody's default \
-             password_hash): they log in with SCRAM-SHA-1 or PLAIN, and SCRAM-SHA-256 fails for \
-             them until `starling passwd` sets their password again"
-        ));
-    }
+    lines.extend(note);
     Ok(lines)
 }
 
@@ -132,17 +115,20 @@ async fn write_hosts(
     verb: &str,
 ) -> anyhow::Result<Vec<String>> {
     for host in &hosts {
-        configured_host(config, &host.host)?;
+        configured_host(&config.hosts, &host.host)?;
     }
     let iterations = config.c2s.scram_iterations;
     // PBKDF2 for every plaintext password: CPU work, off the reactor.
-    let hosts = tokio::task::spawn_blocking(move || derive_keys(hosts, iterations))
-        .await
-        .context("key derivation did not complete")??;
-    let mut summary = Vec::new();
+    let hosts = tokio::task::spawn_blocking(move || {
+        let mut rng = rand::rng();
+        derive_keys(hosts, iterations, || rng.random())
+    })
+    .await
+    .context("key derivation did not complete")??;
+    let mut lines = Vec::new();
     let mut all = Vec::new();
     for (host, accounts) in hosts {
-        summary.push(format!("{verb} {} on {host}", counts(&accounts)));
+        lines.push(summary(verb, &host, &accounts));
         all.extend(accounts);
     }
     let existing = if replace {
@@ -152,53 +138,13 @@ async fn write_hosts(
     };
     let store = crate::store::open(config).await?;
     match store.import_accounts(&all, existing).await {
-        Ok(()) => Ok(summary),
+        Ok(()) => Ok(lines),
         Err(StorageError::AccountExists(jid)) => anyhow::bail!(
             "account {jid} already exists; nothing was written (pass --replace to overwrite \
              existing accounts)"
         ),
         Err(err) => Err(err).context("cannot write the accounts; nothing was written"),
     }
-}
-
-fn derive_keys(
-    hosts: Vec<ImportedHost>,
-    iterations: u32,
-) -> anyhow::Result<Vec<(String, Vec<AccountData>)>> {
-    let mut rng = rand::rng();
-    hosts
-        .into_iter()
-        .map(|host| {
-            let accounts = host
-                .accounts
-                .into_iter()
-                .map(|mut account: ImportedAccount| {
-                    let salt_sha1: [u8; 16] = rng.random();
-                    let salt_sha256: [u8; 16] = rng.random();
-                    account.derive_missing_keys(&salt_sha1, &salt_sha256, iterations)?;
-                    Ok(account.data)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            Ok((host.host, accounts))
-        })
-        .collect()
-}
-
-/// `host` normalised, if it is one of the configured hosts.
-fn configured_host(config: &Config, host: &str) -> anyhow::Result<String> {
-    let normalised = DomainPart::new(host)
-        .map(|d| d.to_string())
-        .with_context(|| format!("{host:?} is not a valid host name"))?;
-    let is_configured = config
-        .hosts
-        .iter()
-        .any(|configured| DomainPart::new(configured).is_ok_and(|d| d.as_str() == normalised));
-    anyhow::ensure!(
-        is_configured,
-        "{normalised} is not one of the configured hosts ({}); nothing was written",
-        config.hosts.join(", ")
-    );
-    Ok(normalised)
 }
 
 /// Refuses to write while a server answers on the admin socket, unless `force`.
@@ -215,69 +161,9 @@ fn refuse_if_running(config: &Config, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "N accounts, R roster items, S subscription requests, M offline messages".
-fn counts(accounts: &[AccountData]) -> String {
-    let items: usize = accounts.iter().map(|a| a.roster.len()).sum();
-    let requests: usize = accounts.iter().map(|a| a.requests.len()).sum();
-    let offline: usize = accounts.iter().map(|a| a.offline.len()).sum();
-    format!(
-        "{} account(s), {items} roster item(s), {requests} subscription request(s), \
-         {offline} offline message(s)",
-        accounts.len()
-    )
-}
-
-/// Writes `bytes` to `path` readable by the owner only (XEP-0227 §6: the keys in a backup
-/// are password equivalents), through a temporary file renamed into place, so an interrupted
-/// backup never leaves a truncated file under the final name.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".partial");
-    let temporary = std::path::PathBuf::from(temporary);
-    // Created anew (never through a planted symbolic link, never keeping an old file's mode);
-    // a `.partial` that is not our own regular file is refused and left alone.
-    crate::private_fs::write_new_file(&temporary, bytes, crate::private_fs::PRIVATE_FILE_MODE)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    if let Err(err) = std::fs::rename(&temporary, path) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(err).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
-
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Issue 15: a backup's `.partial` file is created anew with mode 0600; a symbolic link
-    // planted at that name is refused rather than followed.
-    #[test]
-    fn backup_is_private_and_never_written_through_a_link() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("backup.xml");
-        let partial = dir.path().join("backup.xml.partial");
-        std::fs::write(&partial, "stale").unwrap();
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_private(&path, b"<server-data/>").unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert!(!partial.exists());
-
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "not a backup").unwrap();
-        std::os::unix::fs::symlink(&victim, &partial).unwrap();
-        let err = write_private(&dir.path().join("backup.xml"), b"secret").unwrap_err();
-        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
-        assert_eq!(std::fs::read(&victim).unwrap(), b"not a backup");
-        // The refused attempt left the planted link alone (it is not ours to remove).
-        assert!(partial.symlink_metadata().unwrap().file_type().is_symlink());
-    }
 }

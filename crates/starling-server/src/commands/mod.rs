@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(config_path.as_deref())?;
-    crate::running::logging::init(
+    starling_logging::init(
         cli.log_format.unwrap_or(config.log.format),
         &config.log.level,
     )?;

@@ -1,7 +1,8 @@
 //! One task per connection: owns the socket and the TLS session and drives a `C2sStream`.
 //!
 //! Besides moving bytes, the task keeps the connection's timers (authentication deadline, idle
-//! ping, ping answer) and its read token bucket. *Why the timers live here and not in the
+//! ping, ping answer; `starling_limits::Deadlines` does their arithmetic) and its read token
+//! bucket. *Why the timers live here and not in the
 //! engine (STYLE.md §2 suggests `Input::Tick`):* every deadline is measured from an event only
 //! the shell sees with a timestamp — the accept, the last socket read — so an engine clock
 //! would need a time on every input for no gain in testability. The engine keeps the protocol
@@ -12,6 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use starling_limits::{Deadline, Deadlines};
+use starling_logging::{EndReason, SessionRecord};
+use starling_metrics::ListenerKind;
 use starling_registry::{
     CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
 };
@@ -25,8 +29,6 @@ use tracing::{debug, info, warn};
 
 use super::ids::SystemIds;
 use super::limits::{Admission, Refusal, TokenBucket};
-use super::listener_kind::ListenerKind;
-use super::logging::{EndReason, SessionRecord};
 use super::metrics::{self, SessionGauge};
 use super::shared::{Live, Shared};
 
@@ -36,12 +38,6 @@ const CLOSING_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Size of one socket read. The parser enforces stanza limits on each chunk as it arrives.
 const READ_CHUNK_BYTES: usize = 4 * 1024;
-
-/// Silence after which a bound session gives back the memory an idle stream does not need
-/// (the XML tokenizer's buffers; see `C2sStream::release_idle_memory`). Long enough that a
-/// chatting client never pays for waking the parser up, short enough that the thousands of
-/// idle sessions a server mostly holds stay small.
-const RELEASE_IDLE_MEMORY_AFTER: Duration = Duration::from_secs(2);
 
 thread_local! {
     /// The buffer socket reads go into. Connections wait for readability without a buffer
@@ -92,7 +88,7 @@ pub fn serve(
         limits.read_burst_bytes,
         now.into_std(),
     );
-    let auth_deadline = now + limits.auth_timeout;
+    let deadlines = Deadlines::new(limits, now.into_std());
     let cx = Context {
         shared,
         live,
@@ -110,10 +106,7 @@ pub fn serve(
             },
         },
         admission,
-        auth_deadline,
-        last_read: now,
-        pinged_at: None,
-        idle_memory: IdleMemory::InUse,
+        deadlines,
         bucket,
     };
     let mut connection = Box::new(Connection {
@@ -134,7 +127,8 @@ pub fn serve(
             debug!(session = %cx.session_id, jid = %handle.full_jid(), "session removed");
         }
         let Connection { cx, .. } = *connection;
-        cx.record.finish(result.as_ref().err());
+        let reason = cx.record.finish(result.as_ref().err());
+        metrics::session_ended(reason.name());
         drop(held);
     };
     tracing::Instrument::instrument(task, span)
@@ -180,14 +174,8 @@ struct Context {
     origin: SessionOrigin,
     /// The connection's per-address and unauthenticated slots; `None` when refused.
     admission: Option<Admission>,
-    /// `c2s.auth_timeout_secs` after the accept; applies until a resource is bound.
-    auth_deadline: Instant,
-    /// When the peer last sent anything (for the idle ping).
-    last_read: Instant,
-    /// When the idle ping went out, if it is unanswered.
-    pinged_at: Option<Instant>,
-    /// Whether the memory an idle connection can give back is given back.
-    idle_memory: IdleMemory,
+    /// The authentication deadline, the idle ping and its answer, and releasing idle memory.
+    deadlines: Deadlines,
     /// Read budget (`limits.read_bytes_per_sec*`).
     bucket: TokenBucket,
 }
@@ -221,7 +209,7 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
                 cx.record.ending(EndReason::TlsFailed);
                 return Ok(());
             };
-            let info = live.tls.session_info(tls.info());
+            let info = super::tls::session_info(&live.tls, tls.info());
             (Transport::DirectTls(info), Opened::Tls(tls))
         }
     };
@@ -238,8 +226,7 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
             }
             // Boxed: the plain stage is short, and its future would otherwise add its
             // size to the TLS stage's for the rest of the connection.
-            let Next::StartTls(socket) = Box::pin(drive(cx, engine, PlainSocket(socket))).await?
-            else {
+            let Next::StartTls(socket) = Box::pin(drive(cx, engine, socket)).await? else {
                 return Ok(());
             };
             let Some(tls) = Box::pin(handshake(&live, socket)).await else {
@@ -247,13 +234,16 @@ async fn run(connection: &mut Connection) -> std::io::Result<()> {
                 engine.handle(Input::TlsFailed);
                 return Ok(());
             };
-            engine.handle(Input::TlsEstablished(live.tls.session_info(tls.info())));
+            engine.handle(Input::TlsEstablished(super::tls::session_info(
+                &live.tls,
+                tls.info(),
+            )));
             cx.origin.transport = StreamTransport::StartTls;
             tls
         }
     };
     drop(live);
-    drive(cx, engine, TlsSocket(tls)).await.map(|_| ())
+    drive(cx, engine, tls).await.map(|_| ())
 }
 
 /// A connection after its listener's own start: plain TCP (STARTTLS may follow) or already
@@ -283,33 +273,30 @@ async fn handshake(live: &Live, socket: TcpStream) -> Option<Box<starling_tls::T
 }
 
 /// The socket types a stream runs over, with the one thing that differs: giving the TCP
-/// socket back for STARTTLS.
+/// socket back for STARTTLS. The TLS stream is boxed: rustls's connection state is over a
+/// kilobyte, and kept inline it would be stored in the connection task's futures (and copied
+/// between them) rather than once.
 trait Socket: AsyncRead + AsyncWrite + Unpin {
     fn into_tcp(self) -> Option<TcpStream>;
     /// The TCP socket underneath, to wait on for readability.
     fn tcp(&self) -> &TcpStream;
 }
 
-struct PlainSocket(TcpStream);
-/// Boxed: rustls's connection state is over a kilobyte, and kept inline it would be stored
-/// in the connection task's futures (and copied between them) rather than once.
-struct TlsSocket(Box<starling_tls::TlsStream>);
-
-impl Socket for PlainSocket {
+impl Socket for TcpStream {
     fn into_tcp(self) -> Option<TcpStream> {
-        Some(self.0)
+        Some(self)
     }
     fn tcp(&self) -> &TcpStream {
-        &self.0
+        self
     }
 }
 
-impl Socket for TlsSocket {
+impl Socket for Box<starling_tls::TlsStream> {
     fn into_tcp(self) -> Option<TcpStream> {
         None
     }
     fn tcp(&self) -> &TcpStream {
-        self.0.tcp()
+        starling_tls::TlsStream::tcp(self)
     }
 }
 
@@ -344,43 +331,6 @@ fn read_now<S: Socket>(socket: &mut S, engine: &mut C2sStream) -> ReadOutcome {
         }
     })
 }
-
-macro_rules! delegate_io {
-    ($ty:ty) => {
-        impl AsyncRead for $ty {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut tokio::io::ReadBuf<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-            }
-        }
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-            }
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
-            }
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-            }
-        }
-    };
-}
-delegate_io!(PlainSocket);
-delegate_io!(TlsSocket);
 
 /// Run the engine over one socket until it closes or asks for STARTTLS.
 async fn drive<S: Socket>(
@@ -421,9 +371,7 @@ async fn drive<S: Socket>(
         if may_have_input && read_resumes_at.is_none() {
             match read_now(&mut socket, engine) {
                 ReadOutcome::Bytes(n) => {
-                    cx.last_read = now;
-                    cx.pinged_at = None;
-                    cx.idle_memory = IdleMemory::InUse;
+                    cx.deadlines.read(now.into_std());
                     cx.bucket.consume(n, now.into_std());
                     // Let other tasks run between reads of a fast sender.
                     tokio::task::consume_budget().await;
@@ -441,7 +389,9 @@ async fn drive<S: Socket>(
         }
         // One timer for whichever comes first: the read budget refilling (over budget, the
         // bytes wait in the kernel) or the connection's next deadline.
-        let (deadline, timer) = next_timer(cx, engine);
+        let is_bound = matches!(engine.session_state(), SessionState::Bound { .. });
+        let (deadline, timer) = cx.deadlines.next(is_bound);
+        let deadline = Instant::from_std(deadline);
         let (wake_at, timer) = match read_resumes_at {
             Some(resume_at) if resume_at < deadline => (resume_at, None),
             _ => (deadline, Some(timer)),
@@ -462,9 +412,7 @@ async fn drive<S: Socket>(
                 Some(timer) => on_timer(cx, engine, timer),
             },
             event = next_session_event(&mut cx.session) => {
-                if cx.idle_memory != IdleMemory::InUse {
-                    cx.idle_memory = IdleMemory::RegrownAt(Instant::now());
-                }
+                cx.deadlines.delivered(Instant::now().into_std());
                 match event {
                     SessionEvent::Stanza(stanza) => {
                         let taken = stanza.len();
@@ -601,10 +549,10 @@ fn deliver_queued(receiver: &mut SessionReceiver, engine: &mut C2sStream, mut ta
     }
 }
 
-/// A deadline from [`next_timer`] has passed.
-fn on_timer(cx: &mut Context, engine: &mut C2sStream, timer: Timer) {
+/// A deadline from [`Deadlines::next`] has passed.
+fn on_timer(cx: &mut Context, engine: &mut C2sStream, timer: Deadline) {
     match timer {
-        Timer::Auth => {
+        Deadline::Auth => {
             warn!(
                 peer = %cx.peer(),
                 timeout_secs = cx.live.connection_limits.auth_timeout.as_secs(),
@@ -613,70 +561,24 @@ fn on_timer(cx: &mut Context, engine: &mut C2sStream, timer: Timer) {
             cx.record.ending(EndReason::Timeout);
             engine.handle(Input::TimedOut);
         }
-        Timer::Idle => {
+        Deadline::Idle => {
             debug!("idle; pinging");
-            cx.pinged_at = Some(Instant::now());
+            cx.deadlines.pinged(Instant::now().into_std());
             engine.handle(Input::IdleProbe);
         }
-        Timer::PingAnswer => {
+        Deadline::PingAnswer => {
             warn!(peer = %cx.peer(), "no answer to the idle ping");
             cx.record.ending(EndReason::Timeout);
             engine.handle(Input::TimedOut);
         }
-        Timer::ReleaseIdleMemory => {
-            cx.idle_memory = IdleMemory::Released;
+        Deadline::ReleaseIdleMemory => {
+            cx.deadlines.released();
             engine.release_idle_memory();
             if let Some((_, receiver)) = cx.session.as_mut() {
                 receiver.release_idle_memory();
             }
         }
     }
-}
-
-/// Which deadline [`next_timer`] chose.
-enum Timer {
-    /// `c2s.auth_timeout_secs` since the accept, until a resource is bound.
-    Auth,
-    /// `c2s.idle_timeout_secs` of silence from a bound session.
-    Idle,
-    /// `c2s.idle_ping_timeout_secs` after the idle ping.
-    PingAnswer,
-    /// [`RELEASE_IDLE_MEMORY_AFTER`] of silence from a bound session.
-    ReleaseIdleMemory,
-}
-
-fn next_timer(cx: &Context, engine: &C2sStream) -> (Instant, Timer) {
-    let limits = &cx.live.connection_limits;
-    if !matches!(engine.session_state(), SessionState::Bound { .. }) {
-        return (cx.auth_deadline, Timer::Auth);
-    }
-    let release_at = match cx.idle_memory {
-        IdleMemory::InUse => Some(cx.last_read + RELEASE_IDLE_MEMORY_AFTER),
-        IdleMemory::Released => None,
-        IdleMemory::RegrownAt(at) => Some(at + RELEASE_IDLE_MEMORY_AFTER),
-    };
-    let ping = match cx.pinged_at {
-        None => (cx.last_read + limits.idle_timeout, Timer::Idle),
-        Some(pinged_at) => (pinged_at + limits.idle_ping_timeout, Timer::PingAnswer),
-    };
-    match release_at {
-        Some(release_at) if release_at < ping.0 => (release_at, Timer::ReleaseIdleMemory),
-        _ => ping,
-    }
-}
-
-/// The memory a quiet connection gives back (the parser's tokenizer, emptied queues).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IdleMemory {
-    /// Since the last read: released [`RELEASE_IDLE_MEMORY_AFTER`] after it. Stanzas handed to
-    /// the connection meanwhile do not postpone that, or a resource whose contacts keep
-    /// changing presence would never release its parser.
-    InUse,
-    /// Released, and nothing has taken memory again since.
-    Released,
-    /// Released, then a stanza or close request came at this time; the queues it regrew are
-    /// released again once deliveries have been quiet for [`RELEASE_IDLE_MEMORY_AFTER`].
-    RegrownAt(Instant),
 }
 
 /// Write all of `bytes`. A peer that does not read blocks the write once the socket buffers

@@ -46,7 +46,7 @@ pub fn decoy_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     if path.exists() {
         return read(&path);
     }
-    crate::private_fs::create_private_dir(data_dir)
+    starling_private_fs::create_private_dir(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let secret: [u8; 32] = rand::rng().random();
     let mut options = std::fs::OpenOptions::new();

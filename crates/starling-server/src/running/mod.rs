@@ -3,16 +3,14 @@
 //!
 //! Submodules, each used only from here and below: `shared` (what every connection shares),
 //! `connection` (one task per connection), `tls`, `limits`, `hashing`, `ids`, `admin` (the
-//! admin socket's server side), and `logging` and `metrics`, which nothing else here imports
-//! in a loop: `metrics` takes plain values and `listener_kind` sits below both.
+//! admin socket's server side) and `metrics` (the `/metrics` socket). Logs are
+//! `starling-logging`'s, counters `starling-metrics`'s.
 
 pub mod admin;
 mod connection;
 mod hashing;
 mod ids;
 mod limits;
-mod listener_kind;
-pub mod logging;
 mod metrics;
 mod shared;
 pub mod tls;
@@ -24,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use starling_config::Config;
+use starling_metrics::ListenerKind;
 use starling_modules::Module;
 use starling_registry::Registry;
 use starling_router::Router;
@@ -31,7 +30,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use self::listener_kind::ListenerKind;
 use self::shared::Shared;
 
 /// What a program that runs the server in-process adds to it (see [`run_embedded`]).
@@ -57,7 +55,7 @@ pub async fn run_embedded(
     config_path: Option<PathBuf>,
     embedding: Embedding,
 ) -> anyhow::Result<()> {
-    crate::private_fs::create_private_dir(&config.data_dir)
+    starling_private_fs::create_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Before the store opens, so its first operations are timed too.
     let metrics = metrics::Endpoint::install(config.metrics.listen).await?;

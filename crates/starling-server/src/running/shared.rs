@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use starling_config::Config;
+use starling_limits::ConnectionLimits;
 use starling_modules::{ModuleSet, StreamStage};
 use starling_router::Router;
 use starling_storage::AnyStore;
@@ -36,7 +36,7 @@ impl Live {
     /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
     /// The stream features the enabled `modules` contribute are added to the engine's.
     fn new(config: Config, decoy_secret: [u8; 32], modules: &ModuleSet) -> anyhow::Result<Self> {
-        let tls = TlsSetup::load(&config)?;
+        let tls = super::tls::load(&config)?;
         Ok(Self {
             stream_config: Arc::new({
                 let mut stream = config.stream_config();
@@ -50,7 +50,7 @@ impl Live {
                 stream
             }),
             tls: Arc::new(tls),
-            connection_limits: ConnectionLimits::new(&config),
+            connection_limits: config.connection_limits(),
             config,
         })
     }
@@ -86,7 +86,7 @@ impl Shared {
         decoy_secret: [u8; 32],
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            peer_limits: PeerLimits::new(&config.limits),
+            peer_limits: PeerLimits::new(config.peer_settings()),
             connection_cap: ConnectionCap::new(config.limits.max_connections),
             live: RwLock::new(Arc::new(Live::new(config, decoy_secret, router.modules())?)),
             config_path,
@@ -144,9 +144,9 @@ impl Shared {
             }
         };
         if reload.changed.contains(&"log.level") {
-            super::logging::reload_level(&live.config.log.level);
+            starling_logging::reload_level(&live.config.log.level);
         }
-        self.peer_limits.reconfigure(&live.config.limits);
+        self.peer_limits.reconfigure(live.config.peer_settings());
         self.connection_cap
             .resize(live.config.limits.max_connections);
         info!(
@@ -158,40 +158,6 @@ impl Shared {
         match self.live.write() {
             Ok(mut current) => *current = live,
             Err(poisoned) => *poisoned.into_inner() = live,
-        }
-    }
-}
-
-/// Timers and read rates of one connection, from `[c2s]` and `[limits]`.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// From accept until a resource is bound.
-    pub auth_timeout: Duration,
-    /// Silence from a bound session before it is pinged.
-    pub idle_timeout: Duration,
-    /// Silence after that ping before the stream ends.
-    pub idle_ping_timeout: Duration,
-    /// Read rate before authentication, bytes per second.
-    pub read_bytes_per_sec_unauthenticated: u64,
-    /// Read rate once authenticated, bytes per second.
-    pub read_bytes_per_sec: u64,
-    /// Token bucket size in bytes.
-    pub read_burst_bytes: u64,
-    /// How long a TLS handshake may take.
-    pub tls_handshake_timeout: Duration,
-}
-
-impl ConnectionLimits {
-    /// The values from `config`.
-    pub fn new(config: &Config) -> Self {
-        Self {
-            auth_timeout: Duration::from_secs(config.c2s.auth_timeout_secs),
-            idle_timeout: Duration::from_secs(config.c2s.idle_timeout_secs),
-            idle_ping_timeout: Duration::from_secs(config.c2s.idle_ping_timeout_secs),
-            read_bytes_per_sec_unauthenticated: config.limits.read_bytes_per_sec_unauthenticated,
-            read_bytes_per_sec: config.limits.read_bytes_per_sec,
-            read_burst_bytes: config.limits.read_burst_bytes,
-            tls_handshake_timeout: Duration::from_secs(config.c2s.tls_handshake_timeout_secs),
         }
     }
 }

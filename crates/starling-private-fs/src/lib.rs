@@ -8,6 +8,9 @@
 //! symbolic link, dangling or not); a stale file from an earlier run is removed first only if
 //! it is a regular file owned by the server's own user, and anything else is an error that
 //! names the path.
+//!
+//! Used by the server (the data directory, generated TLS keys, the SASL decoy secret) and by
+//! `starling-backup` (backup files). Its one event keeps the target it had in the server.
 
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -57,6 +60,7 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
     {
         tracing::warn!(
+            target: "starling::private_fs",
             path = %path.display(),
             mode = format!("{mode:o}"),
             error = %err,

@@ -3,12 +3,17 @@
 //!
 //! The subscriber is installed once the configuration is loaded, so errors before that (a bad
 //! command line, an unreadable config file) reach stderr as plain text.
+//!
+//! *Why a crate of its own rather than part of `starling-config`:* `log.level` and
+//! `log.format` are configuration, but installing the process's global subscriber, holding its
+//! reload handle and writing each session's records start something, which the configuration
+//! crate never does. Events logged here keep the targets they had in the server
+//! (`starling::running::logging`, `starling::session`), so existing filters still match.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use tracing::info;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -19,17 +24,41 @@ use starling_config::LogFormat;
 /// The environment variable that overrides `log.level`.
 pub const LOG_ENV: &str = "STARLING_LOG";
 
+/// Why the subscriber could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// `$STARLING_LOG` does not parse as a filter.
+    #[error("STARLING_LOG: invalid filter {filter:?}")]
+    InvalidEnvFilter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// `log.level` does not parse as a filter.
+    #[error("log.level: invalid filter {filter:?}")]
+    InvalidLevel {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber is already installed.
+    #[error("cannot install the log subscriber")]
+    Install(#[source] tracing_subscriber::util::TryInitError),
+}
+
 /// Install the global subscriber: `format` on stderr, filtered by `$STARLING_LOG` when it is set
 /// and by `level` (the config's `log.level`) otherwise. An invalid filter is an error, naming
 /// where it came from.
-pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+pub fn init(format: LogFormat, level: &str) -> Result<(), InitError> {
     let filter = match env_level() {
-        Some(env) => {
-            parse_filter(&env).with_context(|| format!("{LOG_ENV}: invalid filter {env:?}"))?
-        }
-        None => {
-            parse_filter(level).with_context(|| format!("log.level: invalid filter {level:?}"))?
-        }
+        Some(env) => parse_filter(&env).map_err(|source| InitError::InvalidEnvFilter {
+            filter: env,
+            source,
+        })?,
+        None => parse_filter(level).map_err(|source| InitError::InvalidLevel {
+            filter: level.to_owned(),
+            source,
+        })?,
     };
     let (filter, handle) = reload::Layer::new(filter);
     use std::io::IsTerminal as _;
@@ -47,7 +76,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .with(filter)
         .with(output)
         .try_init()
-        .context("cannot install the log subscriber")?;
+        .map_err(InitError::Install)?;
     // `init` runs once per process; a second call fails above before reaching this line.
     let _ = FILTER.set(handle);
     Ok(())
@@ -58,6 +87,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
 pub fn reload_level(level: &str) {
     if let Some(env) = env_level() {
         info!(
+            target: LOG_TARGET,
             env = %env,
             "SIGHUP: log.level changed but {LOG_ENV} is set and takes precedence"
         );
@@ -68,10 +98,15 @@ pub fn reload_level(level: &str) {
     };
     match parse_filter(level) {
         Ok(filter) => match handle.reload(filter) {
-            Ok(()) => info!(level, "SIGHUP: log level changed"),
-            Err(err) => tracing::error!(error = %err, "SIGHUP: cannot change the log level"),
+            Ok(()) => info!(target: LOG_TARGET, level, "SIGHUP: log level changed"),
+            Err(err) => tracing::error!(
+                target: LOG_TARGET,
+                error = %err,
+                "SIGHUP: cannot change the log level"
+            ),
         },
         Err(err) => tracing::error!(
+            target: LOG_TARGET,
             level,
             error = %err,
             "SIGHUP: log.level is not a valid filter; keeping the running one"
@@ -186,15 +221,14 @@ impl SessionRecord {
         self.reason.get_or_insert(reason);
     }
 
-    /// Log the end. `error` is the I/O error that ended the connection, if one did; without
-    /// any noted cause the peer closed the stream (the engine ends a stream only for a noted
-    /// cause or the peer's `</stream:stream>`).
-    pub fn finish(mut self, error: Option<&std::io::Error>) {
+    /// Log the end and return its reason. `error` is the I/O error that ended the connection,
+    /// if one did; without any noted cause the peer closed the stream (the engine ends a stream
+    /// only for a noted cause or the peer's `</stream:stream>`).
+    pub fn finish(mut self, error: Option<&std::io::Error>) -> EndReason {
         if error.is_some() {
             self.ending(EndReason::IoError);
         }
         let reason = self.reason.unwrap_or(EndReason::ClientClosed);
-        super::metrics::session_ended(reason.name());
         info!(
             target: SESSION_TARGET,
             peer = %self.peer,
@@ -205,11 +239,16 @@ impl SessionRecord {
             duration_ms = self.started.elapsed().as_millis() as u64,
             "session ended"
         );
+        reason
     }
 }
 
 /// The target of the session start and end records, so a filter can keep or drop them alone.
 const SESSION_TARGET: &str = "starling::session";
+
+/// The target of this crate's other events: the server module they came from before this
+/// crate was split out of it.
+const LOG_TARGET: &str = "starling::running::logging";
 
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
