@@ -2,13 +2,10 @@
 //! order they register (hook order is by priority band, not by this order).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use starling_config::Config;
 use starling_modules::{Module, ModuleSet};
 use starling_registry::Registry;
-use starling_services::{Clock, ClockSource};
-
 use starling_storage::AnyStore;
 
 /// Build the set of modules `config` enables, then `extra` (modules of a program that embeds
@@ -20,11 +17,7 @@ pub fn enabled(
     extra: Vec<Arc<dyn Module>>,
 ) -> anyhow::Result<ModuleSet> {
     let enabled = &config.modules;
-    let started = Instant::now();
-    let clock: ClockSource = Arc::new(move || Clock {
-        unix_seconds: unix_seconds(),
-        uptime_seconds: started.elapsed().as_secs(),
-    });
+    let clock = starling_services::system_clock();
     let mut modules: Vec<Arc<dyn Module>> = Vec::new();
     if enabled.ping {
         modules.push(Arc::new(starling_services::Ping));
@@ -61,7 +54,7 @@ pub fn enabled(
         modules.push(Arc::new(starling_last::LastActivity::new(
             store.clone(),
             Arc::clone(registry),
-            Arc::new(unix_seconds),
+            Arc::new(starling_services::unix_seconds),
         )));
     }
     if enabled.caps {
@@ -69,12 +62,4 @@ pub fn enabled(
     }
     modules.extend(extra);
     Ok(ModuleSet::build(modules)?)
-}
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

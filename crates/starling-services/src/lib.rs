@@ -4,7 +4,7 @@
 //! module set answers it from what every enabled module registered.
 //!
 //! Each service is a pure function of the request and a [`Clock`] snapshot, read through the
-//! [`ClockSource`] the server supplies, so the crate never reads time itself.
+//! [`ClockSource`] (the server passes [`system_clock`]), so tests can fix the time.
 //!
 //! Versions implemented: XEP-0199 2.0, XEP-0092 1.1, XEP-0202 2.0, XEP-0012 2.0 (§5, servers).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -33,8 +33,25 @@ pub struct Clock {
     pub uptime_seconds: u64,
 }
 
-/// Where services read the time from; the server passes one that reads the system clock.
+/// Where services read the time from; the server passes [`system_clock`], tests a fixed one.
 pub type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
+
+/// The system clock, with uptime counted from this call.
+pub fn system_clock() -> ClockSource {
+    let started = std::time::Instant::now();
+    Arc::new(move || Clock {
+        unix_seconds: unix_seconds(),
+        uptime_seconds: started.elapsed().as_secs(),
+    })
+}
+
+/// Seconds since the Unix epoch by the system clock (0 if the clock is before it).
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// XEP-0199: answers pings to the server and, on an account's behalf, to bare JIDs.
 pub struct Ping;
