@@ -10,11 +10,15 @@ Exits 0 only when all of that happened within 20 s, 2 otherwise (see `session_pr
 """
 
 import asyncio
-import logging
-import sys
 
-from chat_slixmpp import STEP_SECONDS, ChatClient, Failure, chat_args
-from session_probe import EXIT_OK, EXIT_UNEXPECTED, TIMEOUT_SECONDS
+from chat_slixmpp import (
+    STEP_SECONDS,
+    ChatClient,
+    Failure,
+    abort_all,
+    close_all,
+    run_two_client_script,
+)
 
 
 class BlockingClient(ChatClient):
@@ -79,35 +83,10 @@ async def blocking(args) -> None:
             raise Failure(f"after unblocking, alice got {received}")
         print("after unblocking, bob's message reached alice")
 
-        for client in (alice, bob):
-            await client.close_stream()
-            if client.problems:
-                raise Failure(f"{client.boundjid.full}: {client.problems}")
+        await close_all(alice, bob)
     finally:
-        for client in (alice, bob):
-            if client.transport is not None:
-                client.abort()
-
-
-def main() -> None:
-    args = chat_args(__doc__.splitlines()[0])
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    sys.stdout.reconfigure(line_buffering=True)
-
-    async def run() -> int:
-        try:
-            await asyncio.wait_for(blocking(args), TIMEOUT_SECONDS)
-        except Failure as failure:
-            print(f"FAIL: {failure}")
-            return EXIT_UNEXPECTED
-        except (asyncio.TimeoutError, TimeoutError):
-            print(f"FAIL: no outcome within {TIMEOUT_SECONDS} s")
-            return EXIT_UNEXPECTED
-        print("OK: blocking works between two slixmpp clients")
-        return EXIT_OK
-
-    sys.exit(asyncio.run(run()))
+        abort_all(alice, bob)
 
 
 if __name__ == "__main__":
-    main()
+    run_two_client_script(__doc__, blocking, "blocking works between two slixmpp clients")

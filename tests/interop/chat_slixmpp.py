@@ -97,6 +97,43 @@ def check_message(message, *, body: str, sender: str, to: str) -> None:
         raise Failure(f"message {message}: " + "; ".join(problems))
 
 
+async def close_all(*clients) -> None:
+    """Close every client's stream; any problem a client noticed on the way is a failure."""
+    for client in clients:
+        await client.close_stream()
+        if client.problems:
+            raise Failure(f"{client.boundjid.full}: {client.problems}")
+
+
+def abort_all(*clients) -> None:
+    """Drop whatever connection is still open (for `finally:` blocks)."""
+    for client in clients:
+        if client.transport is not None:
+            client.abort()
+
+
+def run_two_client_script(doc: str, exchange, ok: str) -> None:
+    """Parse the alice/bob arguments, run `exchange(args)` under the overall timeout and exit 0
+    when it returns, 2 on a `Failure` or a timeout (printing why)."""
+    args = chat_args(doc.splitlines()[0])
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    sys.stdout.reconfigure(line_buffering=True)
+
+    async def run() -> int:
+        try:
+            await asyncio.wait_for(exchange(args), TIMEOUT_SECONDS)
+        except Failure as failure:
+            print(f"FAIL: {failure}")
+            return EXIT_UNEXPECTED
+        except (asyncio.TimeoutError, TimeoutError):
+            print(f"FAIL: no outcome within {TIMEOUT_SECONDS} s")
+            return EXIT_UNEXPECTED
+        print(f"OK: {ok}")
+        return EXIT_OK
+
+    sys.exit(asyncio.run(run()))
+
+
 async def exchange(args: argparse.Namespace) -> None:
     alice = ChatClient(args.alice, args.alice_password, args.host, args.port)
     bob = ChatClient(args.bob, args.bob_password, args.host, args.port)

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use starling_modules::{
-    AddressForm, BoxFuture, DiscoTarget, IqAnswer, IqHandler, IqRequest, Module, Priority,
+    AddressForm, BoxFuture, DiscoTarget, Hooked, IqAnswer, IqHandler, IqRequest, Module, Priority,
     Registrar, Routed, RoutingPoint, SessionEvent, SessionObserver, StanzaHook, StreamStage,
     Verdict,
 };
@@ -59,31 +59,30 @@ impl Module for Observer {
 }
 
 impl StanzaHook for Observer {
-    fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move {
-            let body = routed
-                .stanza()
-                .get_child("body", "jabber:client")
-                .map(|body| body.text());
-            self.seen.lock().unwrap().stanzas.push((
-                routed.point,
-                routed.kind,
-                routed.from.to_string(),
-                routed.to.to_string(),
-                body.clone(),
-            ));
-            // A module may change what recipients get: mark deliveries to full JIDs.
-            if routed.point == RoutingPoint::ToFull {
-                routed
-                    .stanza_mut()
-                    .append_child(minidom::Element::builder("seen", NS).build());
-            }
-            // And it may take a stanza over: "drop me" is handled (not delivered, no error).
-            if body.as_deref() == Some("drop me") && routed.point == RoutingPoint::Outbound {
-                return Verdict::Handled;
-            }
-            Verdict::Continue
-        })
+    fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> Hooked<'a> {
+        let body = routed
+            .stanza()
+            .get_child("body", "jabber:client")
+            .map(|body| body.text());
+        self.seen.lock().unwrap().stanzas.push((
+            routed.point,
+            routed.kind,
+            routed.from.to_string(),
+            routed.to.to_string(),
+            body.clone(),
+        ));
+        // A module may change what recipients get: mark deliveries to full JIDs.
+        if routed.point == RoutingPoint::ToFull {
+            routed
+                .stanza_mut()
+                .append_child(minidom::Element::builder("seen", NS).build());
+        }
+        // And it may take a stanza over: "drop me" is handled (not delivered, no error), here
+        // after waiting, as a hook that asks storage would.
+        if body.as_deref() == Some("drop me") && routed.point == RoutingPoint::Outbound {
+            return Hooked::Later(Box::pin(async { Verdict::Handled }));
+        }
+        Hooked::Now(Verdict::Continue)
     }
 }
 

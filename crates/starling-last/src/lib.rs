@@ -30,13 +30,15 @@
 //! there is a status, one line feed (`\n`) and the status text ([`Record`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dashmap::DashMap;
 use jid::BareJid;
 use minidom::Element;
 use starling_modules::{
-    AddressForm, BoxFuture, DiscoTarget, IqAnswer, IqHandler, IqRequest, IqTarget, Module,
+    AddressForm, BoxFuture, DiscoTarget, Hooked, IqAnswer, IqHandler, IqRequest, IqTarget, Module,
     Priority, Registrar, Rejection, Routed, RoutingPoint, SessionEvent, SessionObserver,
     StanzaHook, Verdict,
 };
@@ -112,6 +114,11 @@ pub struct LastActivity<S> {
     /// The status of the unavailable presence each resource (by full JID) last sent, until it
     /// becomes available again or ends.
     statuses: DashMap<String, Option<String>>,
+    /// Logouts recorded but not yet written, by account (a later one replaces an earlier).
+    /// A std mutex, never held across an await.
+    pending: Mutex<HashMap<BareJid, Record>>,
+    /// Whether some session's task is writing `pending` out now.
+    writing: AtomicBool,
 }
 
 impl<S: AccountDataStore + RosterStore> LastActivity<S> {
@@ -122,6 +129,8 @@ impl<S: AccountDataStore + RosterStore> LastActivity<S> {
             registry,
             clock,
             statuses: DashMap::new(),
+            pending: Mutex::new(HashMap::new()),
+            writing: AtomicBool::new(false),
         }
     }
 
@@ -155,6 +164,11 @@ impl<S: AccountDataStore + RosterStore> LastActivity<S> {
         }
         if !self.registry.connected_resources(account).is_empty() {
             return Ok(Some(answer(0, None)));
+        }
+        let waiting = self.pending_lock().get(account).cloned();
+        if let Some(record) = waiting {
+            let seconds = (self.clock)().saturating_sub(record.at);
+            return Ok(Some(answer(seconds, record.status.as_deref())));
         }
         match self.store.data_get(account, STORE, KEY).await {
             Ok(Some(bytes)) => match Record::decode(&bytes) {
@@ -209,11 +223,49 @@ impl<S: AccountDataStore + RosterStore> LastActivity<S> {
         }
     }
 
+    /// Note `account`'s logout, and write what is noted unless another session's task is
+    /// writing already: one write at a time, never one per logout racing for the database's
+    /// single writer (each on a blocking thread of its own, which halved the login rate of
+    /// `cargo xtask bench`). The logout is answered from memory until it is written; a crash
+    /// in between loses it, which last activity, a courtesy, can afford.
     async fn record(&self, account: &BareJid, status: Option<String>) {
         let record = Record {
             at: (self.clock)(),
             status,
         };
+        self.pending_lock().insert(account.clone(), record);
+        while !self.writing.swap(true, Ordering::AcqRel) {
+            loop {
+                // Copied out, and forgotten only once written (unless a newer logout replaced
+                // it meanwhile), so a query in between still finds it.
+                let next = self
+                    .pending_lock()
+                    .iter()
+                    .next()
+                    .map(|(account, record)| (account.clone(), record.clone()));
+                let Some((account, record)) = next else {
+                    break;
+                };
+                self.write(&account, &record).await;
+                let mut pending = self.pending_lock();
+                if pending.get(&account) == Some(&record) {
+                    pending.remove(&account);
+                }
+            }
+            self.writing.store(false, Ordering::Release);
+            // A logout noted after the last look but while `writing` was still set would wait
+            // for the next one; look again.
+            if self.pending_lock().is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<BareJid, Record>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn write(&self, account: &BareJid, record: &Record) {
         let change = DataChange::Put {
             key: KEY.to_owned(),
             value: record.encode(),
@@ -261,17 +313,17 @@ impl<S: AccountDataStore + RosterStore> IqHandler for LastActivity<S> {
 }
 
 impl<S: AccountDataStore + RosterStore> StanzaHook for LastActivity<S> {
-    fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> BoxFuture<'a, Verdict> {
-        Box::pin(async move {
-            match (routed.point, routed.kind) {
-                (RoutingPoint::ToFull, StanzaKind::Iq) => self.guard(routed).await,
-                (RoutingPoint::Outbound, StanzaKind::Presence) => {
-                    self.note_unavailable(routed);
-                    Verdict::Continue
-                }
-                _ => Verdict::Continue,
+    fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> Hooked<'a> {
+        match (routed.point, routed.kind) {
+            (RoutingPoint::ToFull, StanzaKind::Iq) => {
+                Hooked::Later(Box::pin(async move { self.guard(routed).await }))
             }
-        })
+            (RoutingPoint::Outbound, StanzaKind::Presence) => {
+                self.note_unavailable(routed);
+                Hooked::Now(Verdict::Continue)
+            }
+            _ => Hooked::Now(Verdict::Continue),
+        }
     }
 }
 

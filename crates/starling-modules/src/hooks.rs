@@ -181,8 +181,18 @@ impl<'a> Routed<'a> {
     }
 }
 
+/// A hook's answer: decided at once, or after waiting (for storage, say). Most hooks decide
+/// from memory most of the time, and `Now` costs no allocation; that is what keeps a module
+/// that looks at every stanza (blocking) close to free when it has nothing to say.
+pub enum Hooked<'a> {
+    /// Decided without waiting.
+    Now(Verdict),
+    /// Decided when the future completes.
+    Later(BoxFuture<'a, Verdict>),
+}
+
 /// Something that looks at stanzas at routing points.
 pub trait StanzaHook: Send + Sync {
     /// Decide about `routed`; may change it through [`Routed::stanza_mut`].
-    fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> BoxFuture<'a, Verdict>;
+    fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> Hooked<'a>;
 }

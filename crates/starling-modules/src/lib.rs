@@ -6,7 +6,8 @@
 //!   payload namespace ([`IqHandler`]);
 //! - **stanza hooks** at fixed [`RoutingPoint`]s (after a stanza leaves its sender's session,
 //!   before delivery to a bare JID, before delivery to each full JID, when delivery failed),
-//!   per stanza kind, in [`Priority`] order, each returning a [`Verdict`] ([`StanzaHook`]);
+//!   per stanza kind, in [`Priority`] order, each returning a [`Verdict`] at once or later
+//!   ([`StanzaHook`], [`Hooked`]);
 //! - **session events** ([`SessionEvent`]: bound, available, unavailable, ended) through a
 //!   [`SessionObserver`];
 //! - **stream features** per [`StreamStage`], **disco** features and identities
@@ -19,7 +20,8 @@
 //!
 //! *Why a compiled table rather than Prosody's event bus:* a stanza that no module registered
 //! for must cost nothing. [`ModuleSet::has_hooks`] is an array index, an IQ lookup is one hash
-//! of the namespace, and hooks are only boxed into futures when they run.
+//! of the namespace, and a hook that decides from memory answers [`Hooked::Now`] without
+//! allocating.
 //!
 //! # A worked example
 //!
@@ -49,14 +51,13 @@
 //! }
 //!
 //! impl StanzaHook for Hello {
-//!     fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> BoxFuture<'a, Verdict> {
-//!         Box::pin(async move {
-//!             let body = routed.stanza().get_child("body", NS_CLIENT).map(|b| b.text());
-//!             if body.as_deref() == Some("spam") {
-//!                 Verdict::Reject(StanzaErrorCondition::PolicyViolation.into())
-//!             } else {
-//!                 Verdict::Continue
-//!             }
+//!     fn on_stanza<'a>(&'a self, routed: &'a mut Routed<'_>) -> Hooked<'a> {
+//!         // Decided from the stanza alone, so at once (`Hooked::Later` would box a future).
+//!         let body = routed.stanza().get_child("body", NS_CLIENT).map(|b| b.text());
+//!         Hooked::Now(if body.as_deref() == Some("spam") {
+//!             Verdict::Reject(StanzaErrorCondition::PolicyViolation.into())
+//!         } else {
+//!             Verdict::Continue
 //!         })
 //!     }
 //! }
@@ -75,7 +76,9 @@ mod iq;
 mod set;
 
 pub use disco::{DiscoInfo, DiscoTarget, Identity};
-pub use hooks::{BoxFuture, Priority, Rejection, Routed, RoutingPoint, StanzaHook, Verdict};
+pub use hooks::{
+    BoxFuture, Hooked, Priority, Rejection, Routed, RoutingPoint, StanzaHook, Verdict,
+};
 pub use iq::{AddressForm, IqAnswer, IqHandler, IqRequest, IqTarget};
 pub use set::{
     DiscoFinisher, Finished, Module, ModuleError, ModuleSet, Registrar, SOFTWARE_NAME,

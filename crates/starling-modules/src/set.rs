@@ -8,7 +8,9 @@ use starling_registry::SessionHandle;
 use starling_stanza::{IqType, NS_DISCO_INFO, NS_DISCO_ITEMS, StanzaKind};
 
 use crate::disco::{Disco, DiscoInfo, DiscoTarget, Identity};
-use crate::hooks::{BoxFuture, Priority, Routed, RoutingPoint, StanzaHook, Verdict, kind_index};
+use crate::hooks::{
+    BoxFuture, Hooked, Priority, Routed, RoutingPoint, StanzaHook, Verdict, kind_index,
+};
 use crate::iq::{AddressForm, IqHandler};
 
 /// The software name in the server's disco identity (and XEP-0092).
@@ -360,7 +362,11 @@ impl ModuleSet {
     /// Run the hooks for `routed`'s point and kind until one decides.
     pub async fn run_hooks(&self, routed: &mut Routed<'_>) -> Verdict {
         for hook in &self.hooks[routed.point.index()][kind_index(routed.kind)] {
-            match hook.on_stanza(routed).await {
+            let verdict = match hook.on_stanza(routed) {
+                Hooked::Now(verdict) => verdict,
+                Hooked::Later(future) => future.await,
+            };
+            match verdict {
                 Verdict::Continue => {}
                 decided => return decided,
             }

@@ -144,13 +144,17 @@ impl<S: Store> Router<S> {
             .modules
             .has_hooks(RoutingPoint::Outbound, stanza.kind())
         {
-            let own: Jid = sender.bare_jid().into();
+            // No `to`: the sender's own account (made only then, as it allocates).
+            let own: Option<Jid> = to.is_none().then(|| sender.bare_jid().into());
+            let Some(addressed_to) = to.as_ref().or(own.as_ref()) else {
+                return;
+            };
             let decision = self
                 .at_point(
                     RoutingPoint::Outbound,
                     stanza.kind(),
                     sender.full_jid(),
-                    to.as_ref().unwrap_or(&own),
+                    addressed_to,
                     stanza.element(),
                 )
                 .await;
