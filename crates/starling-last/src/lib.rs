@@ -44,7 +44,7 @@ use starling_modules::{
 };
 use starling_registry::{Registry, SessionHandle};
 use starling_stanza::{IqType, NS_CLIENT, StanzaErrorCondition, StanzaKind};
-use starling_storage::{AccountDataStore, DataChange, DataQuota, RosterStore};
+use starling_storage::{AccountDataStore, RosterStore};
 
 /// The last activity namespace.
 pub use starling_stanza::NS_LAST;
@@ -224,9 +224,9 @@ impl<S: AccountDataStore + RosterStore> LastActivity<S> {
     }
 
     /// Note `account`'s logout, and write what is noted unless another session's task is
-    /// writing already: one write at a time, never one per logout racing for the database's
-    /// single writer (each on a blocking thread of its own, which halved the login rate of
-    /// `cargo xtask bench`). The logout is answered from memory until it is written; a crash
+    /// writing already: one transaction at a time for every logout noted so far, never one per
+    /// logout racing for the database's single writer (each on a blocking thread of its own,
+    /// which halved the login rate of `cargo xtask bench`). The logout is answered from memory until it is written; a crash
     /// in between loses it, which last activity, a courtesy, can afford.
     async fn record(&self, account: &BareJid, status: Option<String>) {
         let record = Record {
@@ -237,19 +237,21 @@ impl<S: AccountDataStore + RosterStore> LastActivity<S> {
         while !self.writing.swap(true, Ordering::AcqRel) {
             loop {
                 // Copied out, and forgotten only once written (unless a newer logout replaced
-                // it meanwhile), so a query in between still finds it.
-                let next = self
+                // one meanwhile), so a query in between still finds them.
+                let batch: Vec<(BareJid, Record)> = self
                     .pending_lock()
                     .iter()
-                    .next()
-                    .map(|(account, record)| (account.clone(), record.clone()));
-                let Some((account, record)) = next else {
+                    .map(|(account, record)| (account.clone(), record.clone()))
+                    .collect();
+                if batch.is_empty() {
                     break;
-                };
-                self.write(&account, &record).await;
+                }
+                self.write(&batch).await;
                 let mut pending = self.pending_lock();
-                if pending.get(&account) == Some(&record) {
-                    pending.remove(&account);
+                for (account, record) in &batch {
+                    if pending.get(account) == Some(record) {
+                        pending.remove(account);
+                    }
                 }
             }
             self.writing.store(false, Ordering::Release);
@@ -265,19 +267,14 @@ impl<S: AccountDataStore + RosterStore> LastActivity<S> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn write(&self, account: &BareJid, record: &Record) {
-        let change = DataChange::Put {
-            key: KEY.to_owned(),
-            value: record.encode(),
-        };
-        match self
-            .store
-            .data_apply(account, STORE, &[change], DataQuota::UNLIMITED)
-            .await
-        {
-            Ok(_) => {}
-            // The account may have been deleted as its last session ended.
-            Err(err) => tracing::debug!(%account, error = %err, "recording last activity failed"),
+    /// Every logout of `batch` in one transaction (accounts deleted meanwhile are skipped).
+    async fn write(&self, batch: &[(BareJid, Record)]) {
+        let entries: Vec<(BareJid, Vec<u8>)> = batch
+            .iter()
+            .map(|(account, record)| (account.clone(), record.encode()))
+            .collect();
+        if let Err(err) = self.store.data_put_many(STORE, KEY, &entries).await {
+            tracing::error!(error = %err, accounts = entries.len(), "recording last activity failed");
         }
     }
 }

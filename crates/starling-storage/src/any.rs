@@ -190,6 +190,15 @@ impl AccountDataStore for AnyStore {
     ) -> Result<bool, StorageError> {
         forward!(self, backend => backend.data_apply(account, store, changes, quota))
     }
+
+    async fn data_put_many(
+        &self,
+        store: &str,
+        key: &str,
+        entries: &[(BareJid, Vec<u8>)],
+    ) -> Result<usize, StorageError> {
+        forward!(self, backend => backend.data_put_many(store, key, entries))
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,18 @@ pub trait AccountDataStore: Send + Sync + 'static {
         changes: &[DataChange],
         quota: DataQuota,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+
+    /// Put `value` under `key` in `store` for each `(account, value)`, all in one
+    /// transaction and without a quota: for small records a module owns whole and writes for
+    /// many accounts at once (last activity's logouts), where one transaction per account
+    /// would cost a commit each. Accounts that do not exist are skipped. Returns how many
+    /// were written.
+    fn data_put_many(
+        &self,
+        store: &str,
+        key: &str,
+        entries: &[(BareJid, Vec<u8>)],
+    ) -> impl Future<Output = Result<usize, StorageError>> + Send;
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ macro_rules! account_data_store_tests {
             deleting_the_account_deletes_its_data,
             concurrent_applies_never_exceed_the_key_quota,
             concurrent_applies_never_exceed_the_byte_quota,
+            put_many_writes_existing_accounts_in_one_call,
         );
     };
     (@each $fresh_store:expr; $($name:ident),* $(,)?) => {
@@ -465,4 +466,39 @@ pub(crate) async fn concurrent_applies_never_exceed_the_byte_quota(store: &impl 
     let stored = results.iter().filter(|result| **result == Ok(true)).count();
     assert_eq!(stored, 3, "{results:?}");
     assert_eq!(list(store, &alice, "s").await.len(), 3);
+}
+
+pub(crate) async fn put_many_writes_existing_accounts_in_one_call(store: &impl Store) {
+    let (alice, bob, ghost) = (alice(), bob(), jid("ghost@localhost"));
+    with_accounts(store, &[&alice, &bob]).await;
+    apply(store, &alice, "last", &[put("other", b"kept")]).await;
+    let written = store
+        .data_put_many(
+            "last",
+            "last",
+            &[
+                (alice.clone(), b"1".to_vec()),
+                (ghost.clone(), b"2".to_vec()),
+                (bob.clone(), b"3".to_vec()),
+            ],
+        )
+        .await;
+    // The account that does not exist is skipped, the others written.
+    assert_eq!(written, Ok(2));
+    assert_eq!(
+        list(store, &alice, "last").await,
+        entries(&[("last", b"1"), ("other", b"kept")])
+    );
+    assert_eq!(get(store, &bob, "last", "last").await, Some(b"3".to_vec()));
+    assert_eq!(get(store, &ghost, "last", "last").await, None);
+    // A second call replaces the values; an empty one writes nothing.
+    let again = store
+        .data_put_many("last", "last", &[(alice.clone(), b"4".to_vec())])
+        .await;
+    assert_eq!(again, Ok(1));
+    assert_eq!(
+        get(store, &alice, "last", "last").await,
+        Some(b"4".to_vec())
+    );
+    assert_eq!(store.data_put_many("last", "last", &[]).await, Ok(0));
 }

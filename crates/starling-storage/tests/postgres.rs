@@ -248,6 +248,15 @@ impl<S: AccountDataStore> AccountDataStore for TestDb<S> {
     ) -> Result<bool, StorageError> {
         self.store.data_apply(account, store, changes, quota).await
     }
+
+    async fn data_put_many(
+        &self,
+        store: &str,
+        key: &str,
+        entries: &[(BareJid, Vec<u8>)],
+    ) -> Result<usize, StorageError> {
+        self.store.data_put_many(store, key, entries).await
+    }
 }
 
 impl<S: RosterStore> RosterStore for TestDb<S> {

@@ -113,6 +113,46 @@ impl AccountDataStore for PostgresStore {
         tx.commit().await.map_err(backend("commit account data"))?;
         Ok(true)
     }
+
+    async fn data_put_many(
+        &self,
+        store: &str,
+        key: &str,
+        entries: &[(BareJid, Vec<u8>)],
+    ) -> Result<usize, StorageError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let tx = client
+            .transaction()
+            .await
+            .map_err(backend("begin transaction"))?;
+        let lock = Connection::prepare(statements, &tx, LOCK_ACCOUNT).await?;
+        let mut written = 0;
+        for (account, value) in entries {
+            let Some(account_key) = AccountKey::of(account) else {
+                continue;
+            };
+            let Some(row) = tx
+                .query_opt(&lock, &[&account_key.host, &account_key.username])
+                .await
+                .map_err(backend("lock account"))?
+            else {
+                continue;
+            };
+            let id: i64 = row.try_get(0).map_err(backend("read account id"))?;
+            let put = DataChange::Put {
+                key: key.to_owned(),
+                value: value.clone(),
+            };
+            apply_one(statements, &tx, id, store, &put).await?;
+            written += 1;
+        }
+        tx.commit().await.map_err(backend("commit account data"))?;
+        Ok(written)
+    }
 }
 
 async fn apply_one(

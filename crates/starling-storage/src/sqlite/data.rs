@@ -86,6 +86,36 @@ impl AccountDataStore for SqliteStore {
         })
         .await
     }
+
+    async fn data_put_many(
+        &self,
+        store: &str,
+        key: &str,
+        entries: &[(BareJid, Vec<u8>)],
+    ) -> Result<usize, StorageError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let (store, key, entries) = (store.to_owned(), key.to_owned(), entries.to_vec());
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            let mut written = 0;
+            for (owner, value) in entries {
+                let Some(account) = account_id(&tx, &owner)? else {
+                    continue;
+                };
+                let put = DataChange::Put {
+                    key: key.clone(),
+                    value,
+                };
+                apply_one(&tx, account, &store, &put)?;
+                written += 1;
+            }
+            tx.commit().map_err(backend("commit account data"))?;
+            Ok(written)
+        })
+        .await
+    }
 }
 
 fn apply_one(
