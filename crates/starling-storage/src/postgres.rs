@@ -30,6 +30,25 @@ type Statements = std::collections::HashMap<&'static str, tokio_postgres::Statem
 const LOCK_ACCOUNT: &str =
     "SELECT id FROM accounts WHERE host = $1 AND username = $2 FOR NO KEY UPDATE";
 
+/// Locks `account`'s row in `tx` ([`LOCK_ACCOUNT`]) and returns its id; `None` when there is no
+/// such account. A transaction that locks several takes them in [`BareJid`] order.
+async fn lock_account(
+    statements: &mut Statements,
+    tx: &impl tokio_postgres::GenericClient,
+    account: &jid::BareJid,
+) -> Result<Option<i64>, StorageError> {
+    let Some(key) = crate::AccountKey::of(account) else {
+        return Ok(None);
+    };
+    let lock = pool::Connection::prepare(statements, tx, LOCK_ACCOUNT).await?;
+    let row = tx
+        .query_opt(&lock, &[&key.host, &key.username])
+        .await
+        .map_err(backend("lock account"))?;
+    row.map(|row| row.try_get(0).map_err(backend("read account id")))
+        .transpose()
+}
+
 /// An [`AccountStore`], [`RosterStore`], [`OfflineStore`], [`AccountDataStore`] and
 /// [`PortableStore`] in a PostgreSQL database.
 ///

@@ -10,7 +10,7 @@ use jid::BareJid;
 use tokio_postgres::GenericClient;
 
 use super::pool::Connection;
-use super::{LOCK_ACCOUNT, PostgresStore, Statements, backend};
+use super::{PostgresStore, Statements, backend, lock_account};
 use crate::data::{AccountDataStore, DataChange, DataQuota};
 use crate::{AccountKey, StorageError};
 
@@ -79,9 +79,6 @@ impl AccountDataStore for PostgresStore {
         changes: &[DataChange],
         quota: DataQuota,
     ) -> Result<bool, StorageError> {
-        let Some(key) = AccountKey::of(account) else {
-            return Err(StorageError::AccountNotFound(account.clone()));
-        };
         let mut conn = self.pool.get().await?;
         let (client, statements) = conn.parts();
         let tx = client
@@ -90,14 +87,8 @@ impl AccountDataStore for PostgresStore {
             .map_err(backend("begin transaction"))?;
         // The lock makes count-apply-count atomic: a concurrent writer of this account's data
         // waits here until this transaction ends, then counts what it wrote.
-        let lock = Connection::prepare(statements, &tx, LOCK_ACCOUNT).await?;
-        let id: i64 = match tx
-            .query_opt(&lock, &[&key.host, &key.username])
-            .await
-            .map_err(backend("lock account"))?
-        {
-            Some(row) => row.try_get(0).map_err(backend("read account id"))?,
-            None => return Err(StorageError::AccountNotFound(account.clone())),
+        let Some(id) = lock_account(statements, &tx, account).await? else {
+            return Err(StorageError::AccountNotFound(account.clone()));
         };
         let before = usage(statements, &tx, id, store).await?;
         for change in changes {
@@ -129,20 +120,15 @@ impl AccountDataStore for PostgresStore {
             .transaction()
             .await
             .map_err(backend("begin transaction"))?;
-        let lock = Connection::prepare(statements, &tx, LOCK_ACCOUNT).await?;
+        // Locked in account order, as every transaction that locks several accounts does, so two
+        // batches sharing accounts cannot deadlock.
+        let mut order: Vec<&(BareJid, Vec<u8>)> = entries.iter().collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0));
         let mut written = 0;
-        for (account, value) in entries {
-            let Some(account_key) = AccountKey::of(account) else {
+        for (account, value) in order {
+            let Some(id) = lock_account(statements, &tx, account).await? else {
                 continue;
             };
-            let Some(row) = tx
-                .query_opt(&lock, &[&account_key.host, &account_key.username])
-                .await
-                .map_err(backend("lock account"))?
-            else {
-                continue;
-            };
-            let id: i64 = row.try_get(0).map_err(backend("read account id"))?;
             let put = DataChange::Put {
                 key: key.to_owned(),
                 value: value.clone(),

@@ -5,7 +5,7 @@
 use jid::BareJid;
 
 use super::pool::Connection;
-use super::{LOCK_ACCOUNT, PostgresStore, backend};
+use super::{PostgresStore, backend, lock_account};
 use crate::roster::{OfflineMessage, OfflineQuota, OfflineStore, StoredOffline};
 use crate::{AccountKey, StorageError};
 
@@ -16,9 +16,6 @@ impl OfflineStore for PostgresStore {
         message: &OfflineMessage,
         quota: OfflineQuota,
     ) -> Result<bool, StorageError> {
-        let Some(key) = AccountKey::of(owner) else {
-            return Err(StorageError::AccountNotFound(owner.clone()));
-        };
         let stored_at = i64::try_from(message.stored_at_unix_ms).map_err(|_| {
             StorageError::Backend("offline message timestamp out of range".to_owned())
         })?;
@@ -30,14 +27,8 @@ impl OfflineStore for PostgresStore {
             .map_err(backend("begin transaction"))?;
         // The lock makes count-then-insert atomic: a concurrent push for this account waits
         // here until this transaction ends, then counts this message too.
-        let lock = Connection::prepare(statements, &tx, LOCK_ACCOUNT).await?;
-        let account: i64 = match tx
-            .query_opt(&lock, &[&key.host, &key.username])
-            .await
-            .map_err(backend("lock account"))?
-        {
-            Some(row) => row.try_get(0).map_err(backend("read account id"))?,
-            None => return Err(StorageError::AccountNotFound(owner.clone())),
+        let Some(account) = lock_account(statements, &tx, owner).await? else {
+            return Err(StorageError::AccountNotFound(owner.clone()));
         };
         let count = Connection::prepare(
             statements,

@@ -23,7 +23,7 @@ use jid::BareJid;
 use tokio_postgres::{GenericClient, IsolationLevel, Row};
 
 use super::pool::Connection;
-use super::{LOCK_ACCOUNT, PostgresStore, Statements, backend};
+use super::{PostgresStore, Statements, backend, lock_account};
 use crate::roster::{RosterChange, RosterItem, RosterStore, Subscription};
 use crate::{AccountKey, StorageError};
 
@@ -213,18 +213,10 @@ async fn lock_owners<'c>(
     changes: &'c [RosterChange],
 ) -> Result<BTreeMap<&'c BareJid, i64>, StorageError> {
     let owners: BTreeSet<&BareJid> = changes.iter().map(change_owner).collect();
-    let lock = Connection::prepare(statements, tx, LOCK_ACCOUNT).await?;
     let mut accounts = BTreeMap::new();
     for owner in owners {
-        let Some(key) = AccountKey::of(owner) else {
-            continue;
-        };
-        let row = tx
-            .query_opt(&lock, &[&key.host, &key.username])
-            .await
-            .map_err(backend("lock account"))?;
-        if let Some(row) = row {
-            accounts.insert(owner, row.try_get(0).map_err(backend("read account id"))?);
+        if let Some(id) = lock_account(statements, tx, owner).await? {
+            accounts.insert(owner, id);
         }
     }
     Ok(accounts)
