@@ -105,24 +105,64 @@ impl<S: AccountDataStore + RosterStore> Blocking<S> {
         }
     }
 
-    /// [`Self::check`] from the cached lists alone, without waiting: `None` when a list it
-    /// needs is not cached (an account without a connected resource). Every stanza between
-    /// online accounts is decided here, with a hash lookup or two and no allocation.
+    /// The verdict from the cached lists alone, without waiting: `None` when a list it needs
+    /// is not cached (an account without a connected resource). Every stanza between online
+    /// accounts is decided here, with a hash lookup or two and no allocation.
     fn check_cached(&self, routed: &Routed<'_>) -> Option<Verdict> {
-        let cached = |bare: &str, jid: &Jid| self.lists.get(bare).map(|list| list.blocks(jid));
+        self.decide(routed, |bare, jid| {
+            self.lists.get(bare).map(|list| list.blocks(jid))
+        })
+    }
+
+    /// The verdict once the lists the cache lacks are read from storage.
+    async fn check(&self, routed: &Routed<'_>) -> Verdict {
+        let needed = match routed.point {
+            RoutingPoint::Outbound => [Some(routed.from), None],
+            RoutingPoint::ToBare => [Some(routed.to), None],
+            RoutingPoint::ToFull => [Some(routed.to), Some(routed.from)],
+            RoutingPoint::DeliveryFailed => [None, None],
+        };
+        let mut loaded = Vec::new();
+        for jid in needed.into_iter().flatten() {
+            let bare = bare_str(jid);
+            if !self.lists.contains_key(bare) {
+                loaded.push((bare, self.list_of(bare).await));
+            }
+        }
+        self.decide(routed, |bare, jid| {
+            let list = match self.lists.get(bare) {
+                Some(list) => return Some(list.blocks(jid)),
+                None => loaded.iter().find(|(name, _)| *name == bare),
+            };
+            // Not one of our accounts (or not loaded): nothing it blocks.
+            Some(
+                list.and_then(|(_, list)| list.as_ref())
+                    .is_some_and(|list| list.blocks(jid)),
+            )
+        })
+        .unwrap_or(Verdict::Continue)
+    }
+
+    /// §3.3 at `routed`'s point, asking `blocks(account, jid)` whether the local account (a bare
+    /// JID string) blocks `jid`; `None` as soon as `blocks` cannot say.
+    fn decide(
+        &self,
+        routed: &Routed<'_>,
+        blocks: impl Fn(&str, &Jid) -> Option<bool>,
+    ) -> Option<Verdict> {
         match routed.point {
             RoutingPoint::Outbound => {
                 let owner = bare_str(routed.from);
                 if bare_str(routed.to) == owner {
                     return Some(Verdict::Continue);
                 }
-                Some(match cached(owner, routed.to)? {
+                Some(match blocks(owner, routed.to)? {
                     true => outbound_verdict(routed),
                     false => Verdict::Continue,
                 })
             }
             RoutingPoint::ToBare | RoutingPoint::ToFull => {
-                if cached(bare_str(routed.to), routed.from)? {
+                if blocks(bare_str(routed.to), routed.from)? {
                     return Some(inbound_verdict(routed));
                 }
                 if routed.point == RoutingPoint::ToBare || is_unsubscription(routed) {
@@ -133,44 +173,13 @@ impl<S: AccountDataStore + RosterStore> Blocking<S> {
                 if !sender_is_local {
                     return Some(Verdict::Continue);
                 }
-                Some(match cached(bare_str(routed.from), routed.to)? {
+                // The user's own presence (or anything else) to someone they block.
+                Some(match blocks(bare_str(routed.from), routed.to)? {
                     true => Verdict::Handled,
                     false => Verdict::Continue,
                 })
             }
             RoutingPoint::DeliveryFailed => Some(Verdict::Continue),
-        }
-    }
-
-    async fn check(&self, routed: &Routed<'_>) -> Verdict {
-        match routed.point {
-            RoutingPoint::Outbound => {
-                let owner = bare_str(routed.from);
-                if bare_str(routed.to) == owner {
-                    return Verdict::Continue;
-                }
-                match self.list_of(owner).await {
-                    Some(list) if list.blocks(routed.to) => outbound_verdict(routed),
-                    _ => Verdict::Continue,
-                }
-            }
-            RoutingPoint::ToBare | RoutingPoint::ToFull => {
-                if let Some(list) = self.list_of(bare_str(routed.to)).await
-                    && list.blocks(routed.from)
-                {
-                    return inbound_verdict(routed);
-                }
-                if routed.point == RoutingPoint::ToFull
-                    && !is_unsubscription(routed)
-                    && let Some(list) = self.list_of(bare_str(routed.from)).await
-                    && list.blocks(routed.to)
-                {
-                    // The user's own presence (or anything else) to someone they block.
-                    return Verdict::Handled;
-                }
-                Verdict::Continue
-            }
-            RoutingPoint::DeliveryFailed => Verdict::Continue,
         }
     }
 
