@@ -15,6 +15,7 @@ mod check;
 mod document;
 mod modules;
 mod names;
+mod stream_management;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
 pub use modules::Modules;
 pub use names::{AccountJidError, HostSelectionError};
+pub use stream_management::StreamManagement;
 
 /// Why [`Config::load`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// Which feature modules run.
     pub modules: Modules,
+    /// XEP-0198 stream management.
+    pub stream_management: StreamManagement,
 }
 
 /// `[admin]`: the Unix socket that admin commands use to reach the running server.
@@ -437,6 +441,7 @@ impl Default for Config {
             log: Log::default(),
             metrics: Metrics::default(),
             modules: Modules::default(),
+            stream_management: StreamManagement::default(),
         }
     }
 }
@@ -807,6 +812,7 @@ impl Config {
         }
         live! {
             "shutdown_grace_secs" => shutdown_grace_secs;
+            "stream_management" => stream_management;
             "log.level" => log.level;
             "tls.certificate" => tls.certificate;
             "tls.private_key" => tls.private_key;
@@ -926,6 +932,7 @@ impl Config {
         stream.max_auth_failures = self.c2s.max_auth_failures;
         stream.new_account_iterations = self.c2s.scram_iterations;
         stream.extra_bound_features = starling_roster::stream_features();
+        stream.stream_management = self.stream_management.engine();
         let mut limits = starling_xml::Limits::authenticated();
         limits.max_depth = self.limits.max_depth;
         limits.max_attributes_per_element = self.limits.max_attributes_per_element;

@@ -118,6 +118,17 @@ impl Shell {
                     self.is_bound = true;
                 }
                 Action::Route(_) => assert!(self.is_bound, "Route before the bind was accepted"),
+                Action::SmEnabled(_) => {
+                    assert!(self.is_bound, "stream management enabled before binding")
+                }
+                Action::Resume { .. } => {
+                    assert!(self.is_authenticated, "Resume before Authenticated");
+                    assert!(!self.is_bound, "Resume on a bound stream");
+                    // No session is kept here: the fuzzer's resumption always fails.
+                    self.stream.handle(Input::Resumed(starling_stream::ResumeOutcome::Failed(
+                        starling_stream::SmFailure::ItemNotFound,
+                    )));
+                }
                 Action::Close => {
                     assert!(self.stream.is_closed(), "Close asked, engine not closed");
                     self.is_closed = true;

@@ -138,6 +138,8 @@ pub enum EndReason {
     Refused,
     /// Reading or writing the socket failed.
     IoError,
+    /// A new connection resumed the session (XEP-0198 §5); it goes on there.
+    Resumed,
 }
 
 impl EndReason {
@@ -153,6 +155,7 @@ impl EndReason {
             EndReason::TlsFailed => "tls-failed",
             EndReason::Refused => "refused",
             EndReason::IoError => "io-error",
+            EndReason::Resumed => "resumed-elsewhere",
         }
     }
 
@@ -179,7 +182,8 @@ impl EndReason {
             | EndReason::Shutdown
             | EndReason::TlsFailed
             | EndReason::Refused
-            | EndReason::IoError => None,
+            | EndReason::IoError
+            | EndReason::Resumed => None,
         }
     }
 }

@@ -39,6 +39,6 @@ mod session;
 
 pub use registry::{BindRefusal, ConflictPolicy, Registry, RegistryConfig};
 pub use session::{
-    CloseReason, ConnectedResource, SendError, SessionEvent, SessionHandle, SessionOrigin,
-    SessionReceiver, StreamTransport,
+    CloseReason, ConnectedResource, Handover, HibernationEnd, SendError, SessionEvent,
+    SessionHandle, SessionOrigin, SessionReceiver, StreamTransport, TakeoverReply,
 };

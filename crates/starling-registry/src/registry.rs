@@ -7,7 +7,9 @@ use dashmap::DashMap;
 use jid::{BareJid, FullJid};
 use starling_stanza::StreamErrorCondition;
 
-use crate::session::{CloseReason, QueueLimits, SessionHandle, SessionOrigin, SessionReceiver};
+use crate::session::{
+    CloseReason, Handover, QueueLimits, SessionHandle, SessionOrigin, SessionReceiver,
+};
 
 /// What happens when a client binds a full JID that is already in use (RFC 6120 §7.7.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +91,8 @@ impl From<BindRefusal> for starling_bind::BindError {
 pub struct Registry {
     /// Fixed at start-up; each host's users in a concurrent map keyed by localpart.
     hosts: HashMap<String, DashMap<String, Vec<SessionHandle>>>,
+    /// Sessions that may be resumed (XEP-0198 §5), by the id given in `<enabled/>`.
+    resumable: DashMap<String, SessionHandle>,
     config: RegistryConfig,
 }
 
@@ -100,6 +104,7 @@ impl Registry {
                 .into_iter()
                 .map(|host| (host, DashMap::new()))
                 .collect(),
+            resumable: DashMap::new(),
             config,
         }
     }
@@ -188,6 +193,39 @@ impl Registry {
             resources.is_empty()
         });
         removed
+    }
+
+    /// Make `handle` resumable under `id` (XEP-0198 §5) until [`Registry::forget_resumable`].
+    pub fn make_resumable(&self, id: &str, handle: &SessionHandle) {
+        self.resumable.insert(id.to_owned(), handle.clone());
+    }
+
+    /// `handle` may no longer be resumed under `id` (its session ended or moved on).
+    pub fn forget_resumable(&self, id: &str, handle: &SessionHandle) {
+        self.resumable.remove_if(id, |_, kept| kept == handle);
+    }
+
+    /// How many sessions are resumable (connected or hibernating).
+    pub fn resumable_count(&self) -> usize {
+        self.resumable.len()
+    }
+
+    /// Asks the connection holding resumable session `id` of account `user` to hand it over
+    /// (XEP-0198 §5); the answer arrives on the returned channel, or the channel closes when
+    /// the session ended first. `None` when no such session of that account is kept: a
+    /// session of another account is not found either, so ids cannot be probed.
+    pub fn claim(
+        &self,
+        id: &str,
+        user: &BareJid,
+    ) -> Option<tokio::sync::oneshot::Receiver<Handover>> {
+        let handle = self.resumable.get(id).map(|entry| entry.value().clone())?;
+        if handle.bare_jid() != *user {
+            return None;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        handle.request_takeover(reply);
+        Some(answer)
     }
 
     /// The session bound to exactly this full JID.

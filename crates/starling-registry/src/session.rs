@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use jid::{BareJid, FullJid};
 use minidom::Element;
 use starling_stanza::{OutboundStanza, StreamErrorCondition};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 /// Why a session is being closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,41 @@ pub enum SessionEvent {
     Stanza(OutboundStanza),
     /// Someone asked the session to close; reported once, after the stanzas queued before it.
     Close(CloseReason),
+    /// A new connection resumes this session (XEP-0198 §5): stop using the old connection
+    /// and hand the session over ([`SessionReceiver::take_takeover`]). Reported before any
+    /// queued stanza, which stay queued for the new connection.
+    TakeOver,
+}
+
+/// The session, handed from the connection that held it to the one resuming it (XEP-0198
+/// §5): its handle and queue, and its stream management state.
+pub struct Handover {
+    /// The session's handle (it stays bound throughout).
+    pub handle: SessionHandle,
+    /// Its queue, with whatever arrived meanwhile.
+    pub receiver: SessionReceiver,
+    /// Counters and unacknowledged stanzas.
+    pub sm: starling_sm::SmSession,
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where to hand a resumed session over to.
+pub type TakeoverReply = oneshot::Sender<Handover>;
+
+/// What ended a hibernation ([`SessionReceiver::hibernation_ends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HibernationEnd {
+    /// A new connection resumes the session.
+    TakeOver,
+    /// Someone asked the session to close.
+    Close,
 }
 
 impl SessionReceiver {
@@ -66,6 +101,9 @@ impl SessionReceiver {
         loop {
             {
                 let mut outbox = lock(&self.session.outbox);
+                if outbox.takeover.is_some() {
+                    return SessionEvent::TakeOver;
+                }
                 if let Some(stanza) = outbox.pop() {
                     return SessionEvent::Stanza(stanza);
                 }
@@ -82,11 +120,50 @@ impl SessionReceiver {
         }
     }
 
-    /// Resolves once someone asked the session to close.
+    /// Resolves once someone asked the session to close, or a new connection resumes it.
     pub async fn close_requested(&self) {
-        while lock(&self.session.outbox).close.is_none() {
+        loop {
+            {
+                let outbox = lock(&self.session.outbox);
+                if outbox.close.is_some() || outbox.takeover.is_some() {
+                    return;
+                }
+            }
             self.session.wake.notified().await;
         }
+    }
+
+    /// While the session is hibernating (its connection broke, XEP-0198 §5): resolves when a
+    /// new connection resumes it or someone asks it to close. Queued stanzas stay queued.
+    pub async fn hibernation_ends(&self) -> HibernationEnd {
+        loop {
+            {
+                let outbox = lock(&self.session.outbox);
+                if outbox.takeover.is_some() {
+                    return HibernationEnd::TakeOver;
+                }
+                if outbox.close.is_some() {
+                    return HibernationEnd::Close;
+                }
+            }
+            self.session.wake.notified().await;
+        }
+    }
+
+    /// The pending takeover's reply, once [`SessionEvent::TakeOver`] was reported.
+    pub fn take_takeover(&mut self) -> Option<TakeoverReply> {
+        lock(&self.session.outbox).takeover.take()
+    }
+
+    /// Ends the session for senders and takes every queued stanza out, in one step, so
+    /// nothing queued in between is lost (the session is ending: XEP-0198 §5 decides what
+    /// becomes of them; later sends fail with [`SendError::Closed`]).
+    pub fn drain(self) -> Vec<OutboundStanza> {
+        let mut outbox = lock(&self.session.outbox);
+        outbox.receiver_gone = true;
+        outbox.queued_bytes = 0;
+        outbox.takeover = None;
+        std::mem::take(&mut outbox.queue).into()
     }
 
     /// Whether someone asked the session to close.
@@ -216,6 +293,8 @@ struct Outbox {
     receiver_gone: bool,
     /// When the queue was first found full, for the slow-reader grace period.
     overflow_since: Option<Instant>,
+    /// A connection resuming this session waits here for it (XEP-0198 §5).
+    takeover: Option<TakeoverReply>,
 }
 
 #[derive(Debug, Default)]
@@ -225,6 +304,9 @@ struct ResourceState {
     /// only read again when someone new must be told of it (probes, new resources).
     presence: Option<Box<str>>,
     is_interested: bool,
+    /// The connection broke and the session waits to be resumed (XEP-0198 §5); it is still a
+    /// connected resource.
+    is_hibernating: bool,
 }
 
 impl Outbox {
@@ -350,6 +432,28 @@ impl SessionHandle {
     /// Whether someone asked this session to close.
     pub fn is_closing(&self) -> bool {
         lock(&self.inner.outbox).close.is_some()
+    }
+
+    /// Ask the connection holding this session to hand it over to `reply` (XEP-0198 §5). A
+    /// newer request replaces an older one, whose waiter then sees its channel closed.
+    pub(crate) fn request_takeover(&self, reply: TakeoverReply) {
+        let mut outbox = lock(&self.inner.outbox);
+        if outbox.receiver_gone {
+            return;
+        }
+        outbox.takeover = Some(reply);
+        drop(outbox);
+        self.inner.wake.notify_one();
+    }
+
+    /// Record whether the session is hibernating (its connection broke; XEP-0198 §5).
+    pub fn set_hibernating(&self, hibernating: bool) {
+        lock(&self.inner.state).is_hibernating = hibernating;
+    }
+
+    /// Whether the session is hibernating: bound and resumable, with no connection.
+    pub fn is_hibernating(&self) -> bool {
+        lock(&self.inner.state).is_hibernating
     }
 
     /// How many more stanzas the outbound queue takes before [`SessionHandle::send`] fails

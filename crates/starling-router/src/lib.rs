@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod announce;
+mod leftovers;
 mod modules;
 mod presence;
 mod roster_iq;

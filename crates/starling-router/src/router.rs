@@ -531,7 +531,7 @@ impl<S: Store> Router<S> {
 
     /// Keep a message for an account with no available resource (XEP-0160). `false` when it
     /// could not be stored.
-    async fn store_offline(&self, owner: &BareJid, stanza: &Stanza) -> bool {
+    pub(crate) async fn store_offline(&self, owner: &BareJid, stanza: &Stanza) -> bool {
         let message = OfflineMessage {
             stored_at_unix_ms: unix_ms(),
             stanza: serialize(stanza.element()),

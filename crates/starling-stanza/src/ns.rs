@@ -52,3 +52,11 @@ pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 pub const NS_DATA: &str = "jabber:x:data";
 /// Delayed delivery (XEP-0203).
 pub const NS_DELAY: &str = "urn:xmpp:delay";
+/// Stream management (XEP-0198 v1.6).
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+/// Chat state notifications (XEP-0085).
+pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// Message carbons (XEP-0280).
+pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+/// Message archive management (XEP-0313).
+pub const NS_MAM: &str = "urn:xmpp:mam:2";

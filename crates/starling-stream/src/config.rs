@@ -37,6 +37,45 @@ pub struct StreamConfig {
     /// answers for unknown users name the same count
     /// (`starling_sasl::ServerContext::new_account_iterations`).
     pub new_account_iterations: u32,
+    /// XEP-0198 stream management; `None` turns it off (no `<sm/>` feature).
+    pub stream_management: Option<SmConfig>,
+}
+
+/// How stream management behaves (`[stream_management]` in `starling.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmConfig {
+    /// How long a session whose connection broke is kept for resumption, in seconds (the
+    /// `max` of `<enabled/>`; a client asking for less gets less). 0 turns resumption off.
+    pub resume_window_secs: u32,
+    /// Ask the client for an acknowledgement after this many unacknowledged stanzas.
+    pub request_every: u32,
+    /// Or once a stanza has waited this long (milliseconds) without one; the shell keeps
+    /// this timer.
+    pub request_after_ms: u32,
+    /// Unacknowledged stanzas a client may leave; past it the stream ends with
+    /// `<policy-violation/>` (what it has not acknowledged then goes where §5 says).
+    pub max_unacked: usize,
+}
+
+/// Default resumption window (XEP-0198 leaves it to the server; Prosody keeps 600 s,
+/// ejabberd 300 s).
+pub const DEFAULT_RESUME_WINDOW_SECS: u32 = 300;
+/// Default number of stanzas after which the server asks for an acknowledgement.
+pub const DEFAULT_ACK_REQUEST_EVERY: u32 = 5;
+/// Default delay before unacknowledged stanzas get an `<r/>` of their own, in milliseconds.
+pub const DEFAULT_ACK_REQUEST_AFTER_MS: u32 = 2_000;
+/// Default cap on stanzas the client has not acknowledged.
+pub const DEFAULT_MAX_UNACKED: usize = 1_000;
+
+impl Default for SmConfig {
+    fn default() -> Self {
+        Self {
+            resume_window_secs: DEFAULT_RESUME_WINDOW_SECS,
+            request_every: DEFAULT_ACK_REQUEST_EVERY,
+            request_after_ms: DEFAULT_ACK_REQUEST_AFTER_MS,
+            max_unacked: DEFAULT_MAX_UNACKED,
+        }
+    }
 }
 
 /// Default number of SASL failures tolerated on one connection.
@@ -57,6 +96,7 @@ impl StreamConfig {
             extra_unauthenticated_features: Vec::new(),
             sasl_decoy_secret: [0; 32],
             new_account_iterations: starling_sasl::DEFAULT_ITERATIONS,
+            stream_management: Some(SmConfig::default()),
         }
     }
 }

@@ -9,6 +9,9 @@ use starling_sasl::{
     ChannelBinding, PasswordCheck, SaslFailure, SaslSession, SaslStep, ServerContext,
     StoredCredentials,
 };
+use starling_sm::{
+    AckError, Acks, Failure as SmFailure, Request as SmRequest, Resumption, SmSession,
+};
 use starling_stanza::{
     IqType, NS_CLIENT, NS_SASL, NS_TLS, OutboundStanza, Stanza, StanzaErrorCondition,
     StreamErrorCondition,
@@ -71,6 +74,26 @@ pub enum Input<'a> {
     TimedOut,
     /// The peer closed its side of the connection, or the socket failed.
     PeerClosed,
+    /// The answer to [`Action::Resume`].
+    Resumed(ResumeOutcome),
+    /// Stanzas have waited for an acknowledgement for the shell's ack delay: ask for one
+    /// (XEP-0198 §4) unless an `<r/>` is already out.
+    RequestAck,
+}
+
+/// What became of a resumption request ([`Action::Resume`]).
+#[derive(Debug)]
+pub enum ResumeOutcome {
+    /// The session was taken over from its old connection: its full JID and stream
+    /// management state (counters and unacknowledged stanzas).
+    Resumed {
+        /// The session's full JID.
+        full_jid: FullJid,
+        /// Its stream management state.
+        session: SmSession,
+    },
+    /// It cannot be resumed (XEP-0198 §5: `item-not-found` when no such session is kept).
+    Failed(SmFailure),
 }
 
 /// Something the connection task must do.
@@ -101,6 +124,17 @@ pub enum Action {
     StreamError(StreamErrorCondition),
     /// Flush earlier writes, close the connection (TLS close_notify first) and drop the engine.
     Close,
+    /// Stream management with resumption is on (XEP-0198 §3): keep the session resumable
+    /// under this id after its connection breaks.
+    SmEnabled(Resumption),
+    /// The authenticated client asks to resume session `previd` (XEP-0198 §5); answer with
+    /// [`Input::Resumed`]. `h` is how many stanzas it handled on the old stream.
+    Resume {
+        /// The id from `<enabled/>`.
+        previd: String,
+        /// The client's count.
+        h: u32,
+    },
 }
 
 /// Where a session is in Prosody's session model (`doc/session.txt`).
@@ -137,6 +171,13 @@ enum Phase {
     /// A bind request is out to the registry; `iq` is the request to answer.
     /// Boxed: the request is as large as a stanza and the phase is kept for the stream's life.
     Binding(Box<PendingBind>),
+    /// A resumption request is out to the shell.
+    Resuming {
+        /// The id the client named.
+        previd: String,
+        /// The client's count of stanzas handled on the old stream.
+        h: u32,
+    },
     /// Closed; no more input is processed.
     Closed,
 }
@@ -167,6 +208,11 @@ pub struct C2sStream {
     pending_ping: Option<String>,
     /// The SASL mechanism that authenticated the session, once one has.
     mechanism: Option<starling_sasl::Mechanism>,
+    /// XEP-0198 state once the client enabled stream management (or resumed).
+    sm: Option<Box<SmSession>>,
+    /// Whether the session ended so that it may not be resumed: the client closed the stream
+    /// itself, or the server ended it with a stream error other than a timeout or shutdown.
+    ended_for_good: bool,
     actions: VecDeque<Action>,
 }
 
@@ -189,6 +235,8 @@ impl C2sStream {
             auth_failures: 0,
             pending_ping: None,
             mechanism: None,
+            sm: None,
+            ended_for_good: false,
             actions: VecDeque::new(),
         }
     }
@@ -203,6 +251,28 @@ impl C2sStream {
         self.mechanism
     }
 
+    /// The stream management state, once enabled.
+    pub fn sm_session(&self) -> Option<&SmSession> {
+        self.sm.as_deref()
+    }
+
+    /// Takes the stream management state out (the connection is over): with its resumption
+    /// id when the session may be resumed (XEP-0198 §5), which it may not after the client
+    /// closed the stream or a stream error other than a timeout or shutdown ended it.
+    pub fn take_sm_session(&mut self) -> Option<SmSession> {
+        let mut session = *self.sm.take()?;
+        if self.ended_for_good {
+            session.resumption = None;
+        }
+        Some(session)
+    }
+
+    /// Whether stanzas wait for an acknowledgement that no `<r/>` has asked for yet (the
+    /// shell then arms its ack-delay timer, see [`Input::RequestAck`]).
+    pub fn wants_ack_request(&self) -> bool {
+        self.sm.as_ref().is_some_and(|sm| sm.acks.has_unrequested())
+    }
+
     /// True once the engine has asked for [`Action::Close`].
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
@@ -214,6 +284,9 @@ impl C2sStream {
     /// Returns whether the parser went dormant (not mid-stanza, not before the header).
     pub fn release_idle_memory(&mut self) -> bool {
         self.actions.shrink_to_fit();
+        if let Some(sm) = self.sm.as_mut() {
+            sm.acks.shrink();
+        }
         self.parser.make_dormant()
     }
 
@@ -293,11 +366,31 @@ impl C2sStream {
             }
             Input::Deliver(stanza) => {
                 if matches!(self.state, SessionState::Bound { .. }) {
-                    self.write(stanza.bytes().to_vec());
+                    self.write_stanza(stanza);
+                    self.maybe_request_ack();
+                }
+                return;
+            }
+            Input::Resumed(outcome) => {
+                let Phase::Resuming { previd, h } = std::mem::replace(&mut self.phase, Phase::Open)
+                else {
+                    return;
+                };
+                self.on_resumed(outcome, &previd, h);
+            }
+            Input::RequestAck => {
+                let closed = self.is_closed();
+                if let Some(sm) = self.sm.as_mut()
+                    && sm.acks.has_unrequested()
+                    && !closed
+                {
+                    sm.acks.requested();
+                    self.write(starling_sm::ack_request());
                 }
                 return;
             }
             Input::Close(reason) => {
+                self.ended_for_good = true;
                 match reason {
                     Some((condition, text)) => self.stream_error(condition, text.as_deref()),
                     None => {
@@ -312,7 +405,13 @@ impl C2sStream {
                 return;
             }
             Input::IdleProbe => {
-                if let (SessionState::Bound { full_jid }, Phase::Open) = (&self.state, &self.phase)
+                if let (Some(sm), Phase::Open) = (self.sm.as_mut(), &self.phase) {
+                    // XEP-0198 §4: with stream management an <r/> is the cheaper probe, and
+                    // its <a/> also releases acknowledged stanzas.
+                    sm.acks.requested();
+                    self.write(starling_sm::ack_request());
+                } else if let (SessionState::Bound { full_jid }, Phase::Open) =
+                    (&self.state, &self.phase)
                 {
                     let id = format!("ping-{}", self.ids.stream_id());
                     let from = self.domain.clone().unwrap_or_default();
@@ -336,7 +435,12 @@ impl C2sStream {
     fn process(&mut self) {
         loop {
             match &self.phase {
-                Phase::Closed | Phase::TlsHandshake | Phase::Binding(_) => return,
+                Phase::Closed
+                | Phase::TlsHandshake
+                | Phase::Binding(_)
+                | Phase::Resuming { .. } => {
+                    return;
+                }
                 Phase::Sasl {
                     waiting_for_shell: true,
                     ..
@@ -360,6 +464,8 @@ impl C2sStream {
             }
             (StreamEvent::Whitespace, _) => {}
             (StreamEvent::Close, _) => {
+                // XEP-0198 §5: a stream the client closes is over; it is not kept for resumption.
+                self.ended_for_good = true;
                 // RFC 6120 §4.4: answer the peer's closing tag with ours, then close.
                 if !self.header_sent {
                     self.send_header();
@@ -441,9 +547,10 @@ impl C2sStream {
                     })
                 }
             }
-            SessionState::Authenticated { .. } => {
-                nonza::features(&Features::Bind(&self.config.extra_bound_features))
-            }
+            SessionState::Authenticated { .. } => nonza::features(&Features::Bind {
+                extra: &self.config.extra_bound_features,
+                stream_management: self.config.stream_management.is_some(),
+            }),
             // A bound session never restarts its stream.
             SessionState::Bound { .. } => nonza::features(&Features::Sasl {
                 starttls: false,
@@ -473,6 +580,12 @@ impl C2sStream {
     fn on_element(&mut self, element: Element) {
         if matches!(self.phase, Phase::Sasl { .. }) {
             self.on_sasl_element(&element);
+            return;
+        }
+        if self.config.stream_management.is_some()
+            && let Some(request) = starling_sm::parse(&element)
+        {
+            self.on_sm(request);
             return;
         }
         match self.state.clone() {
@@ -714,6 +827,11 @@ impl C2sStream {
                 return;
             }
         };
+        // XEP-0198 §4: every stanza counts as handled once taken in, whatever becomes of it
+        // (the router finishes with it before any later <a/> is written).
+        if let Some(sm) = self.sm.as_mut() {
+            sm.acks.handled_one();
+        }
         // RFC 6120 §8.1.2.1: the server stamps the full JID of the sender on every stanza; a
         // `from` the client wrote itself is never passed on.
         stanza.set_from(full_jid.as_str());
@@ -736,7 +854,7 @@ impl C2sStream {
             }
             if starling_bind::is_session_request(payload) {
                 // RFC 6121 Appendix E: the legacy session request is a no-op that succeeds.
-                self.write(starling_xml::write_element(&stanza.iq_result()));
+                self.write_stanza(OutboundStanza::new(&stanza.iq_result()));
                 return;
             }
         }
@@ -755,8 +873,159 @@ impl C2sStream {
         // A stanza without `to` is answered without `from`: RFC 6120 §10.3.3 has the server
         // handle it on behalf of the account, and clients match such replies by id.
         if let Some(reply) = stanza.error_reply(condition) {
-            self.write(starling_xml::write_element(&reply));
+            self.write_stanza(OutboundStanza::new(&reply));
         }
+    }
+
+    /// Writes a stanza to the client, counting it for stream management (XEP-0198 §4).
+    fn write_stanza(&mut self, stanza: OutboundStanza) {
+        self.write(stanza.bytes().to_vec());
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        sm.acks.sent(stanza);
+        let max = self
+            .config
+            .stream_management
+            .map_or(usize::MAX, |c| c.max_unacked);
+        if sm.acks.unacked_len() > max {
+            self.stream_error(
+                StreamErrorCondition::PolicyViolation,
+                Some("too many stanzas left unacknowledged"),
+            );
+        }
+    }
+
+    /// Asks for an acknowledgement once enough stanzas went out without one (§4).
+    fn maybe_request_ack(&mut self) {
+        let every = match self.config.stream_management {
+            Some(config) => config.request_every,
+            None => return,
+        };
+        if let Some(sm) = self.sm.as_mut()
+            && !matches!(self.phase, Phase::Closed)
+            && sm.acks.wants_request(every)
+        {
+            sm.acks.requested();
+            self.write(starling_sm::ack_request());
+        }
+    }
+
+    fn on_sm(&mut self, request: Result<SmRequest, starling_sm::NonzaError>) {
+        let request = match request {
+            Ok(request) => request,
+            Err(starling_sm::NonzaError::UnknownElement(_)) => {
+                // §4.9.3.24: not an element a client may send.
+                self.stream_error(StreamErrorCondition::UnsupportedStanzaType, None);
+                return;
+            }
+            Err(starling_sm::NonzaError::BadAttribute(_)) => {
+                self.write(starling_sm::failed(SmFailure::BadRequest, None));
+                return;
+            }
+        };
+        match request {
+            SmRequest::Enable { resume, max } => self.on_sm_enable(resume, max),
+            SmRequest::AckRequest => match self.sm.as_ref() {
+                Some(sm) => self.write(starling_sm::ack(sm.acks.handled())),
+                None => self.write(starling_sm::failed(SmFailure::UnexpectedRequest, None)),
+            },
+            SmRequest::Ack { h } => {
+                let Some(sm) = self.sm.as_mut() else {
+                    self.write(starling_sm::failed(SmFailure::UnexpectedRequest, None));
+                    return;
+                };
+                if let Err(AckError::TooHigh { h, sent }) = sm.acks.on_ack(h) {
+                    self.handled_count_too_high(h, sent);
+                }
+            }
+            SmRequest::Resume { previd, h } => {
+                // §5: resumption replaces binding, so it comes after authentication and
+                // before a resource is bound (or enabled).
+                if !matches!(self.state, SessionState::Authenticated { .. }) || self.sm.is_some() {
+                    self.write(starling_sm::failed(SmFailure::UnexpectedRequest, None));
+                    return;
+                }
+                self.actions.push_back(Action::Resume {
+                    previd: previd.clone(),
+                    h,
+                });
+                self.phase = Phase::Resuming { previd, h };
+            }
+        }
+    }
+
+    fn on_sm_enable(&mut self, resume: bool, max: Option<u32>) {
+        // §3: only a bound resource enables stream management, and only once.
+        let Some(config) = self.config.stream_management else {
+            return;
+        };
+        if !matches!(self.state, SessionState::Bound { .. }) || self.sm.is_some() {
+            self.write(starling_sm::failed(SmFailure::UnexpectedRequest, None));
+            return;
+        }
+        let window = match max {
+            Some(asked) if asked > 0 => asked.min(config.resume_window_secs),
+            _ => config.resume_window_secs,
+        };
+        let resumption = (resume && window > 0).then(|| Resumption {
+            id: self.ids.stream_id(),
+            window_secs: window,
+        });
+        self.write(starling_sm::enabled(
+            resumption.as_ref().map(|r| (r.id.as_str(), r.window_secs)),
+        ));
+        if let Some(resumption) = &resumption {
+            self.actions
+                .push_back(Action::SmEnabled(resumption.clone()));
+        }
+        self.sm = Some(Box::new(SmSession {
+            acks: Acks::default(),
+            resumption,
+        }));
+    }
+
+    fn on_resumed(&mut self, outcome: ResumeOutcome, previd: &str, h: u32) {
+        let (full_jid, mut session) = match outcome {
+            ResumeOutcome::Resumed { full_jid, session } => (full_jid, session),
+            ResumeOutcome::Failed(failure) => {
+                // §5: the client may bind a new resource instead.
+                self.write(starling_sm::failed(failure, None));
+                return;
+            }
+        };
+        self.write(starling_sm::resumed(previd, session.acks.handled()));
+        let too_high = session.acks.on_ack(h).err();
+        // §5: what the client did not get on the old stream is sent again, in order, and stays
+        // unacknowledged until it is.
+        let resent: Vec<u8> = session
+            .acks
+            .unacked()
+            .flat_map(|stanza| stanza.bytes().iter().copied())
+            .collect();
+        self.state = SessionState::Bound { full_jid };
+        self.sm = Some(Box::new(session));
+        if let Some(AckError::TooHigh { h, sent }) = too_high {
+            self.handled_count_too_high(h, sent);
+            return;
+        }
+        if !resent.is_empty() {
+            self.write(resent);
+            if let Some(sm) = self.sm.as_mut() {
+                sm.acks.requested();
+            }
+            self.write(starling_sm::ack_request());
+        }
+    }
+
+    /// §4: the client acknowledged more than it was sent.
+    fn handled_count_too_high(&mut self, h: u32, sent: u32) {
+        let application = starling_sm::handled_count_too_high(h, sent);
+        self.stream_error_with(
+            StreamErrorCondition::UndefinedCondition,
+            Some("acknowledged more stanzas than were sent"),
+            Some(&application),
+        );
     }
 
     fn restart_stream(&mut self) {
@@ -788,10 +1057,29 @@ impl C2sStream {
     }
 
     fn stream_error(&mut self, condition: StreamErrorCondition, text: Option<&str>) {
+        self.stream_error_with(condition, text, None);
+    }
+
+    /// A stream error with an application-specific condition (RFC 6120 §4.9.4).
+    fn stream_error_with(
+        &mut self,
+        condition: StreamErrorCondition,
+        text: Option<&str>,
+        application: Option<&Element>,
+    ) {
+        // XEP-0198 §5: a session the server ends on purpose is not kept for resumption; one
+        // whose client went silent (a dead mobile connection) or that the server's restart
+        // interrupts is.
+        if !matches!(
+            condition,
+            StreamErrorCondition::ConnectionTimeout | StreamErrorCondition::SystemShutdown
+        ) {
+            self.ended_for_good = true;
+        }
         if !self.header_sent {
             self.send_header();
         }
-        self.write(nonza::stream_error(condition, text));
+        self.write(nonza::stream_error(condition, text, application));
         self.actions.push_back(Action::StreamError(condition));
         self.close();
     }

@@ -39,6 +39,10 @@ mod engine;
 mod ids;
 mod nonza;
 
-pub use config::{DEFAULT_MAX_AUTH_FAILURES, StreamConfig};
-pub use engine::{Action, C2sStream, Input, SessionState, TlsInfo, Transport};
+pub use config::{
+    DEFAULT_ACK_REQUEST_AFTER_MS, DEFAULT_ACK_REQUEST_EVERY, DEFAULT_MAX_AUTH_FAILURES,
+    DEFAULT_MAX_UNACKED, DEFAULT_RESUME_WINDOW_SECS, SmConfig, StreamConfig,
+};
+pub use engine::{Action, C2sStream, Input, ResumeOutcome, SessionState, TlsInfo, Transport};
 pub use ids::{IdSource, SequentialIds};
+pub use starling_sm::{Failure as SmFailure, Resumption, SmSession};

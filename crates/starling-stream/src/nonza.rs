@@ -16,8 +16,12 @@ pub(crate) enum Features<'a> {
         /// Features modules contribute at this stage.
         extra: &'a [minidom::Element],
     },
-    /// After authentication: resource binding, the legacy session feature and extras.
-    Bind(&'a [minidom::Element]),
+    /// After authentication: resource binding, the legacy session feature, stream
+    /// management (XEP-0198 §2) and extras.
+    Bind {
+        extra: &'a [minidom::Element],
+        stream_management: bool,
+    },
 }
 
 pub(crate) fn features(features: &Features<'_>) -> Vec<u8> {
@@ -61,12 +65,18 @@ pub(crate) fn features(features: &Features<'_>) -> Vec<u8> {
                 )));
             }
         }
-        Features::Bind(extra) => {
+        Features::Bind {
+            extra,
+            stream_management,
+        } => {
             let mut bytes = out.into_bytes();
             bytes.extend_from_slice(&starling_xml::write_element(&starling_bind::bind_feature()));
             bytes.extend_from_slice(&starling_xml::write_element(
                 &starling_bind::session_feature(),
             ));
+            if *stream_management {
+                bytes.extend_from_slice(&starling_xml::write_element(&starling_sm::sm_feature()));
+            }
             for feature in *extra {
                 bytes.extend_from_slice(&starling_xml::write_element(feature));
             }
@@ -86,19 +96,31 @@ fn channel_binding_name(kind: ChannelBindingType) -> &'static str {
 }
 
 /// `<stream:error>` with an optional text, followed by the closing tag (§4.9.1.1, §4.9.2).
-pub(crate) fn stream_error(condition: StreamErrorCondition, text: Option<&str>) -> Vec<u8> {
+/// With `application`, its element follows the text (RFC 6120 §4.9.4).
+pub(crate) fn stream_error(
+    condition: StreamErrorCondition,
+    text: Option<&str>,
+    application: Option<&minidom::Element>,
+) -> Vec<u8> {
     let mut out = format!(
         "<stream:error><{} xmlns='{NS_STREAM_ERRORS}'/>",
         condition.name()
-    );
+    )
+    .into_bytes();
     if let Some(text) = text {
-        out.push_str(&format!(
-            "<text xmlns='{NS_STREAM_ERRORS}' xml:lang='en'>{}</text>",
-            escape_text(text)
-        ));
+        out.extend_from_slice(
+            format!(
+                "<text xmlns='{NS_STREAM_ERRORS}' xml:lang='en'>{}</text>",
+                escape_text(text)
+            )
+            .as_bytes(),
+        );
     }
-    out.push_str("</stream:error></stream:stream>");
-    out.into_bytes()
+    if let Some(application) = application {
+        out.extend_from_slice(&starling_xml::write_element(application));
+    }
+    out.extend_from_slice(b"</stream:error></stream:stream>");
+    out
 }
 
 pub(crate) fn tls_proceed() -> Vec<u8> {

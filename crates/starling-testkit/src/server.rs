@@ -93,6 +93,9 @@ pub struct ServerOptions {
     /// IPv4-mapped IPv6 address (`"[::ffff:127.0.0.1]:0"`), which still takes only loopback
     /// connections but sees IPv4 peers as `::ffff:a.b.c.d`.
     pub direct_tls_listen: String,
+    /// Keys of other sections, set as `section.key=value` (`stream_management.resume_window_secs=2`):
+    /// each section is written once with its keys, values as given (TOML literals).
+    pub sections: std::collections::BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl Default for ServerOptions {
@@ -129,6 +132,7 @@ impl Default for ServerOptions {
             extra_toml: String::new(),
             data_subdir: None,
             direct_tls_listen: "127.0.0.1:0".to_owned(),
+            sections: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -185,7 +189,19 @@ impl ServerOptions {
             "idle_timeout_secs" => self.idle_timeout_secs = parse(key, value)?,
             "idle_ping_timeout_secs" => self.idle_ping_timeout_secs = parse(key, value)?,
             "scram_iterations" => self.scram_iterations = parse(key, value)?,
-            _ => bail!("unknown server option {key:?}"),
+            _ => match key.split_once('.') {
+                Some((section, name))
+                    if !["listen", "c2s", "limits", "storage"].contains(&section)
+                        && !section.is_empty()
+                        && !name.is_empty() =>
+                {
+                    self.sections
+                        .entry(section.to_owned())
+                        .or_default()
+                        .push((name.to_owned(), value.to_owned()));
+                }
+                _ => bail!("unknown server option {key:?}"),
+            },
         }
         Ok(())
     }
@@ -266,7 +282,20 @@ max_directed_presences = {}
             .display()
             .to_string(),
         ) + &self.storage_toml()
+            + &self.sections_toml()
             + &self.extra_toml_section()
+    }
+
+    /// The sections set through `section.key=value` options.
+    fn sections_toml(&self) -> String {
+        let mut out = String::new();
+        for (section, keys) in &self.sections {
+            out.push_str(&format!("\n[{section}]\n"));
+            for (key, value) in keys {
+                out.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        out
     }
 
     /// `extra_toml`, set apart by a blank line when there is any.

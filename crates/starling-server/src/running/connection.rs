@@ -17,10 +17,14 @@ use starling_limits::{Deadline, Deadlines};
 use starling_logging::{EndReason, SessionRecord};
 use starling_metrics::ListenerKind;
 use starling_registry::{
-    CloseReason, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver, StreamTransport,
+    CloseReason, Handover, HibernationEnd, SessionEvent, SessionHandle, SessionOrigin,
+    SessionReceiver, StreamTransport, TakeoverReply,
 };
 use starling_storage::AccountStore as _;
-use starling_stream::{Action, C2sStream, Input, SessionState, Transport};
+use starling_stream::{
+    Action, C2sStream, Input, ResumeOutcome, Resumption, SessionState, SmFailure, SmSession,
+    Transport,
+};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -95,6 +99,7 @@ pub fn serve(
         shutdown,
         session_id,
         session: None,
+        takeover: None,
         record,
         gauge: SessionGauge::new(),
         origin: SessionOrigin {
@@ -120,11 +125,17 @@ pub fn serve(
     });
     let task = async move {
         let result = run(&mut connection).await;
+        // The socket is gone; the engine's buffers go with it, its stream management state
+        // stays with the session.
+        let sm = connection
+            .engine
+            .take()
+            .and_then(|mut engine| engine.take_sm_session());
         let cx = &mut connection.cx;
-        // The bound session, if there was one, is removed however the connection ended.
-        if let Some((handle, _receiver)) = cx.session.take() {
-            Box::pin(cx.shared.router.session_ended(&handle)).await;
-            debug!(session = %cx.session_id, jid = %handle.full_jid(), "session removed");
+        // The bound session, if there was one, is resumed elsewhere, kept for resumption or
+        // removed, however the connection ended.
+        if let Some((handle, receiver)) = cx.session.take() {
+            Box::pin(after_connection(cx, handle, receiver, sm)).await;
         }
         let Connection { cx, .. } = *connection;
         let reason = cx.record.finish(result.as_ref().err());
@@ -166,6 +177,8 @@ struct Context {
     session_id: uuid::Uuid,
     /// The bound session, once there is one; kept across STARTTLS.
     session: Option<(SessionHandle, SessionReceiver)>,
+    /// A connection resuming this session waits here for it (XEP-0198 §5).
+    takeover: Option<TakeoverReply>,
     /// What the session's end record will say.
     record: SessionRecord,
     /// This connection's place in `starling_sessions`.
@@ -341,6 +354,8 @@ async fn drive<S: Socket>(
     // Whether the socket may have bytes we have not read; until a read would block, reading
     // comes before waiting for readability.
     let mut may_have_input = true;
+    // When the pending ack request is due, once stanzas wait for one.
+    let mut ack_requested_at: Option<Instant> = None;
     if *cx.shutdown.borrow() {
         cx.record.ending(EndReason::Shutdown);
         engine.handle(Input::Shutdown);
@@ -396,6 +411,19 @@ async fn drive<S: Socket>(
             Some(resume_at) if resume_at < deadline => (resume_at, None),
             _ => (deadline, Some(timer)),
         };
+        // XEP-0198 §4: stanzas the client has not acknowledged and no <r/> asked about yet get
+        // one after the ack delay, so a quiet client still releases them.
+        let ack_due = if engine.wants_ack_request() {
+            *ack_requested_at.get_or_insert_with(|| now + ack_delay(cx))
+        } else {
+            ack_requested_at = None;
+            Instant::now() + Duration::from_secs(86_400)
+        };
+        let (wake_at, timer) = if ack_requested_at.is_some() && ack_due < wake_at {
+            (ack_due, Some(Wake::AckRequest))
+        } else {
+            (wake_at, timer.map(Wake::Deadline))
+        };
         tokio::select! {
             // Readiness through the socket's own waker slot (the one reads use), which
             // costs the future nothing, where `readable()` would hold a waiter node.
@@ -409,7 +437,11 @@ async fn drive<S: Socket>(
             },
             () = tokio::time::sleep_until(wake_at) => match timer {
                 None => {}
-                Some(timer) => on_timer(cx, engine, timer),
+                Some(Wake::Deadline(timer)) => on_timer(cx, engine, timer),
+                Some(Wake::AckRequest) => {
+                    ack_requested_at = None;
+                    engine.handle(Input::RequestAck);
+                }
             },
             event = next_session_event(&mut cx.session) => {
                 cx.deadlines.delivered(Instant::now().into_std());
@@ -432,6 +464,13 @@ async fn drive<S: Socket>(
                         cx.record.ending(EndReason::Kicked(None));
                         engine.handle(Input::Close(None));
                     }
+                    SessionEvent::TakeOver => {
+                        // XEP-0198 §5: a new connection resumes this session; this one ends
+                        // without a word (the client has moved on) and hands it over.
+                        cx.record.ending(EndReason::Resumed);
+                        cx.takeover = cx.session.as_mut().and_then(|(_, r)| r.take_takeover());
+                        engine.handle(Input::PeerClosed);
+                    }
                 }
             }
             changed = cx.shutdown.changed() => {
@@ -442,6 +481,22 @@ async fn drive<S: Socket>(
             }
         }
     }
+}
+
+/// Which timer woke the drive loop.
+enum Wake {
+    Deadline(Deadline),
+    AckRequest,
+}
+
+/// How long unacknowledged stanzas wait before the server asks for an ack (XEP-0198 §4).
+fn ack_delay(cx: &Context) -> Duration {
+    cx.live
+        .stream_config
+        .stream_management
+        .map_or(Duration::from_secs(5), |sm| {
+            Duration::from_millis(u64::from(sm.request_after_ms))
+        })
 }
 
 /// What the drive loop does after an action.
@@ -524,6 +579,28 @@ fn act<'a, S: Socket>(
                 // Best effort: the peer may already be gone.
                 let _ = socket.shutdown().await;
                 return Ok(Flow::Closed);
+            }
+            Action::SmEnabled(resumption) => {
+                if let Some((handle, _)) = cx.session.as_ref() {
+                    cx.shared
+                        .router
+                        .registry()
+                        .make_resumable(&resumption.id, handle);
+                    debug!(jid = %handle.full_jid(), "stream management enabled, resumable");
+                }
+            }
+            Action::Resume { previd, h } => {
+                let user = match engine.session_state() {
+                    SessionState::Authenticated { user } => Some(user.clone()),
+                    _ => None,
+                };
+                let outcome = Box::pin(resume(cx, user, &previd)).await;
+                debug!(
+                    h,
+                    resumed = matches!(outcome, ResumeOutcome::Resumed { .. }),
+                    "resumption asked for"
+                );
+                engine.handle(Input::Resumed(outcome));
             }
         }
         Ok(Flow::Continue)
@@ -688,6 +765,144 @@ fn bind(cx: &mut Context, full_jid: jid::FullJid) -> Result<(), starling_bind::B
             Err(refusal.into())
         }
     }
+}
+
+/// How long a resuming connection waits for the old one to hand the session over. The old
+/// connection answers at its next turn (a write blocked on a dead socket is abandoned for it),
+/// so this only bounds a bug.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// XEP-0198 §5: take session `previd` over from the connection holding it (live or
+/// hibernating), if it belongs to this account.
+async fn resume(cx: &mut Context, user: Option<jid::BareJid>, previd: &str) -> ResumeOutcome {
+    let Some(user) = user else {
+        return ResumeOutcome::Failed(SmFailure::UnexpectedRequest);
+    };
+    let registry = Arc::clone(cx.shared.router.registry());
+    let Some(answer) = registry.claim(previd, &user) else {
+        return ResumeOutcome::Failed(SmFailure::ItemNotFound);
+    };
+    let handover = match tokio::time::timeout(TAKEOVER_TIMEOUT, answer).await {
+        Ok(Ok(handover)) => handover,
+        Ok(Err(_)) => return ResumeOutcome::Failed(SmFailure::ItemNotFound),
+        Err(_) => {
+            warn!(%user, "the connection holding a session did not hand it over in time");
+            return ResumeOutcome::Failed(SmFailure::ItemNotFound);
+        }
+    };
+    let Handover {
+        handle,
+        receiver,
+        sm,
+    } = handover;
+    handle.set_hibernating(false);
+    let full_jid = handle.full_jid().clone();
+    info!(jid = %full_jid, "session resumed");
+    cx.record.set_jid(&full_jid);
+    cx.gauge.bound();
+    cx.session = Some((handle, receiver));
+    ResumeOutcome::Resumed {
+        full_jid,
+        session: sm,
+    }
+}
+
+/// The connection is over and `handle` was its bound session: hand it to a connection that
+/// resumes it, keep it for resumption for its window (XEP-0198 §5: it stays a connected
+/// resource, and what arrives meanwhile stays queued), or end it; an ended session's
+/// undelivered and unacknowledged stanzas go where §5 says ([`Router::session_ended_with`]).
+async fn after_connection(
+    cx: &mut Context,
+    handle: SessionHandle,
+    mut receiver: SessionReceiver,
+    sm: Option<SmSession>,
+) {
+    let resumption = sm.as_ref().and_then(|sm| sm.resumption.clone());
+    let mut sm = sm;
+    if let Some(reply) = cx.takeover.take().or_else(|| receiver.take_takeover()) {
+        match hand_over(reply, handle, receiver, sm) {
+            Ok(()) => return,
+            Err((h, r, s)) => return end_session(cx, h, r, s, resumption.as_ref()).await,
+        }
+    }
+    let shutting_down = *cx.shutdown.borrow();
+    if let Some(kept) = resumption.as_ref()
+        && !shutting_down
+        && !receiver.is_closing()
+    {
+        handle.set_hibernating(true);
+        info!(jid = %handle.full_jid(), window_secs = kept.window_secs, "connection lost; session kept for resumption");
+        let window = Duration::from_secs(u64::from(kept.window_secs));
+        tokio::select! {
+            () = tokio::time::sleep(window) => {
+                debug!(jid = %handle.full_jid(), "resumption window passed");
+            }
+            end = receiver.hibernation_ends() => {
+                if end == HibernationEnd::Close {
+                    debug!(jid = %handle.full_jid(), "hibernating session closed");
+                }
+            }
+            _ = cx.shutdown.wait_for(|stopping| *stopping) => {}
+        }
+        handle.set_hibernating(false);
+        // A resumption may have come in as the window ended.
+        if let Some(reply) = receiver.take_takeover() {
+            match hand_over(reply, handle, receiver, sm) {
+                Ok(()) => return,
+                Err((h, r, s)) => return end_session(cx, h, r, s, resumption.as_ref()).await,
+            }
+        }
+    }
+    let taken = sm.take();
+    end_session(cx, handle, receiver, taken, resumption.as_ref()).await;
+}
+
+type Returned = (SessionHandle, SessionReceiver, Option<SmSession>);
+
+/// Give the session to the connection resuming it; it comes back when that connection has
+/// gone meanwhile, or when there is no stream management state to resume with.
+fn hand_over(
+    reply: TakeoverReply,
+    handle: SessionHandle,
+    receiver: SessionReceiver,
+    sm: Option<SmSession>,
+) -> Result<(), Returned> {
+    let Some(sm) = sm else {
+        return Err((handle, receiver, None));
+    };
+    debug!(jid = %handle.full_jid(), "handing the session to the resuming connection");
+    reply
+        .send(Handover {
+            handle,
+            receiver,
+            sm,
+        })
+        .map_err(|back| (back.handle, back.receiver, Some(back.sm)))
+}
+
+/// End the session for good: it can no longer be resumed, leaves the registry (presence and
+/// events as usual), and what its client never got or never acknowledged is delivered
+/// elsewhere or kept.
+async fn end_session(
+    cx: &mut Context,
+    handle: SessionHandle,
+    receiver: SessionReceiver,
+    sm: Option<SmSession>,
+    resumption: Option<&Resumption>,
+) {
+    let registry = cx.shared.router.registry();
+    if let Some(resumption) = resumption {
+        registry.forget_resumable(&resumption.id, &handle);
+    }
+    // Unacknowledged first (they are older), then what was still queued; the queue is
+    // closed in the same step, so nothing sent from now on is lost in between (senders then
+    // see the session as gone and RFC 6121 §8.5 applies).
+    let mut leftovers: Vec<_> = sm
+        .map(|mut sm| sm.acks.take_unacked().into())
+        .unwrap_or_default();
+    leftovers.extend(receiver.drain());
+    Box::pin(cx.shared.router.session_ended_with(&handle, leftovers)).await;
+    debug!(session = %cx.session_id, jid = %handle.full_jid(), "session removed");
 }
 
 /// The next stanza or close request for the bound session; never resolves before binding.

@@ -103,6 +103,37 @@ impl Harness {
                     .push(format!("auth-failed {}", f.element_name())),
                 Action::StreamError(c) => self.events.push(format!("stream-error {}", c.name())),
                 Action::Close => self.events.push("close".into()),
+                Action::SmEnabled(resumption) => self.events.push(format!(
+                    "sm-enabled {} {}",
+                    resumption.id, resumption.window_secs
+                )),
+                Action::Resume { previd, h } => {
+                    self.events.push(format!("resume {previd} {h}"));
+                    let outcome = if previd == "known" {
+                        let mut acks = starling_sm::Acks::default();
+                        for n in 1..=3 {
+                            acks.handled_one();
+                            let message: minidom::Element =
+                                format!("<message xmlns='jabber:client' id='old{n}'/>")
+                                    .parse()
+                                    .unwrap();
+                            acks.sent(OutboundStanza::new(&message));
+                        }
+                        ResumeOutcome::Resumed {
+                            full_jid: "alice@localhost/phone".parse().unwrap(),
+                            session: SmSession {
+                                acks,
+                                resumption: Some(Resumption {
+                                    id: "known".into(),
+                                    window_secs: 300,
+                                }),
+                            },
+                        }
+                    } else {
+                        ResumeOutcome::Failed(SmFailure::ItemNotFound)
+                    };
+                    self.stream.handle(Input::Resumed(outcome));
+                }
             }
         }
     }
@@ -609,4 +640,229 @@ fn an_idle_stream_releases_its_parser_and_carries_on() {
     assert!(h.stream.release_idle_memory());
     let out = h.send(b"</stream:stream>");
     assert!(out.ends_with("</stream:stream>"), "{out}");
+}
+
+// XEP-0198 stream management.
+
+const SM: &str = "urn:xmpp:sm:3";
+
+fn deliver(h: &mut Harness, id: &str) -> String {
+    let message: minidom::Element = format!("<message xmlns='jabber:client' id='{id}'/>")
+        .parse()
+        .unwrap();
+    let before = h.written.len();
+    h.stream
+        .handle(Input::Deliver(OutboundStanza::new(&message)));
+    h.drain();
+    h.written[before..].to_owned()
+}
+
+#[test]
+fn sm_is_offered_next_to_bind_and_not_before_authentication() {
+    let mut h = tls_session();
+    assert!(!h.written.contains(SM), "{}", h.written);
+    h.send(plain_auth("alice", "secret").as_bytes());
+    let features = h.send(HEADER.as_bytes());
+    assert!(
+        features.contains("<sm xmlns='urn:xmpp:sm:3'/>"),
+        "{features}"
+    );
+
+    let mut config = StreamConfig::new(vec!["localhost".into()]);
+    config.stream_management = None;
+    let mut off = Harness::plain(config);
+    off.send(HEADER.as_bytes());
+    off.send(STARTTLS.as_bytes());
+    off.send(HEADER.as_bytes());
+    off.send(plain_auth("alice", "secret").as_bytes());
+    let features = off.send(HEADER.as_bytes());
+    assert!(!features.contains(SM), "{features}");
+}
+
+#[test]
+fn enable_before_binding_or_twice_is_an_unexpected_request() {
+    let mut h = tls_session();
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    assert!(
+        out.contains("<failed xmlns='urn:xmpp:sm:3'><unexpected-request"),
+        "{out}"
+    );
+    h.send(BIND.as_bytes());
+    let out = h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true' max='60'/>");
+    assert_eq!(
+        out,
+        "<enabled xmlns='urn:xmpp:sm:3' id='stream-6' resume='true' max='60'/>"
+    );
+    assert!(
+        h.events.iter().any(|e| e == "sm-enabled stream-6 60"),
+        "{:?}",
+        h.events
+    );
+    let out = h.send(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    assert!(out.contains("<unexpected-request"), "{out}");
+    assert!(!h.closed());
+}
+
+#[test]
+fn the_server_counts_handled_stanzas_and_acks_on_request() {
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    // A stanza routed, one the engine answers itself (the legacy session request), and an
+    // iq with a malformed payload count alike.
+    h.send(b"<message to='bob@localhost' id='m1'><body>hi</body></message>");
+    h.send(b"<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+    let out = h.send(b"<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(out, "<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    // Without resumption nothing is registered.
+    assert!(!h.events.iter().any(|e| e.starts_with("sm-enabled")));
+}
+
+#[test]
+fn the_server_asks_for_acks_every_n_stanzas_and_releases_what_is_acked() {
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    for n in 1..crate::DEFAULT_ACK_REQUEST_EVERY {
+        let out = deliver(&mut h, &format!("d{n}"));
+        assert!(!out.contains("<r "), "{out}");
+    }
+    let out = deliver(&mut h, "d5");
+    assert!(out.ends_with("<r xmlns='urn:xmpp:sm:3'/>"), "{out}");
+    assert_eq!(h.stream.sm_session().unwrap().acks.unacked_len(), 5);
+    h.send(b"<a xmlns='urn:xmpp:sm:3' h='4'/>");
+    let acks = &h.stream.sm_session().unwrap().acks;
+    assert_eq!(acks.unacked_len(), 1);
+    assert!(!h.closed());
+}
+
+#[test]
+fn an_ack_above_what_was_sent_ends_the_stream_with_handled_count_too_high() {
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    deliver(&mut h, "d1");
+    let out = h.send(b"<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    assert!(out.contains("<undefined-condition"), "{out}");
+    assert!(
+        out.contains("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='3' send-count='1'/>"),
+        "{out}"
+    );
+    assert!(h.closed());
+    // Ended by the server on purpose: not resumable.
+    assert!(h.stream.take_sm_session().unwrap().resumption.is_none());
+}
+
+#[test]
+fn a_broken_connection_keeps_resumption_and_a_closed_stream_does_not() {
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    h.stream.handle(Input::PeerClosed);
+    h.drain();
+    let session = h.stream.take_sm_session().unwrap();
+    assert_eq!(
+        session.resumption.unwrap().window_secs,
+        crate::DEFAULT_RESUME_WINDOW_SECS
+    );
+
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    h.send(b"</stream:stream>");
+    assert!(h.stream.take_sm_session().unwrap().resumption.is_none());
+
+    // A dead client found by the idle ping's timeout is kept, as after a shutdown.
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    h.stream.handle(Input::TimedOut);
+    h.drain();
+    assert!(h.stream.take_sm_session().unwrap().resumption.is_some());
+}
+
+#[test]
+fn resume_takes_over_the_old_session_and_resends_what_was_not_acked() {
+    let mut h = tls_session();
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    // The old stream sent old1..old3; the client got the first.
+    let out = h.send(b"<resume xmlns='urn:xmpp:sm:3' previd='known' h='1'/>");
+    assert!(
+        h.events.iter().any(|e| e == "resume known 1"),
+        "{:?}",
+        h.events
+    );
+    assert!(
+        out.starts_with("<resumed xmlns='urn:xmpp:sm:3' previd='known' h='3'/>"),
+        "{out}"
+    );
+    let old2 = out.find("id='old2'").unwrap();
+    let old3 = out.find("id='old3'").unwrap();
+    assert!(old2 < old3 && !out.contains("id='old1'"), "{out}");
+    assert!(out.ends_with("<r xmlns='urn:xmpp:sm:3'/>"), "{out}");
+    assert_eq!(
+        h.stream.session_state(),
+        &SessionState::Bound {
+            full_jid: "alice@localhost/phone".parse().unwrap()
+        }
+    );
+    // The count goes on from the old stream.
+    h.send(b"<message to='bob@localhost' id='m9'/>");
+    assert_eq!(
+        h.send(b"<r xmlns='urn:xmpp:sm:3'/>"),
+        "<a xmlns='urn:xmpp:sm:3' h='4'/>"
+    );
+}
+
+#[test]
+fn resuming_an_unknown_session_fails_and_the_client_may_bind() {
+    let mut h = tls_session();
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    let out = h.send(b"<resume xmlns='urn:xmpp:sm:3' previd='gone' h='0'/>");
+    assert_eq!(
+        out,
+        "<failed xmlns='urn:xmpp:sm:3'><item-not-found \
+         xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+    );
+    let out = h.send(BIND.as_bytes());
+    assert!(out.contains("<jid>alice@localhost/phone</jid>"), "{out}");
+    // And resuming on a bound stream is an unexpected request.
+    let out = h.send(b"<resume xmlns='urn:xmpp:sm:3' previd='known' h='0'/>");
+    assert!(out.contains("<unexpected-request"), "{out}");
+}
+
+#[test]
+fn sm_elements_are_unsupported_before_authentication_and_malformed_ones_fail() {
+    let mut h = bound_session();
+    let out = h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='maybe'/>");
+    assert!(out.contains("<bad-request"), "{out}");
+    let out = h.send(b"<enabled xmlns='urn:xmpp:sm:3'/>");
+    assert!(out.contains("<unsupported-stanza-type"), "{out}");
+    assert!(h.closed());
+}
+
+#[test]
+fn too_many_unacked_stanzas_end_the_stream() {
+    let mut config = StreamConfig::new(vec!["localhost".into()]);
+    config.stream_management = Some(crate::SmConfig {
+        max_unacked: 3,
+        request_every: 100,
+        ..crate::SmConfig::default()
+    });
+    let mut h = Harness::plain(config);
+    h.send(HEADER.as_bytes());
+    h.send(STARTTLS.as_bytes());
+    h.send(HEADER.as_bytes());
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    h.send(BIND.as_bytes());
+    h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    for n in 0..3 {
+        deliver(&mut h, &format!("d{n}"));
+    }
+    assert!(!h.closed());
+    let out = deliver(&mut h, "d3");
+    assert!(out.contains("<policy-violation"), "{out}");
+    assert!(h.closed());
+    let session = h.stream.take_sm_session().unwrap();
+    assert_eq!(session.acks.unacked_len(), 4, "kept for the §5 rule");
+    assert!(session.resumption.is_none());
 }
