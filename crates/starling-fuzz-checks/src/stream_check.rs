@@ -125,9 +125,10 @@ impl Shell {
                     assert!(self.is_authenticated, "Resume before Authenticated");
                     assert!(!self.is_bound, "Resume on a bound stream");
                     // No session is kept here: the fuzzer's resumption always fails.
-                    self.stream.handle(Input::Resumed(starling_stream::ResumeOutcome::Failed(
-                        starling_stream::SmFailure::ItemNotFound,
-                    )));
+                    self.stream
+                        .handle(Input::Resumed(starling_stream::ResumeOutcome::Failed(
+                            starling_stream::SmFailure::ItemNotFound,
+                        )));
                 }
                 Action::Close => {
                     assert!(self.stream.is_closed(), "Close asked, engine not closed");

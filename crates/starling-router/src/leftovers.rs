@@ -46,10 +46,7 @@ impl<S: Store> Router<S> {
         for stanza in leftovers {
             // Presence is never kept, so it is not even parsed (a client that stopped
             // reading may leave many large ones).
-            if !matches!(
-                stanza.kind(),
-                Some(StanzaKind::Message | StanzaKind::Iq)
-            ) {
+            if !matches!(stanza.kind(), Some(StanzaKind::Message | StanzaKind::Iq)) {
                 continue;
             }
             match classify(stanza.bytes(), &owner, now) {
