@@ -46,6 +46,24 @@ impl Acks {
         self.handled
     }
 
+    /// The peer's last `h`: how many of our stanzas it acknowledged, mod 2^32.
+    pub fn acked(&self) -> u32 {
+        self.acked
+    }
+
+    /// The state as it was saved: both counts and the unacknowledged stanzas, oldest first.
+    pub fn restore(handled: u32, acked: u32, unacked: Vec<OutboundStanza>) -> Self {
+        let unacked_bytes = unacked.iter().map(OutboundStanza::len).sum();
+        Self {
+            handled,
+            acked,
+            unacked: unacked.into(),
+            unacked_bytes,
+            since_request: 0,
+            request_outstanding: false,
+        }
+    }
+
     /// A stanza was written to the peer; it stays queued until acknowledged.
     pub fn sent(&mut self, stanza: OutboundStanza) {
         self.unacked_bytes += stanza.len();

@@ -29,9 +29,11 @@
 
 mod acks;
 mod nonza;
+mod saved;
 
 pub use acks::{AckError, Acks, Resumption, SmSession};
 pub use nonza::{
     Failure, NonzaError, Request, ack, ack_request, enabled, failed, handled_count_too_high, parse,
     resumed, sm_feature,
 };
+pub use saved::{NS_SAVED, SavedError, SavedSession, from_document, to_document};

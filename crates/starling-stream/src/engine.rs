@@ -401,7 +401,14 @@ impl C2sStream {
                 return;
             }
             Input::Shutdown => {
-                self.stream_error(StreamErrorCondition::SystemShutdown, None);
+                if self.sm.as_ref().is_some_and(|sm| sm.resumption.is_some()) {
+                    // XEP-0198 §5: the session outlives the restart (the shell saves it), so
+                    // only the transport ends, as a dropped connection would, and the client
+                    // resumes once the server is back.
+                    self.close();
+                } else {
+                    self.stream_error(StreamErrorCondition::SystemShutdown, None);
+                }
                 return;
             }
             Input::IdleProbe => {

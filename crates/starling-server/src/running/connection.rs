@@ -17,13 +17,12 @@ use starling_limits::{Deadline, Deadlines};
 use starling_logging::{EndReason, SessionRecord};
 use starling_metrics::ListenerKind;
 use starling_registry::{
-    CloseReason, Handover, HibernationEnd, SessionEvent, SessionHandle, SessionOrigin,
-    SessionReceiver, StreamTransport, TakeoverReply,
+    CloseReason, Handover, SessionEvent, SessionHandle, SessionOrigin, SessionReceiver,
+    StreamTransport, TakeoverReply,
 };
 use starling_storage::AccountStore as _;
 use starling_stream::{
-    Action, C2sStream, Input, ResumeOutcome, Resumption, SessionState, SmFailure, SmSession,
-    Transport,
+    Action, C2sStream, Input, ResumeOutcome, SessionState, SmFailure, SmSession, Transport,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -807,102 +806,27 @@ async fn resume(cx: &mut Context, user: Option<jid::BareJid>, previd: &str) -> R
     }
 }
 
-/// The connection is over and `handle` was its bound session: hand it to a connection that
-/// resumes it, keep it for resumption for its window (XEP-0198 §5: it stays a connected
-/// resource, and what arrives meanwhile stays queued), or end it; an ended session's
-/// undelivered and unacknowledged stanzas go where §5 says ([`Router::session_ended_with`]).
+/// The connection is over and `handle` was its bound session: see
+/// [`super::resumption::keep_or_end`].
 async fn after_connection(
     cx: &mut Context,
     handle: SessionHandle,
-    mut receiver: SessionReceiver,
-    sm: Option<SmSession>,
-) {
-    let resumption = sm.as_ref().and_then(|sm| sm.resumption.clone());
-    let mut sm = sm;
-    if let Some(reply) = cx.takeover.take().or_else(|| receiver.take_takeover()) {
-        match hand_over(reply, handle, receiver, sm) {
-            Ok(()) => return,
-            Err((h, r, s)) => return end_session(cx, h, r, s, resumption.as_ref()).await,
-        }
-    }
-    let shutting_down = *cx.shutdown.borrow();
-    if let Some(kept) = resumption.as_ref()
-        && !shutting_down
-        && !receiver.is_closing()
-    {
-        handle.set_hibernating(true);
-        info!(jid = %handle.full_jid(), window_secs = kept.window_secs, "connection lost; session kept for resumption");
-        let window = Duration::from_secs(u64::from(kept.window_secs));
-        tokio::select! {
-            () = tokio::time::sleep(window) => {
-                debug!(jid = %handle.full_jid(), "resumption window passed");
-            }
-            end = receiver.hibernation_ends() => {
-                if end == HibernationEnd::Close {
-                    debug!(jid = %handle.full_jid(), "hibernating session closed");
-                }
-            }
-            _ = cx.shutdown.wait_for(|stopping| *stopping) => {}
-        }
-        handle.set_hibernating(false);
-        // A resumption may have come in as the window ended.
-        if let Some(reply) = receiver.take_takeover() {
-            match hand_over(reply, handle, receiver, sm) {
-                Ok(()) => return,
-                Err((h, r, s)) => return end_session(cx, h, r, s, resumption.as_ref()).await,
-            }
-        }
-    }
-    let taken = sm.take();
-    end_session(cx, handle, receiver, taken, resumption.as_ref()).await;
-}
-
-type Returned = (SessionHandle, SessionReceiver, Option<SmSession>);
-
-/// Give the session to the connection resuming it; it comes back when that connection has
-/// gone meanwhile, or when there is no stream management state to resume with.
-fn hand_over(
-    reply: TakeoverReply,
-    handle: SessionHandle,
     receiver: SessionReceiver,
     sm: Option<SmSession>,
-) -> Result<(), Returned> {
-    let Some(sm) = sm else {
-        return Err((handle, receiver, None));
-    };
-    debug!(jid = %handle.full_jid(), "handing the session to the resuming connection");
-    reply
-        .send(Handover {
-            handle,
-            receiver,
-            sm,
-        })
-        .map_err(|back| (back.handle, back.receiver, Some(back.sm)))
-}
-
-/// End the session for good: it can no longer be resumed, leaves the registry (presence and
-/// events as usual), and what its client never got or never acknowledged is delivered
-/// elsewhere or kept.
-async fn end_session(
-    cx: &mut Context,
-    handle: SessionHandle,
-    receiver: SessionReceiver,
-    sm: Option<SmSession>,
-    resumption: Option<&Resumption>,
 ) {
-    let registry = cx.shared.router.registry();
-    if let Some(resumption) = resumption {
-        registry.forget_resumable(&resumption.id, &handle);
-    }
-    // Unacknowledged first (they are older), then what was still queued; the queue is
-    // closed in the same step, so nothing sent from now on is lost in between (senders then
-    // see the session as gone and RFC 6121 §8.5 applies).
-    let mut leftovers: Vec<_> = sm
-        .map(|mut sm| sm.acks.take_unacked().into())
-        .unwrap_or_default();
-    leftovers.extend(receiver.drain());
-    Box::pin(cx.shared.router.session_ended_with(&handle, leftovers)).await;
-    debug!(session = %cx.session_id, jid = %handle.full_jid(), "session removed");
+    let shared = Arc::clone(&cx.shared);
+    let takeover = cx.takeover.take();
+    super::resumption::keep_or_end(
+        &shared,
+        &mut cx.shutdown,
+        handle,
+        receiver,
+        sm,
+        takeover,
+        None,
+    )
+    .await;
+    debug!(session = %cx.session_id, "connection's session handled");
 }
 
 /// The next stanza or close request for the bound session; never resolves before binding.

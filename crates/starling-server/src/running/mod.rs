@@ -12,6 +12,7 @@ mod hashing;
 mod ids;
 mod limits;
 mod metrics;
+mod resumption;
 mod shared;
 pub mod tls;
 
@@ -90,6 +91,8 @@ pub async fn run_embedded(
     // Each connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let permits = shared.permits();
+    // Sessions kept across the last graceful restart wait for their clients again.
+    resumption::restore(&shared, &config.data_dir, &shutdown_rx, &done_tx).await;
     // Before the listeners, so a second server on the same data directory stops here.
     let admin = admin::start(&config, Arc::clone(&shared.router), shutdown_rx.clone()).await?;
 
@@ -156,6 +159,7 @@ pub async fn run_embedded(
             "sessions still open after the grace period; exiting anyway"
         );
     }
+    resumption::write_saved(&shared, &config.data_dir);
     info!("stopped");
     Ok(())
 }

@@ -73,6 +73,8 @@ pub struct Shared {
     connection_cap: ConnectionCap,
     /// PLAIN password checks, off the reactor and a bounded number at once.
     pub password_checks: PasswordChecks,
+    /// Resumable sessions written down as the server stops (XEP-0198 across a restart).
+    saved_sessions: std::sync::Mutex<Vec<starling_sm::SavedSession>>,
 }
 
 impl Shared {
@@ -94,7 +96,26 @@ impl Shared {
             store,
             password_checks: PasswordChecks::for_this_machine()
                 .context("cannot start the password hashing threads")?,
+            saved_sessions: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Keep a resumable session for the next start.
+    pub fn save_session(&self, saved: starling_sm::SavedSession) {
+        self.saved_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(saved);
+    }
+
+    /// The sessions saved so far, taken out.
+    pub fn take_saved_sessions(&self) -> Vec<starling_sm::SavedSession> {
+        std::mem::take(
+            &mut *self
+                .saved_sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The `limits.max_connections` permits, one taken per accepted connection.

@@ -866,3 +866,21 @@ fn too_many_unacked_stanzas_end_the_stream() {
     assert_eq!(session.acks.unacked_len(), 4, "kept for the §5 rule");
     assert!(session.resumption.is_none());
 }
+
+#[test]
+fn shutdown_ends_only_the_transport_of_a_resumable_session() {
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let before = h.written.len();
+    h.stream.handle(Input::Shutdown);
+    h.drain();
+    assert_eq!(&h.written[before..], "", "no stream error, no closing tag");
+    assert!(h.closed());
+    assert!(h.stream.take_sm_session().unwrap().resumption.is_some());
+
+    let mut h = bound_session();
+    h.send(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    h.stream.handle(Input::Shutdown);
+    h.drain();
+    assert!(h.written.contains("<system-shutdown"), "{}", h.written);
+}
