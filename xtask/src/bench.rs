@@ -375,6 +375,26 @@ fn run_suite(
             ],
         )?);
     }
+    // Last: sessions with XEP-0198 stream management, then the same sessions hibernating
+    // (their connections cut; the server keeps them for resumption, which would crowd the
+    // runs above).
+    runs.push(loadgen(
+        context,
+        suite,
+        server,
+        name,
+        "idle-sm",
+        &["--mech", scram],
+        &[
+            "idle",
+            "--sessions",
+            &steps.join(","),
+            "--settle-secs",
+            "3",
+            "--stream-management",
+            "--hibernate",
+        ],
+    )?);
     Ok(runs)
 }
 
@@ -1073,6 +1093,22 @@ fn markdown(
             format!("open@{n}"),
             0,
             true,
+        ));
+    }
+    if let Some(&n) = suite.idle_steps.last() {
+        rows.push((
+            format!("idle kB/session at {n}, stream management on"),
+            "idle-sm".into(),
+            format!("kb_per_session@{n}"),
+            1,
+            false,
+        ));
+        rows.push((
+            format!("  kB/session, {n} hibernating (connections cut)"),
+            "idle-sm".into(),
+            "kb_per_hibernated_session".into(),
+            1,
+            false,
         ));
     }
     let mut header = "| metric |".to_owned();

@@ -96,6 +96,13 @@ enum Mode {
         /// Seconds to wait after each step before reading memory.
         #[arg(long, default_value_t = 3)]
         settle_secs: u64,
+        /// Enable XEP-0198 stream management with resumption on every session.
+        #[arg(long)]
+        stream_management: bool,
+        /// After the last step, cut every connection without closing its stream (the
+        /// server keeps resumable sessions hibernating) and read memory once more.
+        #[arg(long, requires = "stream_management")]
+        hibernate: bool,
     },
 }
 
@@ -190,9 +197,16 @@ fn run() -> anyhow::Result<bool> {
             Mode::Idle {
                 mut sessions,
                 settle_secs,
+                stream_management,
+                hibernate,
             } => {
                 sessions.sort_unstable();
-                let r = modes::idle(&common, &sessions, Duration::from_secs(settle_secs)).await;
+                let options = modes::IdleOptions {
+                    settle: Duration::from_secs(settle_secs),
+                    stream_management,
+                    hibernate,
+                };
+                let r = modes::idle(&common, &sessions, options).await;
                 let summary = report::idle_summary(&r);
                 (
                     report::idle_table(&r),

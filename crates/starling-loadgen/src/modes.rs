@@ -630,13 +630,31 @@ pub struct IdleReport {
     pub steps: Vec<IdleStep>,
     /// Sessions the server ended while they were being held.
     pub dropped: u64,
+    /// Whether the sessions enabled XEP-0198 stream management with resumption.
+    pub stream_management: bool,
+    /// With `--hibernate`: memory after every connection was cut and the server kept the
+    /// sessions for resumption (an upper bound per session: the allocator may keep what the
+    /// connections freed).
+    pub hibernated: Option<IdleStep>,
     pub errors: Errors,
     pub timed_out: bool,
 }
 
+/// How the idle mode holds its sessions.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleOptions {
+    /// Wait after each step before reading memory.
+    pub settle: Duration,
+    /// Enable XEP-0198 stream management with resumption on each session.
+    pub stream_management: bool,
+    /// Cut every connection at the end and read memory again.
+    pub hibernate: bool,
+}
+
 /// Logs in sessions up to each count in `steps` (ascending) and holds them open and
 /// available; after `settle`, reads the server's resident memory.
-pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleReport {
+pub async fn idle(common: &Common, steps: &[usize], options: IdleOptions) -> IdleReport {
+    let settle = options.settle;
     let deadline = Instant::now() + common.time_limit;
     let mut errors = Errors::default();
     let rss = || common.server.and_then(|s| s.rss_kb().ok());
@@ -647,6 +665,7 @@ pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleRep
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let dropped = Arc::new(AtomicU64::new(0));
     let open = Arc::new(AtomicUsize::new(0));
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut holders = JoinSet::new();
     let mut report_steps = Vec::new();
     let mut have = 0;
@@ -674,10 +693,19 @@ pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleRep
         )
         .await;
         let login_s = begun.elapsed().as_secs_f64();
-        for mut session in sessions.into_iter().flatten() {
+        let mut sessions: Vec<Session> = sessions.into_iter().flatten().collect();
+        if options.stream_management {
+            for session in &mut sessions {
+                if let Err(err) = enable_sm(session, deadline).await {
+                    errors.add("enable", err.to_string());
+                }
+            }
+        }
+        for mut session in sessions {
             let mut stop = stop_rx.clone();
             let dropped = dropped.clone();
             let open = open.clone();
+            let cut = cut.clone();
             open.fetch_add(1, Ordering::Relaxed);
             holders.spawn(async move {
                 // Bounded by the stop signal and the run deadline.
@@ -697,6 +725,11 @@ pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleRep
                     }
                 }
                 open.fetch_sub(1, Ordering::Relaxed);
+                if cut.load(Ordering::Relaxed) {
+                    // The socket closes without a stream close: a lost connection.
+                    drop(session);
+                    return;
+                }
                 let _ = session.close(Instant::now() + Duration::from_secs(5)).await;
             });
         }
@@ -717,6 +750,8 @@ pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleRep
             login_s,
         });
     }
+    let held = open.load(Ordering::Relaxed);
+    cut.store(options.hibernate, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     // Bounded: every holder ends on the stop signal, its close has its own deadline.
     while let Some(joined) = holders.join_next().await {
@@ -724,6 +759,20 @@ pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleRep
             errors.add("task", err.to_string());
         }
     }
+    let hibernated = options.hibernate.then(|| {
+        std::thread::sleep(settle);
+        let rss_kb = rss();
+        IdleStep {
+            sessions: held,
+            open: 0,
+            rss_kb,
+            kb_per_session: match (rss_kb, baseline) {
+                (Some(r), Some(b)) if held > 0 => Some(r.saturating_sub(b) as f64 / held as f64),
+                _ => None,
+            },
+            login_s: 0.0,
+        }
+    });
     let dropped = dropped.load(Ordering::Relaxed);
     if dropped > 0 {
         errors.add(
@@ -737,7 +786,25 @@ pub async fn idle(common: &Common, steps: &[usize], settle: Duration) -> IdleRep
         rss_kb_baseline: baseline,
         steps: report_steps,
         dropped,
+        stream_management: options.stream_management,
+        hibernated,
         errors,
         timed_out,
+    }
+}
+
+/// Sends `<enable resume='true'/>` and waits for `<enabled/>` (XEP-0198 §3).
+async fn enable_sm(session: &mut Session, deadline: Instant) -> anyhow::Result<()> {
+    session
+        .send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await?;
+    loop {
+        let element = session.next_element(deadline).await?;
+        if element.starts_with(b"<enabled") {
+            return Ok(());
+        }
+        if element.starts_with(b"<failed") {
+            anyhow::bail!("stream management refused");
+        }
     }
 }

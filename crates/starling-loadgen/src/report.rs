@@ -116,6 +116,14 @@ pub fn idle_summary(r: &IdleReport) -> Summary {
     if let Some(b) = r.rss_kb_baseline {
         s.insert("rss_kb_baseline".into(), b as f64);
     }
+    if let Some(step) = &r.hibernated {
+        if let Some(kb) = step.kb_per_session {
+            s.insert("kb_per_hibernated_session".into(), kb);
+        }
+        if let Some(rss) = step.rss_kb {
+            s.insert("rss_kb_hibernated".into(), rss as f64);
+        }
+    }
     for step in &r.steps {
         s.insert(format!("open@{}", step.sessions), step.open as f64);
         if let Some(kb) = step.kb_per_session {
@@ -154,7 +162,27 @@ pub fn idle_table(r: &IdleReport) -> String {
             step.login_s
         );
     }
-    let _ = writeln!(t, "  dropped {}  errors {}", r.dropped, r.errors.count);
+    if let Some(step) = &r.hibernated {
+        let _ = writeln!(
+            t,
+            "  {:>8} hibernating {:>10} {:>12}",
+            step.sessions,
+            step.rss_kb
+                .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            opt(step.kb_per_session),
+        );
+    }
+    let _ = writeln!(
+        t,
+        "  dropped {}  errors {}{}",
+        r.dropped,
+        r.errors.count,
+        if r.stream_management {
+            "  (stream management on)"
+        } else {
+            ""
+        }
+    );
     errors_lines(&mut t, &r.errors);
     t
 }

@@ -8,6 +8,12 @@
 //! the socket: [`SessionHandle::send`] puts the stanza on a bounded queue that the connection task
 //! drains, and [`SessionHandle::close`] asks that task to end the stream.
 //!
+//! A session whose client enabled XEP-0198 resumption and whose connection broke is
+//! *hibernating* ([`SessionHandle::is_hibernating`]): it is still a connected resource (bound,
+//! its presence standing, stanzas for it queued) until a new connection resumes it
+//! ([`Registry::claim`], which asks the connection task holding it for a [`Handover`]) or its
+//! resumption window passes.
+//!
 //! The design choice to understand: nothing here awaits. Lookups copy handles out of the
 //! `DashMap` and let the shard guard drop at the end of the statement, so no lock is ever held
 //! across an `.await`, and a sender never waits for a slow reader — a full queue is an error the
