@@ -97,6 +97,7 @@ mod tests {
             channel_bindings: Vec::new(),
             decoy_secret: [1; 32],
             new_account_iterations: iterations,
+            scram_hashes: starling_sasl::ScramHashes::ALL,
         };
         let mut session = SaslSession::start("PLAIN", &ctx, "nonce").expect("PLAIN starts");
         session.step(Some(b"\0ghost\0wrong"));
