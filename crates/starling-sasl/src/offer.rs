@@ -145,10 +145,9 @@ impl ScramOffers {
 
     /// What `host` offers now; every hash for a host not in the table.
     pub fn get(&self, host: &str) -> ScramHashes {
-        self.entry(host)
-            .map_or(ScramHashes::ALL, |offer| {
-                ScramHashes(offer.load(Ordering::Relaxed))
-            })
+        self.entry(host).map_or(ScramHashes::ALL, |offer| {
+            ScramHashes(offer.load(Ordering::Relaxed))
+        })
     }
 
     /// Sets what `host` offers; returns what it offered before (`None` for a host not in the

@@ -2,12 +2,14 @@
 //! SQLite backend's semantics.
 
 use jid::{BareJid, DomainPart, NodePart};
-use starling_sasl::{ScramKeys, StoredCredentials};
+use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 use tokio_postgres::GenericClient;
 
 use super::pool::Connection;
-use super::{PostgresStore, Statements, backend};
-use crate::scram_names::{hash_name, hash_rank, parse_hash_name};
+use super::{PostgresStore, Statements, backend, lock_account};
+use crate::scram_names::{
+    KEY_COVERAGE_POSTGRES, hash_name, hash_rank, key_coverage_from_rows, parse_hash_name,
+};
 use crate::{AccountKey, AccountStore, StorageError};
 
 impl AccountStore for PostgresStore {
@@ -189,6 +191,103 @@ impl AccountStore for PostgresStore {
         // string) is not the order of usernames alone, and collations differ between backends.
         accounts.sort();
         Ok(accounts)
+    }
+
+    async fn add_missing_keys(
+        &self,
+        jid: &BareJid,
+        verified: &ScramKeys,
+        added: &[ScramKeys],
+    ) -> Result<ScramHashes, StorageError> {
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let tx = client
+            .transaction()
+            .await
+            .map_err(backend("begin transaction"))?;
+        // The row lock holds off a concurrent password change until this transaction ends, so
+        // the keys checked below are still the account's when the new ones land.
+        let Some(account_id) = lock_account(statements, &tx, jid).await? else {
+            return Ok(ScramHashes::NONE);
+        };
+        let check = Connection::prepare(
+            statements,
+            &tx,
+            "SELECT 1 FROM scram_keys WHERE account_id = $1 AND hash = $2 AND salt = $3
+               AND iterations = $4 AND stored_key = $5 AND server_key = $6",
+        )
+        .await?;
+        let still_verified = tx
+            .query_opt(
+                &check,
+                &[
+                    &account_id,
+                    &hash_name(verified.hash),
+                    &verified.salt,
+                    &i64::from(verified.iterations),
+                    &verified.stored_key,
+                    &verified.server_key,
+                ],
+            )
+            .await
+            .map_err(backend("look up verified keys"))?
+            .is_some();
+        if !still_verified {
+            return Ok(ScramHashes::NONE);
+        }
+        let insert = Connection::prepare(
+            statements,
+            &tx,
+            "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, hash) DO NOTHING",
+        )
+        .await?;
+        let mut stored = ScramHashes::NONE;
+        for keys in added {
+            let name = hash_name(keys.hash);
+            let inserted = tx
+                .execute(
+                    &insert,
+                    &[
+                        &account_id,
+                        &name,
+                        &keys.salt,
+                        &i64::from(keys.iterations),
+                        &keys.stored_key,
+                        &keys.server_key,
+                    ],
+                )
+                .await
+                .map_err(backend(&format!("insert {name} keys")))?;
+            if inserted > 0 {
+                stored = stored.with(keys.hash);
+            }
+        }
+        tx.commit().await.map_err(backend("commit added keys"))?;
+        Ok(stored)
+    }
+
+    async fn key_coverage(&self, host: &str) -> Result<KeyCoverage, StorageError> {
+        let Ok(domain) = DomainPart::new(host).map(|domain| domain.into_owned()) else {
+            return Ok(KeyCoverage::default());
+        };
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let select = Connection::prepare(statements, &*client, KEY_COVERAGE_POSTGRES).await?;
+        let rows = client
+            .query(&select, &[&domain.as_str()])
+            .await
+            .map_err(backend("count keys"))?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in rows {
+            counts.push((
+                row.try_get::<_, String>(0)
+                    .map_err(backend("read hash name"))?,
+                row.try_get::<_, i64>(1)
+                    .map_err(backend("read key count"))?,
+            ));
+        }
+        key_coverage_from_rows(domain.as_str(), counts)
     }
 }
 
