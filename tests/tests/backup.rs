@@ -219,6 +219,32 @@ async fn login_plain(
     client.auth_plain(user, password, None).await
 }
 
+/// The SASL mechanisms the server offers on localhost after STARTTLS.
+async fn offered_mechanisms(server: &TestServer) -> anyhow::Result<Vec<String>> {
+    let mut client = XmppClient::connect_plain(server.starttls_addr).await?;
+    client.open_stream(&server.domain).await?;
+    let features = client.starttls().await?;
+    Ok(starling_testkit::mechanisms(&features))
+}
+
+/// Waits (up to 10 s) until the server offers `mechanism` on localhost: it counts the keys
+/// again within a second of an upgrade.
+async fn wait_for_offer(server: &TestServer, mechanism: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let offered = offered_mechanisms(server).await?;
+        if offered.iter().any(|m| m == mechanism) {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{mechanism} still not offered after 10 s: {offered:?}\n{}",
+            server.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Stops the server so a command may write to its data (the admin socket stops answering).
 async fn stop(server: &TestServer) -> anyhow::Result<()> {
     server.terminate(Duration::from_secs(15)).await?;
@@ -610,8 +636,9 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
             "warning: host localhost: skipped Prosody's \"offline\" store (1 file(s)), which is not imported",
             "imported 2 account(s), 3 roster item(s), 1 subscription request(s), 0 offline message(s) on localhost",
             "note: 1 account(s) came with SCRAM-SHA-1 keys only (Prosody's default password_hash): \
-             they log in with SCRAM-SHA-1 or PLAIN, and SCRAM-SHA-256 fails for them until \
-             `starling passwd` sets their password again",
+             their hosts offer SCRAM-SHA-1 and PLAIN but not SCRAM-SHA-256 until each of them \
+             has logged in once with PLAIN (which stores SCRAM-SHA-256 keys) or had its password \
+             set with `starling passwd`; `starling hash-report` counts those left",
         ]
     );
     server.restart().await?;
@@ -620,25 +647,46 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
         ["juliet@localhost", "romeo@localhost"]
     );
 
-    // juliet was stored hashed (SCRAM-SHA-1 keys only).
-    let mut juliet = login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha1)
-        .await?
-        .map_err(|failure| anyhow::anyhow!("juliet with SCRAM-SHA-1: {failure}"))?;
+    // juliet was stored hashed (SCRAM-SHA-1 keys only), so localhost does not offer
+    // SCRAM-SHA-256 (to anyone: the offer is per host), and asking for it anyway is refused
+    // as for any mechanism not offered.
     assert_eq!(
-        login_plain(&server, "juliet", "balcony-r0se").await?,
-        Ok(())
+        starling_ok(&server, &["hash-report"]).await?.0,
+        "localhost: 2 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 1; \
+         offers SCRAM-SHA-1 (scram_offer = \"complete\")\n"
     );
     assert_eq!(
-        login_plain(&server, "juliet", "wrong").await?,
-        Err(SaslFailure::condition("not-authorized"))
+        offered_mechanisms(&server).await?,
+        ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"]
     );
-    // SCRAM-SHA-256 is offered (mechanisms are per server, not per account) and fails cleanly.
     assert_eq!(
         login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha256)
             .await?
             .err(),
-        Some(SaslFailure::condition("not-authorized"))
+        Some(SaslFailure::condition("invalid-mechanism"))
     );
+    let mut juliet = login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha1)
+        .await?
+        .map_err(|failure| anyhow::anyhow!("juliet with SCRAM-SHA-1: {failure}"))?;
+    assert_eq!(
+        login_plain(&server, "juliet", "wrong").await?,
+        Err(SaslFailure::condition("not-authorized"))
+    );
+    // One PLAIN login with the right password stores her SCRAM-SHA-256 keys; with no account
+    // lacking them any more, localhost offers SCRAM-SHA-256 again and her login with it works.
+    assert_eq!(
+        login_plain(&server, "juliet", "balcony-r0se").await?,
+        Ok(())
+    );
+    wait_for_offer(&server, "SCRAM-SHA-256").await?;
+    assert_eq!(
+        starling_ok(&server, &["hash-report", "localhost"]).await?.0,
+        "localhost: 2 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 0; \
+         offers SCRAM-SHA-256, SCRAM-SHA-1 (scram_offer = \"complete\")\n"
+    );
+    login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha256)
+        .await?
+        .map_err(|failure| anyhow::anyhow!("juliet with SCRAM-SHA-256 after PLAIN: {failure}"))?;
     let juliet_roster = roster(&mut juliet).await?;
     let expected = parse(&format!(
         "<query xmlns='{ROSTER}' ver='4'>\

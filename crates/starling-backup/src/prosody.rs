@@ -15,8 +15,9 @@
 //! literals, read with this crate's own bounded [`lua`] parser, never executed.
 //! Prosody's hashed accounts keep one set of SCRAM keys, for the hash its `password_hash`
 //! option named (SHA-1 unless changed); the key length tells which. Such an account can then
-//! log in here with SCRAM-SHA-1 and PLAIN but not SCRAM-SHA-256 until its password is set
-//! again; plaintext accounts get keys for both hashes.
+//! log in here with SCRAM-SHA-1 and PLAIN; its host does not offer SCRAM-SHA-256 until its
+//! first PLAIN login stores SCRAM-SHA-256 keys (`starling_sasl::KeyCoverage`). Plaintext
+//! accounts get keys for both hashes.
 //!
 //! Every other store directory of a host (offline messages, archives, PEP, ...) is listed in
 //! the warnings, one line each, and not imported; so is a per-user file without an account.

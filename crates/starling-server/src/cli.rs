@@ -51,6 +51,14 @@ pub enum Command {
         /// Only this host.
         host: Option<String>,
     },
+    /// For each host (or only HOST): how many accounts lack keys for each SCRAM hash, and
+    /// which SCRAM mechanisms the host offers because of it (`c2s.scram_offer`). Accounts
+    /// imported with SCRAM-SHA-1 keys only get SCRAM-SHA-256 keys at their first PLAIN login;
+    /// once none lacks them, the host offers SCRAM-SHA-256. Safe while the server runs.
+    HashReport {
+        /// Only this host.
+        host: Option<String>,
+    },
     /// List the sessions of the running server, one line each: full JID, peer address,
     /// connected since (UTC), TLS (direct or STARTTLS), state (connected, available,
     /// interested) and priority. Talks to the server over its admin socket.

@@ -75,6 +75,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::HashReport { host } => {
+                for line in accounts::hash_report(&config, host.as_deref()).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
             Command::ListSessions { host, json } => {
                 for line in admin::list_sessions(&config, host, json).await? {
                     println!("{line}");
