@@ -32,6 +32,7 @@ use starling_storage::{AccountData, RosterItem, Subscription};
 
 use crate::lua::{self, Table, Value};
 
+pub mod config;
 pub mod module_stores;
 pub mod stanza;
 use crate::pie::{ImportedHost, name};

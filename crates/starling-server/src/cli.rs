@@ -138,6 +138,24 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Translate Prosody's configuration into a starling.toml, reading it as data (it is never
+    /// run): virtual hosts, certificates, client ports, encryption and SASL settings, limits,
+    /// storage and modules_enabled. Prints one line for each thing without an equivalent, and
+    /// checks the written file as `check-config` does.
+    ImportProsodyConfig {
+        /// Prosody's main configuration file, e.g. /etc/prosody/prosody.cfg.lua; the files it
+        /// includes are read too.
+        file: PathBuf,
+        /// Where to write (default: ./starling.toml), readable by its owner only.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// `data_dir` for the new file (default: Starling's, ./starling-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
