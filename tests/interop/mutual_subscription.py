@@ -10,13 +10,8 @@ Exits 0 only when both rosters reached 'both' within 20 s, 2 otherwise (see
 `session_probe.py`).
 """
 
-import asyncio
-import logging
-import sys
-
-from chat_slixmpp import ChatClient, Failure, chat_args
+from chat_slixmpp import ChatClient, Failure, abort_all, close_all, run_two_client_script
 from roster_slixmpp import full_roster, settle, wait_for
-from session_probe import EXIT_OK, EXIT_UNEXPECTED, TIMEOUT_SECONDS
 
 
 async def befriend(args) -> None:
@@ -39,32 +34,13 @@ async def befriend(args) -> None:
         stored = (await full_roster(alice)).get(args.bob)
         if stored is None or stored["subscription"] != "both":
             raise Failure(f"the server's roster of alice after the handshake: {stored}")
-        for client in (alice, bob):
-            await client.close_stream()
+        await close_all(alice, bob)
     finally:
-        for client in (alice, bob):
-            if client.transport is not None:
-                client.abort()
+        abort_all(alice, bob)
 
 
 def main() -> None:
-    args = chat_args(__doc__.splitlines()[0])
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    sys.stdout.reconfigure(line_buffering=True)
-
-    async def run() -> int:
-        try:
-            await asyncio.wait_for(befriend(args), TIMEOUT_SECONDS)
-        except Failure as failure:
-            print(f"FAIL: {failure}")
-            return EXIT_UNEXPECTED
-        except (asyncio.TimeoutError, TimeoutError):
-            print(f"FAIL: no outcome within {TIMEOUT_SECONDS} s")
-            return EXIT_UNEXPECTED
-        print("OK: alice and bob are subscribed to each other")
-        return EXIT_OK
-
-    sys.exit(asyncio.run(run()))
+    run_two_client_script(__doc__, befriend, "alice and bob are subscribed to each other")
 
 
 if __name__ == "__main__":

@@ -219,32 +219,6 @@ async fn login_plain(
     client.auth_plain(user, password, None).await
 }
 
-/// The SASL mechanisms the server offers on localhost after STARTTLS.
-async fn offered_mechanisms(server: &TestServer) -> anyhow::Result<Vec<String>> {
-    let mut client = XmppClient::connect_plain(server.starttls_addr).await?;
-    client.open_stream(&server.domain).await?;
-    let features = client.starttls().await?;
-    Ok(starling_testkit::mechanisms(&features))
-}
-
-/// Waits (up to 10 s) until the server offers `mechanism` on localhost: it counts the keys
-/// again within a second of an upgrade.
-async fn wait_for_offer(server: &TestServer, mechanism: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let offered = offered_mechanisms(server).await?;
-        if offered.iter().any(|m| m == mechanism) {
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{mechanism} still not offered after 10 s: {offered:?}\n{}",
-            server.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Stops the server so a command may write to its data (the admin socket stops answering).
 async fn stop(server: &TestServer) -> anyhow::Result<()> {
     server.terminate(Duration::from_secs(15)).await?;
@@ -656,7 +630,7 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
          offers SCRAM-SHA-1 (scram_offer = \"complete\")\n"
     );
     assert_eq!(
-        offered_mechanisms(&server).await?,
+        server.offered_mechanisms().await?,
         ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"]
     );
     assert_eq!(
@@ -678,7 +652,7 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
         login_plain(&server, "juliet", "balcony-r0se").await?,
         Ok(())
     );
-    wait_for_offer(&server, "SCRAM-SHA-256").await?;
+    server.wait_until_offered("SCRAM-SHA-256").await?;
     assert_eq!(
         starling_ok(&server, &["hash-report", "localhost"]).await?.0,
         "localhost: 2 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 0; \

@@ -22,9 +22,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use starling_testkit::TestServer;
 use starling_testkit::script::{ScriptRun, python, run_with_timeout};
 use starling_testkit::server::find_binary;
-use starling_testkit::{TestServer, XmppClient};
 use tokio::process::{Child, Command};
 
 /// The accounts made in Prosody, with their passwords.
@@ -33,6 +33,9 @@ const ACCOUNTS: [(&str, &str); 3] = [
     ("bob", "bob-Pr0sody-pw"),
     ("carol", "carol-Pr0sody-pw"),
 ];
+
+/// What a host offers while some account lacks SCRAM-SHA-256 keys.
+const WITHOUT_SHA_256: [&str; 3] = ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"];
 
 /// Deadline of one script or command.
 const STEP_TIMEOUT: Duration = Duration::from_secs(40);
@@ -124,13 +127,7 @@ async fn prosody_users_keep_accounts_and_rosters_and_gain_scram_sha_256() -> any
         "localhost: 3 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 3; offers \
          SCRAM-SHA-1 (scram_offer = \"complete\")"
     );
-    ensure!(
-        !offered(&server)
-            .await?
-            .iter()
-            .any(|m| m.starts_with("SCRAM-SHA-256")),
-        "SCRAM-SHA-256 offered although no account has its keys"
-    );
+    assert_eq!(server.offered_mechanisms().await?, WITHOUT_SHA_256);
 
     // slixmpp's own choice logs in to every account and finds the roster it left in Prosody.
     for (user, password) in ACCOUNTS {
@@ -146,18 +143,12 @@ async fn prosody_users_keep_accounts_and_rosters_and_gain_scram_sha_256() -> any
     // One PLAIN login gives alice SCRAM-SHA-256 keys; the host waits for the others.
     login(&python, &addr, ACCOUNTS[0], "PLAIN").await?;
     wait_for_report(&server, "lacking SCRAM-SHA-256: 2;").await?;
-    ensure!(
-        !offered(&server)
-            .await?
-            .iter()
-            .any(|m| m.starts_with("SCRAM-SHA-256")),
-        "SCRAM-SHA-256 offered while two accounts lack its keys"
-    );
+    assert_eq!(server.offered_mechanisms().await?, WITHOUT_SHA_256);
     for account in &ACCOUNTS[1..] {
         login(&python, &addr, *account, "PLAIN").await?;
     }
     wait_for_report(&server, "lacking SCRAM-SHA-256: 0;").await?;
-    wait_for_offer(&server, "SCRAM-SHA-256").await?;
+    server.wait_until_offered("SCRAM-SHA-256").await?;
     for account in ACCOUNTS {
         login(&python, &addr, account, "SCRAM-SHA-256").await?;
     }
@@ -204,7 +195,7 @@ async fn a_multi_host_prosody_configuration_translates_to_a_valid_starling_toml(
 -> anyhow::Result<()> {
     let dir = scratch()?;
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("prosody-config");
-    copy_dir(&fixture, dir.path())?;
+    starling_testkit::files::copy_dir(&fixture, dir.path())?;
     let certs = dir.path().join("certs");
     write_certificate(
         &certs.join("example.org.crt"),
@@ -473,6 +464,37 @@ async fn roster_dump(
     password: &str,
     mech: Option<&str>,
 ) -> anyhow::Result<RosterDump> {
+    let run = session_script(python, "roster_dump.py", addr, (user, password), mech).await?;
+    let line = run.stdout.lines().last().unwrap_or_default().to_owned();
+    let value: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("roster_dump.py printed {line:?}"))?;
+    Ok(RosterDump {
+        mech: value["mech"].as_str().unwrap_or_default().to_owned(),
+        roster: value["roster"].to_string(),
+    })
+}
+
+/// A login with slixmpp restricted to `mech`, which must succeed.
+async fn login(
+    python: &std::ffi::OsStr,
+    addr: &str,
+    account: (&str, &str),
+    mech: &str,
+) -> anyhow::Result<()> {
+    session_script(python, "login.py", addr, account, Some(mech))
+        .await
+        .map(drop)
+}
+
+/// Runs a `session_probe.py` script as `user@localhost` at `addr` (`host:port`), with
+/// `--mech` when given; it must succeed.
+async fn session_script(
+    python: &std::ffi::OsStr,
+    script: &str,
+    addr: &str,
+    (user, password): (&str, &str),
+    mech: Option<&str>,
+) -> anyhow::Result<ScriptRun> {
     let (host, port) = addr.rsplit_once(':').context("host:port")?;
     let jid = format!("{user}@localhost");
     let mut args = vec![
@@ -488,53 +510,13 @@ async fn roster_dump(
     if let Some(mech) = mech {
         args.extend(["--mech", mech]);
     }
-    let run = run_script(python, "roster_dump.py", &args).await?;
+    let run = run_script(python, script, &args).await?;
     ensure!(
         run.succeeded(),
-        "roster_dump.py as {user} at {addr}: {}",
+        "{script} as {user} at {addr} (--mech {mech:?}): {}",
         run.describe()
     );
-    let line = run.stdout.lines().last().unwrap_or_default().to_owned();
-    let value: serde_json::Value =
-        serde_json::from_str(&line).with_context(|| format!("roster_dump.py printed {line:?}"))?;
-    Ok(RosterDump {
-        mech: value["mech"].as_str().unwrap_or_default().to_owned(),
-        roster: value["roster"].to_string(),
-    })
-}
-
-/// A login with slixmpp restricted to `mech`, which must succeed.
-async fn login(
-    python: &std::ffi::OsStr,
-    addr: &str,
-    (user, password): (&str, &str),
-    mech: &str,
-) -> anyhow::Result<()> {
-    let (host, port) = addr.rsplit_once(':').context("host:port")?;
-    let jid = format!("{user}@localhost");
-    let run = run_script(
-        python,
-        "login.py",
-        &[
-            "--jid",
-            &jid,
-            "--password",
-            password,
-            "--host",
-            host,
-            "--port",
-            port,
-            "--mech",
-            mech,
-        ],
-    )
-    .await?;
-    ensure!(
-        run.succeeded(),
-        "login.py --mech {mech} as {user}: {}",
-        run.describe()
-    );
-    Ok(())
+    Ok(run)
 }
 
 /// Runs the starling binary with `args`.
@@ -571,32 +553,6 @@ async fn wait_for_report(server: &TestServer, needle: &str) -> anyhow::Result<()
         ensure!(
             tokio::time::Instant::now() < deadline,
             "hash-report still says {report:?}, not {needle:?}\n{}",
-            server.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The mechanisms the server offers on localhost after STARTTLS.
-async fn offered(server: &TestServer) -> anyhow::Result<Vec<String>> {
-    let mut client = XmppClient::connect_plain(server.starttls_addr).await?;
-    client.open_stream(&server.domain).await?;
-    let features = client.starttls().await?;
-    Ok(starling_testkit::mechanisms(&features))
-}
-
-/// Waits (up to 10 s: the server counts keys again within a second of an upgrade) until the
-/// server offers `mechanism`.
-async fn wait_for_offer(server: &TestServer, mechanism: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mechanisms = offered(server).await?;
-        if mechanisms.iter().any(|m| m == mechanism) {
-            return Ok(());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{mechanism} still not offered: {mechanisms:?}\n{}",
             server.log_tail(20)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -646,20 +602,6 @@ fn write_certificate(certificate: &Path, key: &Path, name: &str) -> anyhow::Resu
     }
     std::fs::write(certificate, cert.pem())?;
     std::fs::write(key, key_pair.serialize_pem())?;
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
     Ok(())
 }
 

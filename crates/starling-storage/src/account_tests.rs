@@ -301,10 +301,7 @@ fn sha256_keys(seed: u8) -> ScramKeys {
 pub(crate) async fn missing_keys_are_added_only_while_the_verified_keys_stand(
     store: &impl AccountStore,
 ) {
-    store
-        .create_account(&alice(), &sha1_only(1))
-        .await
-        .expect("create");
+    create(store, &alice(), &sha1_only(1)).await;
     let verified = sha1_only(1).keys[0].clone();
     // A password change between the check and the upgrade: keys derived from the old password
     // must not land.
@@ -318,16 +315,7 @@ pub(crate) async fn missing_keys_are_added_only_while_the_verified_keys_stand(
             .await,
         Ok(ScramHashes::NONE)
     );
-    assert_eq!(
-        dump(
-            &store
-                .credentials(&alice())
-                .await
-                .expect("read")
-                .expect("exists")
-        ),
-        dump(&sha1_only(2))
-    );
+    assert_eq!(stored(store, &alice()).await, Some(dump(&sha1_only(2))));
     // With the keys the password was checked against, the missing hash is added.
     let verified = sha1_only(2).keys[0].clone();
     assert_eq!(
@@ -336,23 +324,11 @@ pub(crate) async fn missing_keys_are_added_only_while_the_verified_keys_stand(
             .await,
         Ok(ScramHashes::only(ScramHash::Sha256))
     );
-    assert_eq!(
-        dump(
-            &store
-                .credentials(&alice())
-                .await
-                .expect("read")
-                .expect("exists")
-        ),
-        dump(&credentials(2))
-    );
+    assert_eq!(stored(store, &alice()).await, Some(dump(&credentials(2))));
 }
 
 pub(crate) async fn missing_keys_never_replace_existing_ones(store: &impl AccountStore) {
-    store
-        .create_account(&alice(), &credentials(1))
-        .await
-        .expect("create");
+    create(store, &alice(), &credentials(1)).await;
     let verified = credentials(1).keys[0].clone();
     // Keys for both hashes offered; the account has both already (a concurrent upgrade won).
     let offered = credentials(9).keys;
@@ -360,16 +336,7 @@ pub(crate) async fn missing_keys_never_replace_existing_ones(store: &impl Accoun
         store.add_missing_keys(&alice(), &verified, &offered).await,
         Ok(ScramHashes::NONE)
     );
-    assert_eq!(
-        dump(
-            &store
-                .credentials(&alice())
-                .await
-                .expect("read")
-                .expect("exists")
-        ),
-        dump(&credentials(1))
-    );
+    assert_eq!(stored(store, &alice()).await, Some(dump(&credentials(1))));
 }
 
 pub(crate) async fn missing_keys_for_an_unknown_account_add_nothing(store: &impl AccountStore) {

@@ -17,6 +17,7 @@
 pub mod arena;
 pub mod case;
 pub mod client;
+pub mod files;
 pub mod matcher;
 pub mod pair;
 pub mod postgres;

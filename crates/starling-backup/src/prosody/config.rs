@@ -765,31 +765,13 @@ impl<'a> Writer<'a> {
             return;
         }
         out.push_str("[tls]\n");
-        if let Some((certificate, key)) = &global_pair {
-            let _ = writeln!(
-                out,
-                "certificate = {}",
-                toml_string(&certificate.display().to_string())
-            );
-            let _ = writeln!(
-                out,
-                "private_key = {}",
-                toml_string(&key.display().to_string())
-            );
+        if let Some(pair) = &global_pair {
+            write_pair(out, pair);
         }
         out.push('\n');
-        for (host, (certificate, key)) in per_host {
+        for (host, pair) in per_host {
             let _ = writeln!(out, "[tls.hosts.{}]", toml_string(&host));
-            let _ = writeln!(
-                out,
-                "certificate = {}",
-                toml_string(&certificate.display().to_string())
-            );
-            let _ = writeln!(
-                out,
-                "private_key = {}",
-                toml_string(&key.display().to_string())
-            );
+            write_pair(out, &pair);
             out.push('\n');
         }
     }
@@ -1271,6 +1253,13 @@ fn collide(a: SocketAddr, b: SocketAddr) -> bool {
         || (a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified()))
         || is_v6_any(a)
         || is_v6_any(b)
+}
+
+/// `certificate = …` and `private_key = …` lines.
+fn write_pair(out: &mut String, (certificate, key): &(PathBuf, PathBuf)) {
+    for (name, path) in [("certificate", certificate), ("private_key", key)] {
+        let _ = writeln!(out, "{name} = {}", toml_string(&path.display().to_string()));
+    }
 }
 
 /// A TOML basic string.

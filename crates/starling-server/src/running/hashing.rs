@@ -95,9 +95,9 @@ mod tests {
 
     use super::*;
 
-    /// A PLAIN check for an unknown user at `iterations`.
-    fn check(iterations: u32) -> PasswordCheck {
-        let ctx = ServerContext {
+    /// A TLS stream's SASL context; new accounts get `iterations`.
+    pub(super) fn context(iterations: u32) -> ServerContext {
+        ServerContext {
             domain: "localhost".to_owned(),
             is_encrypted: true,
             allow_plain_without_tls: false,
@@ -105,7 +105,12 @@ mod tests {
             decoy_secret: [1; 32],
             new_account_iterations: iterations,
             scram_hashes: starling_sasl::ScramHashes::ALL,
-        };
+        }
+    }
+
+    /// A PLAIN check for an unknown user at `iterations`.
+    fn check(iterations: u32) -> PasswordCheck {
+        let ctx = context(iterations);
         let mut session = SaslSession::start("PLAIN", &ctx, "nonce").expect("PLAIN starts");
         session.step(Some(b"\0ghost\0wrong"));
         match session.credentials(None) {
@@ -142,23 +147,13 @@ mod tests {
 
 #[cfg(test)]
 mod upgrade_tests {
-    use starling_sasl::{
-        SaslSession, SaslStep, ScramHash, ScramHashes, ScramKeys, ServerContext, StoredCredentials,
-    };
+    use starling_sasl::{SaslSession, SaslStep, ScramHash, ScramKeys, StoredCredentials};
 
     use super::*;
 
     #[tokio::test]
     async fn a_matching_check_on_a_sha1_only_account_brings_sha256_keys_with_a_fresh_salt() {
-        let ctx = ServerContext {
-            domain: "localhost".to_owned(),
-            is_encrypted: true,
-            allow_plain_without_tls: false,
-            channel_bindings: Vec::new(),
-            decoy_secret: [1; 32],
-            new_account_iterations: 4096,
-            scram_hashes: ScramHashes::ALL,
-        };
+        let ctx = super::tests::context(4096);
         let account = StoredCredentials {
             keys: vec![
                 ScramKeys::derive(ScramHash::Sha1, "pencil", b"prosody-salt", 4096).unwrap(),

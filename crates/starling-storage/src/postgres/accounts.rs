@@ -213,56 +213,21 @@ impl AccountStore for PostgresStore {
         let check = Connection::prepare(
             statements,
             &tx,
-            "SELECT 1 FROM scram_keys WHERE account_id = $1 AND hash = $2 AND salt = $3
-               AND iterations = $4 AND stored_key = $5 AND server_key = $6",
+            "SELECT 1 FROM scram_keys WHERE (account_id, hash, salt, iterations, stored_key,
+             server_key) = ($1, $2, $3, $4, $5, $6)",
         )
         .await?;
+        let (name, iterations) = (hash_name(verified.hash), i64::from(verified.iterations));
         let still_verified = tx
-            .query_opt(
-                &check,
-                &[
-                    &account_id,
-                    &hash_name(verified.hash),
-                    &verified.salt,
-                    &i64::from(verified.iterations),
-                    &verified.stored_key,
-                    &verified.server_key,
-                ],
-            )
+            .query_opt(&check, &key_row(&account_id, &name, &iterations, verified))
             .await
             .map_err(backend("look up verified keys"))?
             .is_some();
         if !still_verified {
             return Ok(ScramHashes::NONE);
         }
-        let insert = Connection::prepare(
-            statements,
-            &tx,
-            "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, hash) DO NOTHING",
-        )
-        .await?;
-        let mut stored = ScramHashes::NONE;
-        for keys in added {
-            let name = hash_name(keys.hash);
-            let inserted = tx
-                .execute(
-                    &insert,
-                    &[
-                        &account_id,
-                        &name,
-                        &keys.salt,
-                        &i64::from(keys.iterations),
-                        &keys.stored_key,
-                        &keys.server_key,
-                    ],
-                )
-                .await
-                .map_err(backend(&format!("insert {name} keys")))?;
-            if inserted > 0 {
-                stored = stored.with(keys.hash);
-            }
-        }
+        let stored =
+            insert_key_rows(statements, &tx, account_id, added, INSERT_MISSING_KEYS).await?;
         tx.commit().await.map_err(backend("commit added keys"))?;
         Ok(stored)
     }
@@ -291,34 +256,63 @@ impl AccountStore for PostgresStore {
     }
 }
 
+/// Inserts one row per key; a hash the account already has is an error.
+const INSERT_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Inserts one row per key for the hashes the account does not have yet.
+const INSERT_MISSING_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, hash) DO NOTHING";
+
 pub(super) async fn insert_keys(
     statements: &mut Statements,
     tx: &impl GenericClient,
     account_id: i64,
     creds: &StoredCredentials,
 ) -> Result<(), StorageError> {
-    let insert = Connection::prepare(
-        statements,
-        tx,
-        "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .await?;
-    for keys in &creds.keys {
-        let name = hash_name(keys.hash);
-        tx.execute(
-            &insert,
-            &[
-                &account_id,
-                &name,
-                &keys.salt,
-                &i64::from(keys.iterations),
-                &keys.stored_key,
-                &keys.server_key,
-            ],
-        )
+    insert_key_rows(statements, tx, account_id, &creds.keys, INSERT_KEYS)
         .await
-        .map_err(backend(&format!("insert {name} keys")))?;
+        .map(drop)
+}
+
+/// Runs `sql` (one of the inserts above) for each of `keys`; returns the hashes it inserted.
+async fn insert_key_rows(
+    statements: &mut Statements,
+    tx: &impl GenericClient,
+    account_id: i64,
+    keys: &[ScramKeys],
+    sql: &'static str,
+) -> Result<ScramHashes, StorageError> {
+    let insert = Connection::prepare(statements, tx, sql).await?;
+    let mut inserted = ScramHashes::NONE;
+    for keys in keys {
+        let (name, iterations) = (hash_name(keys.hash), i64::from(keys.iterations));
+        let rows = tx
+            .execute(&insert, &key_row(&account_id, &name, &iterations, keys))
+            .await
+            .map_err(backend(&format!("insert {name} keys")))?;
+        if rows > 0 {
+            inserted = inserted.with(keys.hash);
+        }
     }
-    Ok(())
+    Ok(inserted)
+}
+
+/// The six columns of a `scram_keys` row, in table order, as statement parameters.
+fn key_row<'a>(
+    account_id: &'a i64,
+    name: &'a &'static str,
+    iterations: &'a i64,
+    keys: &'a ScramKeys,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 6] {
+    [
+        account_id,
+        name,
+        &keys.salt,
+        iterations,
+        &keys.stored_key,
+        &keys.server_key,
+    ]
 }

@@ -199,32 +199,7 @@ impl AccountStore for SqliteStore {
             let Some(account_id) = account_id else {
                 return Ok(ScramHashes::NONE);
             };
-            let mut stored = ScramHashes::NONE;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO scram_keys
-                         (account_id, hash, salt, iterations, stored_key, server_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (account_id, hash) DO NOTHING",
-                )
-                .map_err(backend("prepare scram key insert"))?;
-            for keys in &added {
-                let name = hash_name(keys.hash);
-                let inserted = insert
-                    .execute(params![
-                        account_id,
-                        name,
-                        keys.salt,
-                        keys.iterations,
-                        keys.stored_key,
-                        keys.server_key
-                    ])
-                    .map_err(backend(&format!("insert {name} keys")))?;
-                if inserted > 0 {
-                    stored = stored.with(keys.hash);
-                }
-            }
-            drop(insert);
+            let stored = insert_key_rows(&tx, account_id, &added, INSERT_MISSING_KEYS)?;
             tx.commit().map_err(backend("commit added keys"))?;
             Ok(stored)
         })
@@ -252,30 +227,52 @@ impl AccountStore for SqliteStore {
     }
 }
 
+/// Inserts one row per key; a hash the account already has is an error.
+const INSERT_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Inserts one row per key for the hashes the account does not have yet.
+const INSERT_MISSING_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (account_id, hash) DO NOTHING";
+
 pub(crate) fn insert_keys(
     tx: &Transaction<'_>,
     account_id: i64,
     creds: &StoredCredentials,
 ) -> Result<(), StorageError> {
+    insert_key_rows(tx, account_id, &creds.keys, INSERT_KEYS).map(drop)
+}
+
+/// Runs `sql` (one of the inserts above) for each of `keys`; returns the hashes it inserted.
+fn insert_key_rows(
+    tx: &Transaction<'_>,
+    account_id: i64,
+    keys: &[ScramKeys],
+    sql: &str,
+) -> Result<ScramHashes, StorageError> {
     let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
+        .prepare_cached(sql)
         .map_err(backend("prepare scram key insert"))?;
-    for keys in &creds.keys {
+    let mut inserted = ScramHashes::NONE;
+    for keys in keys {
         let name = hash_name(keys.hash);
-        stmt.execute(params![
-            account_id,
-            name,
-            keys.salt,
-            keys.iterations,
-            keys.stored_key,
-            keys.server_key
-        ])
-        .map_err(backend(&format!("insert {name} keys")))?;
+        let rows = stmt
+            .execute(params![
+                account_id,
+                name,
+                keys.salt,
+                keys.iterations,
+                keys.stored_key,
+                keys.server_key
+            ])
+            .map_err(backend(&format!("insert {name} keys")))?;
+        if rows > 0 {
+            inserted = inserted.with(keys.hash);
+        }
     }
-    Ok(())
+    Ok(inserted)
 }
 
 #[cfg(test)]
