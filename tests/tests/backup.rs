@@ -610,8 +610,9 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
             "warning: host localhost: skipped Prosody's \"offline\" store (1 file(s)), which is not imported",
             "imported 2 account(s), 3 roster item(s), 1 subscription request(s), 0 offline message(s) on localhost",
             "note: 1 account(s) came with SCRAM-SHA-1 keys only (Prosody's default password_hash): \
-             they log in with SCRAM-SHA-1 or PLAIN, and SCRAM-SHA-256 fails for them until \
-             `starling passwd` sets their password again",
+             their hosts offer SCRAM-SHA-1 and PLAIN but not SCRAM-SHA-256 until each of them \
+             has logged in once with PLAIN (which stores SCRAM-SHA-256 keys) or had its password \
+             set with `starling passwd`; `starling hash-report` counts those left",
         ]
     );
     server.restart().await?;
@@ -620,25 +621,46 @@ async fn prosody_users_log_in_with_their_prosody_passwords() -> anyhow::Result<(
         ["juliet@localhost", "romeo@localhost"]
     );
 
-    // juliet was stored hashed (SCRAM-SHA-1 keys only).
-    let mut juliet = login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha1)
-        .await?
-        .map_err(|failure| anyhow::anyhow!("juliet with SCRAM-SHA-1: {failure}"))?;
+    // juliet was stored hashed (SCRAM-SHA-1 keys only), so localhost does not offer
+    // SCRAM-SHA-256 (to anyone: the offer is per host), and asking for it anyway is refused
+    // as for any mechanism not offered.
     assert_eq!(
-        login_plain(&server, "juliet", "balcony-r0se").await?,
-        Ok(())
+        starling_ok(&server, &["hash-report"]).await?.0,
+        "localhost: 2 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 1; \
+         offers SCRAM-SHA-1 (scram_offer = \"complete\")\n"
     );
     assert_eq!(
-        login_plain(&server, "juliet", "wrong").await?,
-        Err(SaslFailure::condition("not-authorized"))
+        server.offered_mechanisms().await?,
+        ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"]
     );
-    // SCRAM-SHA-256 is offered (mechanisms are per server, not per account) and fails cleanly.
     assert_eq!(
         login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha256)
             .await?
             .err(),
-        Some(SaslFailure::condition("not-authorized"))
+        Some(SaslFailure::condition("invalid-mechanism"))
     );
+    let mut juliet = login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha1)
+        .await?
+        .map_err(|failure| anyhow::anyhow!("juliet with SCRAM-SHA-1: {failure}"))?;
+    assert_eq!(
+        login_plain(&server, "juliet", "wrong").await?,
+        Err(SaslFailure::condition("not-authorized"))
+    );
+    // One PLAIN login with the right password stores her SCRAM-SHA-256 keys; with no account
+    // lacking them any more, localhost offers SCRAM-SHA-256 again and her login with it works.
+    assert_eq!(
+        login_plain(&server, "juliet", "balcony-r0se").await?,
+        Ok(())
+    );
+    server.wait_until_offered("SCRAM-SHA-256").await?;
+    assert_eq!(
+        starling_ok(&server, &["hash-report", "localhost"]).await?.0,
+        "localhost: 2 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 0; \
+         offers SCRAM-SHA-256, SCRAM-SHA-1 (scram_offer = \"complete\")\n"
+    );
+    login_with(&server, "juliet", "balcony-r0se", ScramMech::Sha256)
+        .await?
+        .map_err(|failure| anyhow::anyhow!("juliet with SCRAM-SHA-256 after PLAIN: {failure}"))?;
     let juliet_roster = roster(&mut juliet).await?;
     let expected = parse(&format!(
         "<query xmlns='{ROSTER}' ver='4'>\

@@ -12,14 +12,12 @@
 //! expects the given SASL condition instead.
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use starling_testkit::TestServer;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use starling_testkit::script::run_with_timeout;
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
 /// Backstop for one script run; the scripts give up on their own after 20 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -129,9 +127,7 @@ async fn check(
     password: &str,
 ) -> anyhow::Result<()> {
     // Checked first: without the venv this test must fail, never pass vacuously.
-    let python = std::env::var_os("STARLING_PYTHON").context(
-        "STARLING_PYTHON is not set: run through `cargo xtask test`, which sets up the interop venv",
-    )?;
+    let python = starling_testkit::script::python()?;
     let (script_name, extra_args): (&str, &[&str]) = match script {
         Script::Login => ("login.py", &[]),
         Script::WrongPassword => ("wrong_password.py", &[]),
@@ -166,7 +162,7 @@ async fn check(
     }
     let what = format!("{script_name} --mech {mech} over {transport_name} to {addr}");
 
-    let run = run_with_timeout(command)
+    let run = run_with_timeout(command, SCRIPT_TIMEOUT)
         .await
         .with_context(|| format!("running {what} with {}", python.to_string_lossy()))?;
     let verdict = match run.status {
@@ -180,49 +176,6 @@ async fn check(
         run.stderr.trim_end(),
         server.log_text().trim_end(),
     )
-}
-
-struct ScriptRun {
-    /// `None` when the script outlived `SCRIPT_TIMEOUT` and was killed.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `command`, killing it after `SCRIPT_TIMEOUT`; output is kept either way.
-async fn run_with_timeout(mut command: Command) -> anyhow::Result<ScriptRun> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().context("spawning the script")?;
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-    let status = match tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await {
-        Ok(status) => Some(status.context("waiting for the script")?),
-        Err(_elapsed) => {
-            child.kill().await.context("killing the timed-out script")?;
-            None
-        }
-    };
-    Ok(ScriptRun {
-        status,
-        stdout: stdout.await.context("reading the script's stdout")?,
-        stderr: stderr.await.context("reading the script's stderr")?,
-    })
-}
-
-/// Reads a pipe to its end on a separate task, so a chatty script never blocks on it.
-fn collect(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            // A read error only truncates the diagnostics; the exit status decides.
-            let _ = pipe.read_to_end(&mut bytes).await;
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 // Chat between two clients. `chat_slixmpp.py` logs in alice and bob with slixmpp;
@@ -268,9 +221,7 @@ async fn aioxmpp_to_slixmpp_chat_via_bare_and_full_jid() -> anyhow::Result<()> {
 /// Runs the chat script `script_name` for alice and bob against a fresh server (STARTTLS)
 /// and fails unless it exits 0.
 async fn check_chat(script_name: &str) -> anyhow::Result<()> {
-    let python = std::env::var_os("STARLING_PYTHON").context(
-        "STARLING_PYTHON is not set: run through `cargo xtask test`, which sets up the interop venv",
-    )?;
+    let python = starling_testkit::script::python()?;
     let script_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("interop")
         .join(script_name);
@@ -291,7 +242,7 @@ async fn check_chat(script_name: &str) -> anyhow::Result<()> {
         .args(["--port", &addr.port().to_string()]);
     let what = format!("{script_name} over STARTTLS to {addr}");
 
-    let run = run_with_timeout(command)
+    let run = run_with_timeout(command, SCRIPT_TIMEOUT)
         .await
         .with_context(|| format!("running {what} with {}", python.to_string_lossy()))?;
     let verdict = match run.status {

@@ -394,21 +394,6 @@ async fn announcement_with_illegal_characters_is_refused() -> anyhow::Result<()>
     finish(arena, "announcement with control characters").await
 }
 
-/// Copies `from` into `to` recursively.
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
 // Finding 9c: a Prosody roster whose names hold control characters is imported with those
 // characters stripped (and reported), and the user's roster can be fetched without breaking
 // the stream.
@@ -420,7 +405,7 @@ async fn imported_roster_names_with_control_characters_are_stripped() -> anyhow:
         .prefix("starling-roster-limits-")
         .tempdir()?;
     let data = scratch.path().join("prosody");
-    copy_dir(
+    starling_testkit::files::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("prosody-data/localhost"),
         &data.join("localhost"),
     )?;

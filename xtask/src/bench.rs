@@ -1297,8 +1297,9 @@ fn package_version(package: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Installs the Debian `package` when `program` is missing.
-fn ensure_package(program: &str, package: &str) -> anyhow::Result<()> {
+/// Installs the Debian `package` (as root, with apt-get) unless `program` is on the PATH;
+/// the bench's peers and the Prosody migration tests need it.
+pub fn ensure_package(program: &str, package: &str) -> anyhow::Result<()> {
     if have(program) {
         return Ok(());
     }
@@ -1311,7 +1312,7 @@ fn ensure_package(program: &str, package: &str) -> anyhow::Result<()> {
         .args(["install", "-y", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()?;
-    // The package may start a system instance; the benchmark uses its own.
+    // The package may start a system instance; the benchmark and the tests use their own.
     if package == "prosody" {
         let _ = Command::new("service").args(["prosody", "stop"]).status();
     }

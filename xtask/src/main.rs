@@ -37,8 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything CI runs: fmt check, clippy, tidy, build, interop venv, a throwaway
-    /// PostgreSQL, all tests, doctests.
+    /// Everything CI runs: fmt check, clippy, tidy, build, interop venv, Debian's prosody
+    /// package, a throwaway PostgreSQL, all tests, doctests.
     Test {
         /// Only fmt check, clippy and unit tests (every commit must pass this).
         #[arg(long)]
@@ -161,6 +161,12 @@ fn add_full_test<'a>(plan: &mut Plan<'a>, root: &'a Path) {
         eprintln!("    interop python: {}", python.display());
         state.python = Some(python);
         Ok(())
+    });
+    plan.step("prosody (Debian package, for the migration tests)", |_| {
+        // tests/tests/prosody_migration.rs starts its own Prosody and reads the package's
+        // /etc/prosody/prosody.cfg.lua.
+        bench::ensure_package("prosody", "prosody")?;
+        bench::ensure_package("prosodyctl", "prosody")
     });
     add_start_postgres(plan);
     plan.step("tests", |state| {

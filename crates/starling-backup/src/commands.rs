@@ -124,8 +124,10 @@ pub fn sha1_only_note(hosts: &[ImportedHost]) -> Option<String> {
     (sha1_only > 0).then(|| {
         format!(
             "note: {sha1_only} account(s) came with SCRAM-SHA-1 keys only (Prosody's default \
-             password_hash): they log in with SCRAM-SHA-1 or PLAIN, and SCRAM-SHA-256 fails for \
-             them until `starling passwd` sets their password again"
+             password_hash): their hosts offer SCRAM-SHA-1 and PLAIN but not SCRAM-SHA-256 \
+             until each of them has logged in once with PLAIN (which stores SCRAM-SHA-256 keys) \
+             or had its password set with `starling passwd`; `starling hash-report` counts \
+             those left"
         )
     })
 }

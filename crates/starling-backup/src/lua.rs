@@ -2,11 +2,15 @@
 //! (`return { ... };`, produced by `util.serialization`).
 //!
 //! This is not a Lua interpreter: it accepts one `return` of a constant expression — strings
-//! (with every Lua 5.4 escape), numbers, booleans, `nil` and nested tables with `[key] =`,
-//! `name =` and positional fields separated by `,` or `;` — and nothing else, so a data file
-//! can never run code. Nesting is bounded by [`MAX_DEPTH`]; the caller bounds the input size.
+//! (with every Lua 5.4 escape, and long brackets `[[…]]`, `[==[…]==]`), numbers, booleans,
+//! `nil` and nested tables with `[key] =`, `name =` and positional fields separated by `,` or
+//! `;` — and nothing else, so a data file can never run code. Nesting is bounded by
+//! [`MAX_DEPTH`]; the caller bounds the input size. [`script`] reads Prosody's configuration
+//! file, a script of such constants, the same way.
 
 use std::fmt;
+
+pub mod script;
 
 /// Deepest table nesting accepted. Prosody's account and roster files nest three deep; a
 /// stored stanza (a vCard, a private XML fragment) takes one table per element level plus one
@@ -124,27 +128,66 @@ impl Parser<'_> {
         self.input.get(self.pos + ahead).copied()
     }
 
-    /// Skips whitespace and `--` comments (line comments and `--[[ … ]]` blocks).
+    /// Skips whitespace and `--` comments (line comments and long comments `--[[ … ]]`,
+    /// `--[==[ … ]==]`).
     fn skip_space(&mut self) -> Result<(), LuaError> {
         loop {
             match self.peek() {
                 Some(b' ' | b'\t' | b'\r' | b'\n' | b'\x0b' | b'\x0c') => self.pos += 1,
-                Some(b'-') if self.peek_at(1) == Some(b'-') => {
-                    self.pos += 2;
-                    if self.peek() == Some(b'[') && self.peek_at(1) == Some(b'[') {
-                        let rest = self.input.get(self.pos..).unwrap_or_default();
-                        let end = find(rest, b"]]")
-                            .ok_or_else(|| self.error("unterminated block comment"))?;
-                        self.pos += end + 2;
-                    } else {
-                        while !matches!(self.peek(), None | Some(b'\n')) {
-                            self.pos += 1;
-                        }
-                    }
-                }
+                Some(b'-') if self.peek_at(1) == Some(b'-') => self.skip_comment()?,
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// Skips one `--` comment, here; a line comment stops before its line break.
+    fn skip_comment(&mut self) -> Result<(), LuaError> {
+        self.pos += 2;
+        if let Some(level) = self.long_bracket() {
+            self.long_text(level)
+                .map_err(|_| self.error("unterminated long comment"))?;
+        } else {
+            while !matches!(self.peek(), None | Some(b'\n')) {
+                self.pos += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The level of a long bracket (`[[` is 0, `[==[` is 2) opening here, if one does.
+    fn long_bracket(&self) -> Option<usize> {
+        if self.peek() != Some(b'[') {
+            return None;
+        }
+        let mut level = 0;
+        while self.peek_at(1 + level) == Some(b'=') {
+            level += 1;
+        }
+        (self.peek_at(1 + level) == Some(b'[')).then_some(level)
+    }
+
+    /// Reads a long bracket's text (opened here, at `level`) up to its closing bracket, which
+    /// is consumed. A line break right after the opening bracket is not part of the text.
+    fn long_text(&mut self, level: usize) -> Result<Vec<u8>, LuaError> {
+        let start = self.pos;
+        self.pos += level + 2;
+        if self.peek() == Some(b'\r') {
+            self.pos += 1;
+        }
+        if self.peek() == Some(b'\n') {
+            self.pos += 1;
+        }
+        let mut close = vec![b']'];
+        close.extend(std::iter::repeat_n(b'=', level));
+        close.push(b']');
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        let end = find(rest, &close).ok_or(LuaError {
+            offset: start,
+            reason: "unterminated long string".to_owned(),
+        })?;
+        let text = rest.get(..end).unwrap_or_default().to_vec();
+        self.pos += end + close.len();
+        Ok(text)
     }
 
     /// A name (identifier or keyword), if one starts here.
@@ -170,6 +213,10 @@ impl Parser<'_> {
         match self.peek() {
             Some(b'{') => self.table(depth + 1),
             Some(quote @ (b'"' | b'\'')) => self.string(quote).map(Value::Str),
+            Some(b'[') => match self.long_bracket() {
+                Some(level) => self.long_text(level).map(Value::Str),
+                None => Err(self.error("expected a value")),
+            },
             Some(b'-' | b'0'..=b'9' | b'.') => self.number().map(Value::Number),
             Some(b'a'..=b'z' | b'A'..=b'Z' | b'_') => {
                 let start = self.pos;
@@ -532,6 +579,21 @@ mod tests {
         );
         assert_eq!(fails("return { [\"a\"] 1 }"), "at byte 15: expected `=`");
         assert_eq!(fails("return {"), "at byte 8: unterminated table");
+    }
+
+    #[test]
+    fn long_strings_and_comments() {
+        assert_eq!(
+            parse("--[==[ a ]] comment ]==]\nreturn { [[\nline]], [==[b]]c]==] }"),
+            table(vec![
+                (Value::Number(1.0), s("line")),
+                (Value::Number(2.0), s("b]]c")),
+            ])
+        );
+        assert_eq!(
+            fails("return [==[ open ]]"),
+            "at byte 7: unterminated long string"
+        );
     }
 
     #[test]

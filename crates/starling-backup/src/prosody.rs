@@ -15,11 +15,14 @@
 //! literals, read with this crate's own bounded [`lua`] parser, never executed.
 //! Prosody's hashed accounts keep one set of SCRAM keys, for the hash its `password_hash`
 //! option named (SHA-1 unless changed); the key length tells which. Such an account can then
-//! log in here with SCRAM-SHA-1 and PLAIN but not SCRAM-SHA-256 until its password is set
-//! again; plaintext accounts get keys for both hashes.
+//! log in here with SCRAM-SHA-1 and PLAIN; its host does not offer SCRAM-SHA-256 until its
+//! first PLAIN login stores SCRAM-SHA-256 keys (`starling_sasl::KeyCoverage`). Plaintext
+//! accounts get keys for both hashes.
 //!
 //! Every other store directory of a host (offline messages, archives, PEP, ...) is listed in
-//! the warnings, one line each, and not imported; so is a per-user file without an account.
+//! the warnings, one line each, and not imported; so is a per-user file without an account,
+//! and a host directory without accounts (a component's, such as a MUC's rooms) with its
+//! stores.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,7 @@ use starling_storage::{AccountData, RosterItem, Subscription};
 
 use crate::lua::{self, Table, Value};
 
+pub mod config;
 pub mod module_stores;
 pub mod stanza;
 use crate::pie::{ImportedHost, name};
@@ -63,6 +67,7 @@ pub fn read_dir(dir: &Path, only_host: Option<&str>) -> Result<ProsodyImport, Ba
     let mut hosts = Vec::new();
     for (name, path) in sorted_entries(dir)? {
         if !path.join("accounts").is_dir() {
+            skipped_host(&name, &path, only_host.as_deref(), &mut warnings);
             continue;
         }
         let decoded = decode(&name).ok_or_else(|| {
@@ -88,6 +93,42 @@ pub fn read_dir(dir: &Path, only_host: Option<&str>) -> Result<ProsodyImport, Ba
         ));
     }
     Ok(ProsodyImport { hosts, warnings })
+}
+
+/// A directory of `dir` without accounts: a component's (a MUC's rooms, say) or a host's
+/// that only ever stored other data. Named in the warnings with its stores, unless the import
+/// is limited to another host; anything that is not a directory of an escaped domain is not
+/// Prosody's and is left unmentioned.
+fn skipped_host(name: &str, path: &Path, only_host: Option<&str>, warnings: &mut Vec<String>) {
+    if !path.is_dir() {
+        return;
+    }
+    let Some(host) =
+        decode(name).and_then(|host| DomainPart::new(&host).ok().map(|d| d.to_string()))
+    else {
+        return;
+    };
+    if only_host.is_some_and(|only| only != host) {
+        return;
+    }
+    let stores: Vec<String> = sorted_entries(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, store)| store.is_dir())
+        .map(|(store, _)| decode(&store).unwrap_or(store))
+        .collect();
+    if stores.is_empty() {
+        return;
+    }
+    warnings.push(format!(
+        "host {host}: skipped, as it has no accounts (a component's data?); its stores {} are \
+         not imported",
+        stores
+            .iter()
+            .map(|store| format!("{store:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
 }
 
 fn read_host(
@@ -495,6 +536,27 @@ mod tests {
             .flat_map(|host| &host.accounts)
             .find(|account| account.data.jid.as_str() == jid)
             .unwrap_or_else(|| panic!("{jid} was imported"))
+    }
+
+    #[test]
+    fn a_component_directory_is_named_with_its_stores() {
+        let dir = tempfile::tempdir().expect("scratch");
+        let muc = dir.path().join("conference%2elocalhost");
+        for store in ["config", "persistent"] {
+            std::fs::create_dir_all(muc.join(store)).expect("store");
+        }
+        std::fs::create_dir_all(dir.path().join("localhost/accounts")).expect("accounts");
+        std::fs::write(dir.path().join("not-prosody.txt"), "x").expect("file");
+        let import = read_dir(dir.path(), None).expect("reads");
+        assert_eq!(
+            import.warnings,
+            [
+                "host conference.localhost: skipped, as it has no accounts (a component's \
+                 data?); its stores \"config\", \"persistent\" are not imported"
+            ]
+        );
+        let only = read_dir(dir.path(), Some("localhost")).expect("reads");
+        assert!(only.warnings.is_empty(), "{:?}", only.warnings);
     }
 
     #[test]

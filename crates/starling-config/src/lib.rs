@@ -274,6 +274,10 @@ pub struct C2s {
     pub tls_handshake_timeout_secs: u64,
     /// PBKDF2 iterations for newly set passwords (RFC 7677 asks for at least 4096). Default 4096.
     pub scram_iterations: u32,
+    /// Which SCRAM hashes a host offers: `"complete"` (default) offers a hash (and its -PLUS
+    /// variant) only when every account of the host with keys holds keys for it, so nobody is
+    /// offered a mechanism their account cannot complete; `"always"` offers every hash.
+    pub scram_offer: ScramOfferConfig,
     /// What happens when a client binds a resource that is already in use (RFC 6120 §7.7.2.2):
     /// `"kick_old"` (default: the old session gets a `<conflict/>` stream error) or
     /// `"refuse_new"` (the new bind fails with a `<conflict/>` stanza error).
@@ -290,6 +294,34 @@ pub struct C2s {
     /// Seconds to wait for any byte after that ping before the stream ends with
     /// `<connection-timeout/>`. Default 30.
     pub idle_ping_timeout_secs: u64,
+}
+
+/// `c2s.scram_offer` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScramOfferConfig {
+    /// Only hashes every account with keys holds.
+    Complete,
+    /// Every hash, whatever the accounts hold.
+    Always,
+}
+
+impl ScramOfferConfig {
+    /// The value as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Always => "always",
+        }
+    }
+
+    /// The SASL crate's policy.
+    pub fn policy(self) -> starling_sasl::OfferPolicy {
+        match self {
+            Self::Complete => starling_sasl::OfferPolicy::Complete,
+            Self::Always => starling_sasl::OfferPolicy::Always,
+        }
+    }
 }
 
 /// `c2s.conflict_policy` values.
@@ -463,6 +495,7 @@ impl Default for C2s {
             max_auth_failures: starling_stream::DEFAULT_MAX_AUTH_FAILURES,
             tls_handshake_timeout_secs: 30,
             scram_iterations: starling_sasl::DEFAULT_ITERATIONS,
+            scram_offer: ScramOfferConfig::Complete,
             conflict_policy: ConflictPolicyConfig::KickOld,
             max_resources_per_account: starling_registry::RegistryConfig::default()
                 .max_resources_per_account,
@@ -822,6 +855,7 @@ impl Config {
             "c2s.max_auth_failures" => c2s.max_auth_failures;
             "c2s.tls_handshake_timeout_secs" => c2s.tls_handshake_timeout_secs;
             "c2s.scram_iterations" => c2s.scram_iterations;
+            "c2s.scram_offer" => c2s.scram_offer;
             "c2s.auth_timeout_secs" => c2s.auth_timeout_secs;
             "c2s.idle_timeout_secs" => c2s.idle_timeout_secs;
             "c2s.idle_ping_timeout_secs" => c2s.idle_ping_timeout_secs;

@@ -86,6 +86,8 @@ pub fn sasl(data: &[u8]) {
         decoy_secret: [9; 32],
         // Few rounds, so the PLAIN unknown-account path stays cheap to fuzz.
         new_account_iterations: 16,
+        // Every settings bit is taken; which hashes a host offers is checked by unit tests.
+        scram_hashes: starling_sasl::ScramHashes::ALL,
     };
     let Ok(mut session) = SaslSession::start(mechanism, &ctx, SERVER_NONCE) else {
         return;

@@ -81,6 +81,9 @@ pub fn check_iterations(iterations: u32) -> Result<(), SaslError> {
 }
 
 impl ScramHash {
+    /// Every hash, in declaration order (SHA-1 before SHA-256).
+    pub const ALL: [ScramHash; 2] = [ScramHash::Sha1, ScramHash::Sha256];
+
     /// The hash part of the mechanism name: "SHA-1" or "SHA-256".
     pub fn name(self) -> &'static str {
         match self {

@@ -49,6 +49,8 @@
 //!     decoy_secret: [0x5a; 32],
 //!     // What a new account gets; decoys for unknown users claim the same.
 //!     new_account_iterations: 4096,
+//!     // The hashes every account on this host has keys for (`ScramOffers` keeps them).
+//!     scram_hashes: starling_sasl::ScramHashes::ALL,
 //! };
 //! // The server nonce is an input: the engine draws it from its random source.
 //! let mut session =
@@ -87,6 +89,7 @@
 mod credentials;
 mod failure;
 mod mechanism;
+mod offer;
 mod payload;
 mod plain;
 mod scram;
@@ -100,5 +103,6 @@ pub use failure::SaslFailure;
 pub use mechanism::{
     ChannelBinding, ChannelBindingType, Mechanism, ServerContext, offered_mechanisms,
 };
+pub use offer::{KeyCoverage, OfferPolicy, ScramHashes, ScramOffers};
 pub use payload::{decode_payload, encode_payload};
-pub use session::{PasswordCheck, SaslSession, SaslStep};
+pub use session::{CheckOutcome, KeyUpgrade, PasswordCheck, SaslSession, SaslStep};

@@ -1,6 +1,7 @@
 //! Mechanism names, channel bindings and what a connection offers (RFC 6120 §6.3.3, RFC 5802 §6).
 
 use crate::credentials::ScramHash;
+use crate::offer::ScramHashes;
 
 /// A SASL mechanism this server implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,6 +127,10 @@ pub struct ServerContext {
     /// made-up SCRAM exchange for an unknown user names this count, and the stand-in PBKDF2 a
     /// PLAIN login for one runs uses it, as they would for an account created now.
     pub new_account_iterations: u32,
+    /// The SCRAM hashes this host offers (`crate::offer`): the ones every account on it holds
+    /// keys for, unless the operator chose otherwise. A SCRAM mechanism and its -PLUS variant
+    /// are offered only when their hash is in the set.
+    pub scram_hashes: ScramHashes,
 }
 
 impl ServerContext {
@@ -134,8 +139,31 @@ impl ServerContext {
         self.channel_bindings.iter().find(|cb| cb.kind == kind)
     }
 
-    /// Whether the mechanism is offered on this connection.
+    /// Whether the mechanism is offered on this connection: the transport allows it and, for
+    /// SCRAM, its hash is in [`ServerContext::scram_hashes`]. Should that leave nothing to
+    /// offer (a plaintext stream without PLAIN, on a host where no hash is held by every
+    /// account), every SCRAM mechanism the transport allows is offered instead: some users
+    /// failing is better than none being able to log in.
     pub fn offers(&self, mechanism: Mechanism) -> bool {
+        self.transport_allows(mechanism)
+            && match mechanism.scram_hash() {
+                None => true,
+                Some(hash) => self.scram_hashes.contains(hash) || !self.offers_any_by_hash(),
+            }
+    }
+
+    /// Whether some mechanism passes both the transport and the hash filter.
+    fn offers_any_by_hash(&self) -> bool {
+        Mechanism::ALL.into_iter().any(|m| {
+            self.transport_allows(m)
+                && m.scram_hash()
+                    .is_none_or(|hash| self.scram_hashes.contains(hash))
+        })
+    }
+
+    /// Whether the transport allows the mechanism: PLAIN only when encrypted or allowed,
+    /// -PLUS only with channel bindings.
+    fn transport_allows(&self, mechanism: Mechanism) -> bool {
         match mechanism {
             Mechanism::Plain => self.is_encrypted || self.allow_plain_without_tls,
             Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus => {
@@ -147,7 +175,8 @@ impl ServerContext {
 }
 
 /// Mechanisms to advertise, strongest first: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS (only if
-/// channel bindings exist), SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (only if encrypted or allowed).
+/// channel bindings exist), SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (only if encrypted or allowed);
+/// SCRAM ones only for the host's [`ServerContext::scram_hashes`] (see [`ServerContext::offers`]).
 pub fn offered_mechanisms(ctx: &ServerContext) -> Vec<Mechanism> {
     Mechanism::ALL
         .into_iter()
@@ -177,6 +206,7 @@ mod tests {
                 .collect(),
             decoy_secret: [0; 32],
             new_account_iterations: crate::DEFAULT_ITERATIONS,
+            scram_hashes: ScramHashes::ALL,
         }
     }
 
@@ -223,6 +253,35 @@ mod tests {
                 "PLAIN"
             ]
         );
+    }
+
+    #[test]
+    fn a_hash_the_host_does_not_offer_is_left_out_with_its_plus_variant() {
+        let mut ctx = ctx(true, false, &[ChannelBindingType::TlsExporter]);
+        ctx.scram_hashes = ScramHashes::only(ScramHash::Sha1);
+        assert_eq!(names(&ctx), ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"]);
+        assert!(!ctx.offers(Mechanism::ScramSha256));
+        assert!(!ctx.offers(Mechanism::ScramSha256Plus));
+        ctx.scram_hashes = ScramHashes::only(ScramHash::Sha256);
+        assert_eq!(
+            names(&ctx),
+            ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN"]
+        );
+        // No hash held by every account: PLAIN alone, which every account can complete.
+        ctx.scram_hashes = ScramHashes::NONE;
+        assert_eq!(names(&ctx), ["PLAIN"]);
+    }
+
+    #[test]
+    fn with_nothing_left_to_offer_every_scram_mechanism_is_offered() {
+        // Plaintext without PLAIN, and no hash complete: an empty list would lock everyone
+        // out, so the SCRAM mechanisms come back.
+        let mut ctx = ctx(false, false, &[]);
+        ctx.scram_hashes = ScramHashes::NONE;
+        assert_eq!(names(&ctx), ["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+        // One complete hash is enough to apply the filter.
+        ctx.scram_hashes = ScramHashes::only(ScramHash::Sha1);
+        assert_eq!(names(&ctx), ["SCRAM-SHA-1"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::credentials::{MAX_ITERATIONS, ScramHash, ScramKeys, StoredCredentials};
 use crate::failure::SaslFailure;
 use crate::mechanism::{ChannelBinding, ChannelBindingType, Mechanism, ServerContext};
+use crate::offer::ScramHashes;
 use crate::plain;
 use crate::scram::{self, CbindFlag};
 
@@ -40,11 +41,41 @@ pub enum SaslStep {
 ///
 /// For an unknown account it derives keys for a made-up salt at the count a new account gets,
 /// so the answer takes as long as a real check and says no.
+///
+/// A check also knows which hashes the account has no keys for, so that a login with the right
+/// password can fill them in ([`PasswordCheck::run_upgrading`]): an account imported with
+/// SCRAM-SHA-1 keys only gets SCRAM-SHA-256 keys the first time its user logs in with PLAIN.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordCheck {
     password: Secret,
     /// The account's keys, or the decoy's (never matched: the session refuses decoys).
     keys: ScramKeys,
+    /// The hashes the account has no keys for; none for a decoy.
+    missing: ScramHashes,
+    /// The iteration count keys derived for `missing` get (the count new accounts get).
+    upgrade_iterations: u32,
+}
+
+/// What a [`PasswordCheck`] found, with the keys it derived for hashes the account lacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// The password matches the account's keys.
+    pub matches: bool,
+    /// Keys to add to the account; `Some` only for a match on an account that lacked a hash.
+    pub upgrade: Option<KeyUpgrade>,
+}
+
+/// Keys for the hashes an account lacked, derived from the password it has just proved.
+///
+/// Store them only if the account still holds `verified` (its password did not change since
+/// the check) and only for hashes it still lacks: `starling-storage`'s
+/// `AccountStore::add_missing_keys` does both in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUpgrade {
+    /// The keys the password was checked against.
+    pub verified: ScramKeys,
+    /// New keys, one per hash the account lacked, each with its own salt.
+    pub added: Vec<ScramKeys>,
 }
 
 impl PasswordCheck {
@@ -52,6 +83,46 @@ impl PasswordCheck {
     /// one PBKDF2 at the keys' iteration count (at most [`MAX_ITERATIONS`]).
     pub fn run(&self) -> bool {
         self.keys.verify_prepared(&self.password.0)
+    }
+
+    /// The hashes the account has no keys for (none for an unknown account).
+    pub fn missing_hashes(&self) -> ScramHashes {
+        self.missing
+    }
+
+    /// [`PasswordCheck::run`], and on a match derives keys for every hash the account lacks,
+    /// with `salt(hash)` (draw [`crate::SALT_BYTES`] random bytes) and the count new accounts
+    /// get: one more PBKDF2 per missing hash, once per account.
+    pub fn run_upgrading(&self, mut salt: impl FnMut(ScramHash) -> Vec<u8>) -> CheckOutcome {
+        let matches = self.run();
+        if !matches || self.missing.is_empty() {
+            return CheckOutcome {
+                matches,
+                upgrade: None,
+            };
+        }
+        // The count was checked when the configuration was loaded; a count this build would
+        // refuse only means no upgrade.
+        let added: Vec<ScramKeys> = self
+            .missing
+            .iter()
+            .filter_map(|hash| {
+                ScramKeys::derive_prepared(
+                    hash,
+                    &self.password.0,
+                    &salt(hash),
+                    self.upgrade_iterations,
+                )
+                .ok()
+            })
+            .collect();
+        CheckOutcome {
+            matches,
+            upgrade: (!added.is_empty()).then(|| KeyUpgrade {
+                verified: self.keys.clone(),
+                added,
+            }),
+        }
     }
 }
 
@@ -385,8 +456,20 @@ impl SaslSession {
             // does not reveal whether the account exists.
             None => (self.decoy_keys(ScramHash::Sha256, &authcid), true),
         };
+        let missing = match creds {
+            Some(creds) if !is_decoy => creds
+                .keys
+                .iter()
+                .fold(ScramHashes::ALL, |missing, keys| missing.without(keys.hash)),
+            _ => ScramHashes::NONE,
+        };
         self.state = State::PlainAwaitingCheck { authcid, is_decoy };
-        SaslStep::CheckPassword(PasswordCheck { password, keys })
+        SaslStep::CheckPassword(PasswordCheck {
+            password,
+            keys,
+            missing,
+            upgrade_iterations: self.new_account_iterations.min(MAX_ITERATIONS),
+        })
     }
 }
 

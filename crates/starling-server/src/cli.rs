@@ -51,6 +51,14 @@ pub enum Command {
         /// Only this host.
         host: Option<String>,
     },
+    /// For each host (or only HOST): how many accounts lack keys for each SCRAM hash, and
+    /// which SCRAM mechanisms the host offers because of it (`c2s.scram_offer`). Accounts
+    /// imported with SCRAM-SHA-1 keys only get SCRAM-SHA-256 keys at their first PLAIN login;
+    /// once none lacks them, the host offers SCRAM-SHA-256. Safe while the server runs.
+    HashReport {
+        /// Only this host.
+        host: Option<String>,
+    },
     /// List the sessions of the running server, one line each: full JID, peer address,
     /// connected since (UTC), TLS (direct or STARTTLS), state (connected, available,
     /// interested) and priority. Talks to the server over its admin socket.
@@ -127,6 +135,24 @@ pub enum Command {
         #[arg(long)]
         replace: bool,
         /// Write even though a server answers on the admin socket.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Translate Prosody's configuration into a starling.toml, reading it as data (it is never
+    /// run): virtual hosts, certificates, client ports, encryption and SASL settings, limits,
+    /// storage and modules_enabled. Prints one line for each thing without an equivalent, and
+    /// checks the written file as `check-config` does.
+    ImportProsodyConfig {
+        /// Prosody's main configuration file, e.g. /etc/prosody/prosody.cfg.lua; the files it
+        /// includes are read too.
+        file: PathBuf,
+        /// Where to write (default: ./starling.toml), readable by its owner only.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// `data_dir` for the new file (default: Starling's, ./starling-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Replace the output file if it exists.
         #[arg(long)]
         force: bool,
     },

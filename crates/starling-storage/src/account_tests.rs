@@ -7,7 +7,7 @@
 //! keeps only its backend-specific tests (migrations, pragmas, raw rows) to itself.
 
 use jid::BareJid;
-use starling_sasl::{ScramHash, ScramKeys, StoredCredentials};
+use starling_sasl::{KeyCoverage, ScramHash, ScramHashes, ScramKeys, StoredCredentials};
 
 use crate::{AccountStore, StorageError};
 
@@ -27,6 +27,10 @@ macro_rules! account_store_tests {
             credentials_round_trip_byte_exact,
             account_without_keys_is_still_an_account,
             failed_create_leaves_nothing_behind,
+            missing_keys_are_added_only_while_the_verified_keys_stand,
+            missing_keys_never_replace_existing_ones,
+            missing_keys_for_an_unknown_account_add_nothing,
+            key_coverage_counts_per_host_and_hash,
         );
     };
     (@each $fresh_store:expr; $($name:ident),* $(,)?) => {
@@ -280,4 +284,136 @@ pub(crate) async fn failed_create_leaves_nothing_behind(store: &impl AccountStor
     );
     assert_eq!(stored(store, &alice()).await, None);
     assert_eq!(store.list_accounts("example.org").await, Ok(vec![]));
+}
+
+/// `credentials(seed)` with only its SHA-1 keys, as Prosody's import leaves an account.
+pub(crate) fn sha1_only(seed: u8) -> StoredCredentials {
+    let mut creds = credentials(seed);
+    creds.keys.retain(|keys| keys.hash == ScramHash::Sha1);
+    creds
+}
+
+/// The SHA-256 keys of `credentials(seed)`.
+fn sha256_keys(seed: u8) -> ScramKeys {
+    credentials(seed).keys[1].clone()
+}
+
+pub(crate) async fn missing_keys_are_added_only_while_the_verified_keys_stand(
+    store: &impl AccountStore,
+) {
+    create(store, &alice(), &sha1_only(1)).await;
+    let verified = sha1_only(1).keys[0].clone();
+    // A password change between the check and the upgrade: keys derived from the old password
+    // must not land.
+    store
+        .set_credentials(&alice(), &sha1_only(2))
+        .await
+        .expect("password change");
+    assert_eq!(
+        store
+            .add_missing_keys(&alice(), &verified, &[sha256_keys(1)])
+            .await,
+        Ok(ScramHashes::NONE)
+    );
+    assert_eq!(stored(store, &alice()).await, Some(dump(&sha1_only(2))));
+    // With the keys the password was checked against, the missing hash is added.
+    let verified = sha1_only(2).keys[0].clone();
+    assert_eq!(
+        store
+            .add_missing_keys(&alice(), &verified, &[sha256_keys(2)])
+            .await,
+        Ok(ScramHashes::only(ScramHash::Sha256))
+    );
+    assert_eq!(stored(store, &alice()).await, Some(dump(&credentials(2))));
+}
+
+pub(crate) async fn missing_keys_never_replace_existing_ones(store: &impl AccountStore) {
+    create(store, &alice(), &credentials(1)).await;
+    let verified = credentials(1).keys[0].clone();
+    // Keys for both hashes offered; the account has both already (a concurrent upgrade won).
+    let offered = credentials(9).keys;
+    assert_eq!(
+        store.add_missing_keys(&alice(), &verified, &offered).await,
+        Ok(ScramHashes::NONE)
+    );
+    assert_eq!(stored(store, &alice()).await, Some(dump(&credentials(1))));
+}
+
+pub(crate) async fn missing_keys_for_an_unknown_account_add_nothing(store: &impl AccountStore) {
+    let verified = credentials(1).keys[0].clone();
+    assert_eq!(
+        store
+            .add_missing_keys(&alice(), &verified, &[sha256_keys(1)])
+            .await,
+        Ok(ScramHashes::NONE)
+    );
+    assert_eq!(
+        store
+            .add_missing_keys(&jid("example.org"), &verified, &[sha256_keys(1)])
+            .await,
+        Ok(ScramHashes::NONE)
+    );
+    assert_eq!(store.credentials(&alice()).await, Ok(None));
+}
+
+pub(crate) async fn key_coverage_counts_per_host_and_hash(store: &impl AccountStore) {
+    assert_eq!(
+        store.key_coverage("example.org").await,
+        Ok(KeyCoverage::default()),
+        "an empty host"
+    );
+    for (name, creds) in [
+        ("a@example.org", credentials(1)),
+        ("b@example.org", sha1_only(2)),
+        ("c@example.org", sha1_only(3)),
+        ("d@example.org", StoredCredentials::default()),
+        ("e@example.net", sha1_only(4)),
+    ] {
+        store
+            .create_account(&jid(name), &creds)
+            .await
+            .expect("create");
+    }
+    let coverage = store.key_coverage("Example.ORG").await.expect("count");
+    assert_eq!(
+        coverage,
+        KeyCoverage {
+            accounts: 4,
+            without_keys: 1,
+            with_hash: vec![(ScramHash::Sha1, 3), (ScramHash::Sha256, 1)],
+        }
+    );
+    assert_eq!(coverage.lacking(ScramHash::Sha256), 2);
+    assert_eq!(
+        coverage.complete_hashes(),
+        ScramHashes::only(ScramHash::Sha1)
+    );
+    assert_eq!(
+        store
+            .key_coverage("example.net")
+            .await
+            .expect("count")
+            .lacking(ScramHash::Sha256),
+        1
+    );
+    assert_eq!(
+        store.key_coverage("not a domain").await,
+        Ok(KeyCoverage::default())
+    );
+    // One upgrade each, and SHA-256 is complete on example.org.
+    for (name, seed) in [("b@example.org", 2), ("c@example.org", 3)] {
+        let verified = sha1_only(seed).keys[0].clone();
+        store
+            .add_missing_keys(&jid(name), &verified, &[sha256_keys(seed)])
+            .await
+            .expect("upgrade");
+    }
+    assert_eq!(
+        store
+            .key_coverage("example.org")
+            .await
+            .expect("count")
+            .complete_hashes(),
+        ScramHashes::ALL
+    );
 }

@@ -1,7 +1,7 @@
 //! [`AnyStore`]: one type for whichever backend the configuration names.
 
 use jid::BareJid;
-use starling_sasl::StoredCredentials;
+use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 
 use crate::data::{AccountDataStore, DataChange, DataQuota};
 use crate::portable::{AccountData, ExistingAccounts, PortableStore};
@@ -89,6 +89,19 @@ impl AccountStore for AnyStore {
 
     async fn list_accounts(&self, host: &str) -> Result<Vec<BareJid>, StorageError> {
         forward!(self, store => store.list_accounts(host))
+    }
+
+    async fn add_missing_keys(
+        &self,
+        jid: &BareJid,
+        verified: &ScramKeys,
+        added: &[ScramKeys],
+    ) -> Result<ScramHashes, StorageError> {
+        forward!(self, store => store.add_missing_keys(jid, verified, added))
+    }
+
+    async fn key_coverage(&self, host: &str) -> Result<KeyCoverage, StorageError> {
+        forward!(self, store => store.key_coverage(host))
     }
 }
 

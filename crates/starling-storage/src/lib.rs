@@ -65,7 +65,7 @@
 use std::future::Future;
 
 use jid::BareJid;
-use starling_sasl::StoredCredentials;
+use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 
 mod any;
 mod data;
@@ -194,4 +194,27 @@ pub trait AccountStore: Send + Sync + 'static {
         &self,
         host: &str,
     ) -> impl Future<Output = Result<Vec<BareJid>, StorageError>> + Send;
+
+    /// Adds keys for hashes the account has none for, as one transaction, but only while the
+    /// account still holds exactly `verified` (the keys a password was just checked against):
+    /// keys derived from a password that has since been changed are never stored. Keys for a
+    /// hash the account already has are left alone. Returns the hashes added: none when the
+    /// account is gone or its keys changed.
+    ///
+    /// This is the upgrade a PLAIN login triggers (`starling_sasl::KeyUpgrade`).
+    fn add_missing_keys(
+        &self,
+        jid: &BareJid,
+        verified: &ScramKeys,
+        added: &[ScramKeys],
+    ) -> impl Future<Output = Result<ScramHashes, StorageError>> + Send;
+
+    /// How many accounts of one host hold keys for each hash, counted in one snapshot; the
+    /// SCRAM mechanisms a host offers follow from it (`starling_sasl::KeyCoverage`). `host` is
+    /// normalised like a JID's domainpart; a host that is not a valid domainpart has no
+    /// accounts.
+    fn key_coverage(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<KeyCoverage, StorageError>> + Send;
 }

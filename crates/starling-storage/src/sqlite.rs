@@ -199,6 +199,19 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs the read-only `f` with the reading connection, always on the blocking pool: for
+    /// reads that scan a whole host (counts for reports and offers), which should not hold a
+    /// runtime worker however many accounts there are.
+    pub(crate) async fn scan<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        on_blocking_pool(Arc::clone(self.reader.as_ref().unwrap_or(&self.conn)), f).await
+    }
+}
+
 /// Runs `f` with `conn` locked, on the blocking pool.
 async fn on_blocking_pool<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StorageError>
 where

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jid::BareJid;
-use starling_sasl::StoredCredentials;
+use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 use starling_storage::{
     AccountData, AccountDataEntry, AccountDataStore, AccountStore, AnyStore, DataChange, DataQuota,
     ExistingAccounts, InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, PortableStore,
@@ -204,6 +204,19 @@ impl<S: AccountStore> AccountStore for TestDb<S> {
 
     async fn list_accounts(&self, host: &str) -> Result<Vec<BareJid>, StorageError> {
         self.store.list_accounts(host).await
+    }
+
+    async fn add_missing_keys(
+        &self,
+        jid: &BareJid,
+        verified: &ScramKeys,
+        added: &[ScramKeys],
+    ) -> Result<ScramHashes, StorageError> {
+        self.store.add_missing_keys(jid, verified, added).await
+    }
+
+    async fn key_coverage(&self, host: &str) -> Result<KeyCoverage, StorageError> {
+        self.store.key_coverage(host).await
     }
 }
 

@@ -1,5 +1,8 @@
 //! Per-server settings the stream engine obeys; built once from `starling.toml`.
 
+use std::sync::Arc;
+
+use starling_sasl::ScramOffers;
 use starling_xml::Limits;
 
 /// Settings shared by every c2s stream of one server.
@@ -37,6 +40,10 @@ pub struct StreamConfig {
     /// answers for unknown users name the same count
     /// (`starling_sasl::ServerContext::new_account_iterations`).
     pub new_account_iterations: u32,
+    /// The SCRAM hashes each host offers now (`starling_sasl::ScramOffers`): the server
+    /// updates it as accounts get keys, and the engine reads its host's entry whenever it lists
+    /// or starts mechanisms. Shared by every stream and kept across reloads.
+    pub scram_offers: Arc<ScramOffers>,
     /// XEP-0198 stream management; `None` turns it off (no `<sm/>` feature).
     pub stream_management: Option<SmConfig>,
 }
@@ -85,6 +92,7 @@ impl StreamConfig {
     /// Secure defaults for the given hosts: STARTTLS offered and required, no PLAIN in the clear.
     pub fn new(hosts: Vec<String>) -> Self {
         Self {
+            scram_offers: Arc::new(ScramOffers::new(&hosts)),
             hosts,
             starttls_available: true,
             require_encryption: true,

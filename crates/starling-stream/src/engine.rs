@@ -570,8 +570,12 @@ impl C2sStream {
     }
 
     fn sasl_context(&self) -> ServerContext {
+        let domain = self.domain.clone().unwrap_or_default();
         ServerContext {
-            domain: self.domain.clone().unwrap_or_default(),
+            // The host's offer, read now: a host whose last account just got SCRAM-SHA-256
+            // keys offers it from the next stream on (`starling_sasl::ScramOffers`).
+            scram_hashes: self.config.scram_offers.get(&domain),
+            domain,
             is_encrypted: self.tls.is_some(),
             allow_plain_without_tls: self.config.allow_plain_without_tls,
             channel_bindings: self

@@ -925,6 +925,35 @@ impl XmppClient {
     }
 }
 
+impl crate::TestServer {
+    /// The SASL mechanisms the server offers on its first host after STARTTLS.
+    pub async fn offered_mechanisms(&self) -> anyhow::Result<Vec<String>> {
+        let mut client = XmppClient::connect_plain(self.starttls_addr).await?;
+        client.open_stream(&self.domain).await?;
+        let features = client.starttls().await?;
+        Ok(mechanisms(&features))
+    }
+
+    /// Waits (up to 10 s) until the server offers `mechanism`: a host's SCRAM offer follows
+    /// its accounts' keys, counted again about a second after keys are added.
+    pub async fn wait_until_offered(&self, mechanism: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let offered = self.offered_mechanisms().await?;
+            if offered.iter().any(|m| m == mechanism) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{mechanism} still not offered after 10 s: {offered:?}\n{}",
+                    self.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// The mechanism names in `<mechanisms/>` of a features element, in document order.
 pub fn mechanisms(features: &Element) -> Vec<String> {
     features

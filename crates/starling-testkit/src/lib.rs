@@ -12,15 +12,18 @@
 //! - [`ChatPair`] keeps two logged-in users chatting while a test attacks the server, and
 //!   [`Arena`] adds a fresh server and an RSS sampler around it.
 //! - [`case`] parses and runs the `tests/bad-input/*.case` files.
+//! - [`script`] runs the interop scripts and other programs with a deadline.
 
 pub mod arena;
 pub mod case;
 pub mod client;
+pub mod files;
 pub mod matcher;
 pub mod pair;
 pub mod postgres;
 pub mod reader;
 pub mod scenario;
+pub mod script;
 pub mod server;
 pub mod tls;
 

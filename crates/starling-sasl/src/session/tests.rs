@@ -29,6 +29,7 @@ fn ctx(is_encrypted: bool, channel_bindings: &[(ChannelBindingType, &[u8])]) -> 
             .collect(),
         decoy_secret: [7; 32],
         new_account_iterations: ITERATIONS,
+        scram_hashes: ScramHashes::ALL,
     }
 }
 
@@ -1177,4 +1178,88 @@ fn password_checked_without_a_check_out_is_temporary_auth_failure() {
         session.password_checked(true),
         failure(SaslFailure::TemporaryAuthFailure)
     );
+}
+
+/// The password check PLAIN hands out for `password` on an account with `account`'s keys.
+fn check_for(password: &str, account: Option<StoredCredentials>) -> PasswordCheck {
+    let mut session = start("PLAIN", &tls12());
+    let message = format!("\0user\0{password}");
+    assert_eq!(session.step(Some(message.as_bytes())), lookup("user"));
+    match session.credentials(account) {
+        SaslStep::CheckPassword(check) => check,
+        other => panic!("expected a password check, got {other:?}"),
+    }
+}
+
+#[test]
+fn plain_login_derives_keys_for_the_hashes_an_account_lacks() {
+    let account = only(ScramHash::Sha1, "pencil");
+    let check = check_for("pencil", Some(account.clone()));
+    assert_eq!(check.missing_hashes(), ScramHashes::only(ScramHash::Sha256));
+    let mut salts = Vec::new();
+    let outcome = check.run_upgrading(|hash| {
+        salts.push(hash);
+        b"fresh-salt".to_vec()
+    });
+    assert!(outcome.matches);
+    assert_eq!(salts, [ScramHash::Sha256], "one salt per missing hash");
+    let upgrade = outcome.upgrade.expect("keys for SHA-256");
+    assert_eq!(&upgrade.verified, &account.keys[0]);
+    assert_eq!(upgrade.added.len(), 1);
+    let added = &upgrade.added[0];
+    assert_eq!(added.hash, ScramHash::Sha256);
+    assert_eq!(added.salt, b"fresh-salt");
+    assert_eq!(added.iterations, ITERATIONS, "the count new accounts get");
+    // The new keys are the password's: a SCRAM-SHA-256 login with them succeeds.
+    assert!(added.verify_password("pencil"));
+    let upgraded = StoredCredentials {
+        keys: vec![account.keys[0].clone(), added.clone()],
+    };
+    let step = interop(
+        scram_client::<ClientSha256>("pencil", ClientBinding::None),
+        &tls12(),
+        Some(upgraded),
+    );
+    assert!(is_success(&step), "{step:?}");
+}
+
+#[test]
+fn no_upgrade_for_a_wrong_password_a_complete_account_or_a_decoy() {
+    let wrong = check_for("wrong", Some(only(ScramHash::Sha1, "pencil")));
+    let outcome = wrong.run_upgrading(|_| panic!("no salt is drawn for a wrong password"));
+    assert_eq!(
+        outcome,
+        CheckOutcome {
+            matches: false,
+            upgrade: None
+        }
+    );
+    let complete = check_for("pencil", Some(creds("pencil")));
+    assert_eq!(complete.missing_hashes(), ScramHashes::NONE);
+    let outcome = complete.run_upgrading(|_| panic!("nothing is missing"));
+    assert!(outcome.matches);
+    assert_eq!(outcome.upgrade, None);
+    let decoy = check_for("pencil", None);
+    assert_eq!(decoy.missing_hashes(), ScramHashes::NONE);
+    let keyless = check_for("pencil", Some(StoredCredentials::default()));
+    assert_eq!(
+        keyless.missing_hashes(),
+        ScramHashes::NONE,
+        "an account without keys is checked against a decoy and never upgraded"
+    );
+}
+
+#[test]
+fn a_scram_mechanism_the_host_does_not_offer_is_invalid_mechanism() {
+    let mut ctx = tls12();
+    ctx.scram_hashes = ScramHashes::only(ScramHash::Sha1);
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"] {
+        assert_eq!(
+            SaslSession::start(mechanism, &ctx, SERVER_NONCE).err(),
+            Some(SaslFailure::InvalidMechanism),
+            "{mechanism}"
+        );
+    }
+    assert!(SaslSession::start("SCRAM-SHA-1", &ctx, SERVER_NONCE).is_ok());
+    assert!(SaslSession::start("PLAIN", &ctx, SERVER_NONCE).is_ok());
 }

@@ -1,4 +1,5 @@
-//! The account commands of the `starling` binary: adduser, passwd, deluser, list-users.
+//! The account commands of the `starling` binary: adduser, passwd, deluser, list-users,
+//! hash-report.
 
 use std::io::IsTerminal as _;
 use std::path::Path;
@@ -87,6 +88,22 @@ pub async fn list_users(config: &Config, host: Option<&str>) -> anyhow::Result<V
         }
     }
     Ok(lines)
+}
+
+/// `starling hash-report [HOST]`: one line per host (see `running::offers::report`).
+pub async fn hash_report(config: &Config, host: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let hosts = match host {
+        Some(host) => vec![starling_backup::commands::configured_host(
+            &config.hosts,
+            host,
+        )?],
+        None => config.hosts.clone(),
+    };
+    let store = crate::store::open(config).await?;
+    let policy = config.c2s.scram_offer;
+    crate::running::offers::report(&store, &hosts, policy.policy(), policy.name())
+        .await
+        .context("cannot count the accounts' SCRAM keys")
 }
 
 fn credentials(config: &Config, password: &str) -> anyhow::Result<StoredCredentials> {

@@ -1,4 +1,5 @@
-//! The data commands of the `starling` binary: `backup`, `restore` and `import-prosody`.
+//! The data commands of the `starling` binary: `backup`, `restore`, `import-prosody` and
+//! `import-prosody-config`.
 //!
 //! They work on the database directly, like the account commands. Reading is safe while the
 //! server runs (one snapshot per host). Writing is refused while the server's admin socket
@@ -166,4 +167,44 @@ fn now_unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// `starling import-prosody-config FILE`: translates Prosody's configuration
+/// (`starling_backup::prosody::config`), writes it to `output` (mode 0600: it may hold a
+/// database password) and checks it as `check-config` does. Returns one line per thing
+/// without an equivalent, then a summary.
+pub fn import_prosody_config(
+    file: &Path,
+    output: &Path,
+    data_dir: Option<std::path::PathBuf>,
+    force: bool,
+) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        force || !output.exists(),
+        "{} exists; pass --force to replace it, or --output to write elsewhere",
+        output.display()
+    );
+    let options = prosody::config::Options { data_dir };
+    let translation = prosody::config::translate(file, &options)
+        .with_context(|| format!("cannot translate {}", file.display()))?;
+    write_private(output, translation.toml.as_bytes())?;
+    let report = starling_config::check_config(Some(output));
+    anyhow::ensure!(
+        report.is_ok,
+        "wrote {}, but check-config finds {} problem(s) in it:\n{}",
+        output.display(),
+        report.problem_count,
+        report.text.trim_end()
+    );
+    let mut lines: Vec<String> = translation
+        .notes
+        .iter()
+        .map(|note| format!("not translated: {note}"))
+        .collect();
+    lines.push(format!(
+        "wrote {} from {} file(s); check-config accepts it",
+        output.display(),
+        translation.files.len()
+    ));
+    Ok(lines)
 }

@@ -32,6 +32,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // Reads Prosody's file, not ours: no Starling configuration is needed.
+    if let Some(Command::ImportProsodyConfig {
+        file,
+        output,
+        data_dir,
+        force,
+    }) = cli.command
+    {
+        let output = output.unwrap_or_else(|| PathBuf::from("starling.toml"));
+        for line in data::import_prosody_config(&file, &output, data_dir, force)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let config = Config::load(config_path.as_deref())?;
     starling_logging::init(
         cli.log_format.unwrap_or(config.log.format),
@@ -60,7 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", accounts::delete_user(&config, &jid).await?);
                 Ok(())
             }
-            Command::CheckConfig => Ok(()),
+            Command::CheckConfig | Command::ImportProsodyConfig { .. } => Ok(()),
             Command::Cert(CertCommand::Show { host }) => {
                 print!("{}", cert::show(&config, host.as_deref())?);
                 Ok(())
@@ -71,6 +85,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::ListUsers { host } => {
                 for line in accounts::list_users(&config, host.as_deref()).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            Command::HashReport { host } => {
+                for line in accounts::hash_report(&config, host.as_deref()).await? {
                     println!("{line}");
                 }
                 Ok(())

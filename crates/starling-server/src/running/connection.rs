@@ -112,6 +112,7 @@ pub fn serve(
         admission,
         deadlines,
         bucket,
+        key_upgrade: None,
     };
     let mut connection = Box::new(Connection {
         cx,
@@ -190,6 +191,9 @@ struct Context {
     deadlines: Deadlines,
     /// Read budget (`limits.read_bytes_per_sec*`).
     bucket: TokenBucket,
+    /// Keys a matching PLAIN check derived for hashes the account lacked, stored when the
+    /// engine reports the stream authenticated; boxed, as it is rarely there.
+    key_upgrade: Option<Box<starling_sasl::KeyUpgrade>>,
 }
 
 impl Context {
@@ -536,11 +540,16 @@ fn act<'a, S: Socket>(
                 engine.handle(input);
             }
             Action::CheckPassword(check) => {
-                let input = Box::pin(cx.shared.password_checks.run(check)).await;
+                let (input, upgrade) = Box::pin(cx.shared.password_checks.run(check)).await;
+                // Stored once the engine says whose stream this is (the next action).
+                cx.key_upgrade = upgrade.map(Box::new);
                 engine.handle(input);
             }
             Action::Authenticated(jid) => {
                 info!(%jid, "authenticated");
+                if let Some(upgrade) = cx.key_upgrade.take() {
+                    store_key_upgrade(&cx.shared, jid.clone(), *upgrade);
+                }
                 cx.record.set_jid(&jid);
                 cx.gauge.authenticated();
                 metrics::auth_succeeded(engine.mechanism());
@@ -568,7 +577,10 @@ fn act<'a, S: Socket>(
                     deliver_queued(receiver, engine, 0);
                 }
             }
-            Action::AuthFailed(failure) => Box::pin(auth_failed(cx, failure)).await,
+            Action::AuthFailed(failure) => {
+                cx.key_upgrade = None;
+                Box::pin(auth_failed(cx, failure)).await;
+            }
             Action::StreamError(condition) => {
                 cx.record.ending(EndReason::StreamError(condition.name()));
                 warn!(peer = %cx.peer(), condition = condition.name(), "stream error")
@@ -604,6 +616,32 @@ fn act<'a, S: Socket>(
         }
         Ok(Flow::Continue)
     }
+}
+
+/// Stores the keys a PLAIN login derived for the hashes `jid` lacked, on a task of its own so
+/// the login does not wait for the write; then asks for the host's offer to be counted again.
+/// A failed write only means the next PLAIN login tries again.
+fn store_key_upgrade(shared: &Arc<Shared>, jid: jid::BareJid, upgrade: starling_sasl::KeyUpgrade) {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        match shared
+            .store
+            .add_missing_keys(&jid, &upgrade.verified, &upgrade.added)
+            .await
+        {
+            Ok(added) if !added.is_empty() => {
+                let hashes: Vec<&str> = added.iter().map(starling_sasl::ScramHash::name).collect();
+                info!(%jid, hashes = ?hashes, "stored SCRAM keys derived at a PLAIN login");
+                shared.offers.recount_soon();
+            }
+            Ok(_) => {
+                debug!(%jid, "no SCRAM keys to add (the password changed, or a concurrent login added them)")
+            }
+            Err(err) => {
+                warn!(%jid, error = %err, "cannot store SCRAM keys derived at a PLAIN login")
+            }
+        }
+    });
 }
 
 /// Bytes of queued stanzas a connection hands its engine at once. The engine copies them into

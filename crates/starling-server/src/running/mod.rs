@@ -2,7 +2,8 @@
 //! connection cap; SIGHUP reloads the config file and the certificate for new connections.
 //!
 //! Submodules, each used only from here and below: `shared` (what every connection shares),
-//! `connection` (one task per connection), `tls`, `limits`, `hashing`, `ids`, `admin` (the
+//! `connection` (one task per connection), `tls`, `limits`, `hashing`, `offers` (the SCRAM
+//! mechanisms each host offers, from its accounts' keys), `ids`, `admin` (the
 //! admin socket's server side) and `metrics` (the `/metrics` socket). Logs are
 //! `starling-logging`'s, counters `starling-metrics`'s.
 
@@ -12,6 +13,7 @@ mod hashing;
 mod ids;
 mod limits;
 mod metrics;
+pub(crate) mod offers;
 mod resumption;
 mod shared;
 pub mod tls;
@@ -87,7 +89,17 @@ pub async fn run_embedded(
         decoy_secret,
     )?);
 
+    // Before the listeners, so the first client already sees what its host's accounts can do.
+    shared
+        .offers
+        .recount(&shared.store, config.c2s.scram_offer.policy(), true)
+        .await;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let offer_keeper = tokio::spawn(offers::OfferKeeper::run(
+        Arc::clone(&shared),
+        shutdown_rx.clone(),
+    ));
     // Each connection task holds a clone of `done_tx`; when all are dropped, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let permits = shared.permits();
@@ -150,6 +162,7 @@ pub async fn run_embedded(
     for task in &accept_tasks {
         task.abort();
     }
+    offer_keeper.abort();
     drop(accept_tasks);
     let grace_secs = shared.live().config.shutdown_grace_secs;
     let grace = Duration::from_secs(grace_secs);

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::hashing::PasswordChecks;
 use super::limits::{ConnectionCap, PeerLimits};
+use super::offers::OfferKeeper;
 use super::tls::TlsSetup;
 
 /// The settings a connection runs with, fixed when it is accepted. SIGHUP builds a new one
@@ -35,12 +36,20 @@ impl Live {
     /// Derive everything from `config`, loading (or generating) the certificate.
     /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
     /// The stream features the enabled `modules` contribute are added to the engine's.
-    fn new(config: Config, decoy_secret: [u8; 32], modules: &ModuleSet) -> anyhow::Result<Self> {
+    /// Every engine reads its host's SCRAM offer from `offers`, the one table kept current by
+    /// the [`OfferKeeper`].
+    fn new(
+        config: Config,
+        decoy_secret: [u8; 32],
+        modules: &ModuleSet,
+        offers: &Arc<starling_sasl::ScramOffers>,
+    ) -> anyhow::Result<Self> {
         let tls = super::tls::load(&config)?;
         Ok(Self {
             stream_config: Arc::new({
                 let mut stream = config.stream_config();
                 stream.sasl_decoy_secret = decoy_secret;
+                stream.scram_offers = Arc::clone(offers);
                 stream.extra_unauthenticated_features = modules
                     .stream_features(StreamStage::Unauthenticated)
                     .to_vec();
@@ -75,6 +84,8 @@ pub struct Shared {
     pub password_checks: PasswordChecks,
     /// Resumable sessions written down as the server stops (XEP-0198 across a restart).
     saved_sessions: std::sync::Mutex<Vec<starling_sm::SavedSession>>,
+    /// The SCRAM hashes each host offers, kept in step with the accounts' keys.
+    pub offers: OfferKeeper,
 }
 
 impl Shared {
@@ -87,10 +98,17 @@ impl Shared {
         store: AnyStore,
         decoy_secret: [u8; 32],
     ) -> anyhow::Result<Self> {
+        let offers = OfferKeeper::new(&config.hosts);
         Ok(Self {
             peer_limits: PeerLimits::new(config.peer_settings()),
             connection_cap: ConnectionCap::new(config.limits.max_connections),
-            live: RwLock::new(Arc::new(Live::new(config, decoy_secret, router.modules())?)),
+            live: RwLock::new(Arc::new(Live::new(
+                config,
+                decoy_secret,
+                router.modules(),
+                offers.offers(),
+            )?)),
+            offers,
             config_path,
             router: Arc::new(router),
             store,
@@ -157,6 +175,7 @@ impl Shared {
             reload.config,
             running.stream_config.sasl_decoy_secret,
             self.router.modules(),
+            self.offers.offers(),
         ) {
             Ok(live) => live,
             Err(err) => {
@@ -170,6 +189,8 @@ impl Shared {
         self.peer_limits.reconfigure(live.config.peer_settings());
         self.connection_cap
             .resize(live.config.limits.max_connections);
+        // `c2s.scram_offer` may have changed, and an operator may have written accounts.
+        self.offers.recount_soon();
         info!(
             certificates = %live.tls.describe(),
             "SIGHUP: reloaded the TLS certificate and key for new connections"

@@ -2,12 +2,14 @@
 //! SQLite backend's semantics.
 
 use jid::{BareJid, DomainPart, NodePart};
-use starling_sasl::{ScramKeys, StoredCredentials};
+use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 use tokio_postgres::GenericClient;
 
 use super::pool::Connection;
-use super::{PostgresStore, Statements, backend};
-use crate::scram_names::{hash_name, hash_rank, parse_hash_name};
+use super::{PostgresStore, Statements, backend, lock_account};
+use crate::scram_names::{
+    KEY_COVERAGE_POSTGRES, hash_name, hash_rank, key_coverage_from_rows, parse_hash_name,
+};
 use crate::{AccountKey, AccountStore, StorageError};
 
 impl AccountStore for PostgresStore {
@@ -190,7 +192,79 @@ impl AccountStore for PostgresStore {
         accounts.sort();
         Ok(accounts)
     }
+
+    async fn add_missing_keys(
+        &self,
+        jid: &BareJid,
+        verified: &ScramKeys,
+        added: &[ScramKeys],
+    ) -> Result<ScramHashes, StorageError> {
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let tx = client
+            .transaction()
+            .await
+            .map_err(backend("begin transaction"))?;
+        // The row lock holds off a concurrent password change until this transaction ends, so
+        // the keys checked below are still the account's when the new ones land.
+        let Some(account_id) = lock_account(statements, &tx, jid).await? else {
+            return Ok(ScramHashes::NONE);
+        };
+        let check = Connection::prepare(
+            statements,
+            &tx,
+            "SELECT 1 FROM scram_keys WHERE (account_id, hash, salt, iterations, stored_key,
+             server_key) = ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+        let (name, iterations) = (hash_name(verified.hash), i64::from(verified.iterations));
+        let still_verified = tx
+            .query_opt(&check, &key_row(&account_id, &name, &iterations, verified))
+            .await
+            .map_err(backend("look up verified keys"))?
+            .is_some();
+        if !still_verified {
+            return Ok(ScramHashes::NONE);
+        }
+        let stored =
+            insert_key_rows(statements, &tx, account_id, added, INSERT_MISSING_KEYS).await?;
+        tx.commit().await.map_err(backend("commit added keys"))?;
+        Ok(stored)
+    }
+
+    async fn key_coverage(&self, host: &str) -> Result<KeyCoverage, StorageError> {
+        let Ok(domain) = DomainPart::new(host).map(|domain| domain.into_owned()) else {
+            return Ok(KeyCoverage::default());
+        };
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let select = Connection::prepare(statements, &*client, KEY_COVERAGE_POSTGRES).await?;
+        let rows = client
+            .query(&select, &[&domain.as_str()])
+            .await
+            .map_err(backend("count keys"))?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in rows {
+            counts.push((
+                row.try_get::<_, String>(0)
+                    .map_err(backend("read hash name"))?,
+                row.try_get::<_, i64>(1)
+                    .map_err(backend("read key count"))?,
+            ));
+        }
+        key_coverage_from_rows(domain.as_str(), counts)
+    }
 }
+
+/// Inserts one row per key; a hash the account already has is an error.
+const INSERT_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Inserts one row per key for the hashes the account does not have yet.
+const INSERT_MISSING_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, hash) DO NOTHING";
 
 pub(super) async fn insert_keys(
     statements: &mut Statements,
@@ -198,28 +272,47 @@ pub(super) async fn insert_keys(
     account_id: i64,
     creds: &StoredCredentials,
 ) -> Result<(), StorageError> {
-    let insert = Connection::prepare(
-        statements,
-        tx,
-        "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .await?;
-    for keys in &creds.keys {
-        let name = hash_name(keys.hash);
-        tx.execute(
-            &insert,
-            &[
-                &account_id,
-                &name,
-                &keys.salt,
-                &i64::from(keys.iterations),
-                &keys.stored_key,
-                &keys.server_key,
-            ],
-        )
+    insert_key_rows(statements, tx, account_id, &creds.keys, INSERT_KEYS)
         .await
-        .map_err(backend(&format!("insert {name} keys")))?;
+        .map(drop)
+}
+
+/// Runs `sql` (one of the inserts above) for each of `keys`; returns the hashes it inserted.
+async fn insert_key_rows(
+    statements: &mut Statements,
+    tx: &impl GenericClient,
+    account_id: i64,
+    keys: &[ScramKeys],
+    sql: &'static str,
+) -> Result<ScramHashes, StorageError> {
+    let insert = Connection::prepare(statements, tx, sql).await?;
+    let mut inserted = ScramHashes::NONE;
+    for keys in keys {
+        let (name, iterations) = (hash_name(keys.hash), i64::from(keys.iterations));
+        let rows = tx
+            .execute(&insert, &key_row(&account_id, &name, &iterations, keys))
+            .await
+            .map_err(backend(&format!("insert {name} keys")))?;
+        if rows > 0 {
+            inserted = inserted.with(keys.hash);
+        }
     }
-    Ok(())
+    Ok(inserted)
+}
+
+/// The six columns of a `scram_keys` row, in table order, as statement parameters.
+fn key_row<'a>(
+    account_id: &'a i64,
+    name: &'a &'static str,
+    iterations: &'a i64,
+    keys: &'a ScramKeys,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 6] {
+    [
+        account_id,
+        name,
+        &keys.salt,
+        iterations,
+        &keys.stored_key,
+        &keys.server_key,
+    ]
 }

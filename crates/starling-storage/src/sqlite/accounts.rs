@@ -2,10 +2,12 @@
 
 use jid::{BareJid, DomainPart, NodePart};
 use rusqlite::{OptionalExtension, Transaction, params};
-use starling_sasl::{ScramKeys, StoredCredentials};
+use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 
 use super::{SqliteStore, backend, write_transaction};
-use crate::scram_names::{hash_name, hash_rank, parse_hash_name};
+use crate::scram_names::{
+    KEY_COVERAGE_SQLITE, hash_name, hash_rank, key_coverage_from_rows, parse_hash_name,
+};
 use crate::{AccountKey, AccountStore, StorageError};
 
 impl AccountStore for SqliteStore {
@@ -158,32 +160,119 @@ impl AccountStore for SqliteStore {
         })
         .await
     }
+
+    async fn add_missing_keys(
+        &self,
+        jid: &BareJid,
+        verified: &ScramKeys,
+        added: &[ScramKeys],
+    ) -> Result<ScramHashes, StorageError> {
+        let Some(key) = AccountKey::of(jid) else {
+            return Ok(ScramHashes::NONE);
+        };
+        let (verified, added) = (verified.clone(), added.to_vec());
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            // The account, only while it still holds exactly the keys the password matched.
+            let account_id: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT a.id FROM accounts a JOIN scram_keys k ON k.account_id = a.id
+                     WHERE a.host = ?1 AND a.username = ?2 AND k.hash = ?3 AND k.salt = ?4
+                       AND k.iterations = ?5 AND k.stored_key = ?6 AND k.server_key = ?7",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![
+                            key.host,
+                            key.username,
+                            hash_name(verified.hash),
+                            verified.salt,
+                            verified.iterations,
+                            verified.stored_key,
+                            verified.server_key
+                        ],
+                        |row| row.get(0),
+                    )
+                })
+                .optional()
+                .map_err(backend("look up verified keys"))?;
+            let Some(account_id) = account_id else {
+                return Ok(ScramHashes::NONE);
+            };
+            let stored = insert_key_rows(&tx, account_id, &added, INSERT_MISSING_KEYS)?;
+            tx.commit().map_err(backend("commit added keys"))?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn key_coverage(&self, host: &str) -> Result<KeyCoverage, StorageError> {
+        let Ok(domain) = DomainPart::new(host).map(|domain| domain.into_owned()) else {
+            return Ok(KeyCoverage::default());
+        };
+        self.scan(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(KEY_COVERAGE_SQLITE)
+                .map_err(backend("prepare key coverage query"))?;
+            let rows = stmt
+                .query_map(params![domain.as_str()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(backend("count keys"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend("read key counts"))?;
+            key_coverage_from_rows(domain.as_str(), rows)
+        })
+        .await
+    }
 }
+
+/// Inserts one row per key; a hash the account already has is an error.
+const INSERT_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Inserts one row per key for the hashes the account does not have yet.
+const INSERT_MISSING_KEYS: &str =
+    "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (account_id, hash) DO NOTHING";
 
 pub(crate) fn insert_keys(
     tx: &Transaction<'_>,
     account_id: i64,
     creds: &StoredCredentials,
 ) -> Result<(), StorageError> {
+    insert_key_rows(tx, account_id, &creds.keys, INSERT_KEYS).map(drop)
+}
+
+/// Runs `sql` (one of the inserts above) for each of `keys`; returns the hashes it inserted.
+fn insert_key_rows(
+    tx: &Transaction<'_>,
+    account_id: i64,
+    keys: &[ScramKeys],
+    sql: &str,
+) -> Result<ScramHashes, StorageError> {
     let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO scram_keys (account_id, hash, salt, iterations, stored_key, server_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
+        .prepare_cached(sql)
         .map_err(backend("prepare scram key insert"))?;
-    for keys in &creds.keys {
+    let mut inserted = ScramHashes::NONE;
+    for keys in keys {
         let name = hash_name(keys.hash);
-        stmt.execute(params![
-            account_id,
-            name,
-            keys.salt,
-            keys.iterations,
-            keys.stored_key,
-            keys.server_key
-        ])
-        .map_err(backend(&format!("insert {name} keys")))?;
+        let rows = stmt
+            .execute(params![
+                account_id,
+                name,
+                keys.salt,
+                keys.iterations,
+                keys.stored_key,
+                keys.server_key
+            ])
+            .map_err(backend(&format!("insert {name} keys")))?;
+        if rows > 0 {
+            inserted = inserted.with(keys.hash);
+        }
     }
-    Ok(())
+    Ok(inserted)
 }
 
 #[cfg(test)]

@@ -884,3 +884,48 @@ fn shutdown_ends_only_the_transport_of_a_resumable_session() {
     h.drain();
     assert!(h.written.contains("<system-shutdown"), "{}", h.written);
 }
+
+#[test]
+fn the_mechanisms_offered_follow_the_hosts_scram_offer() {
+    let config = StreamConfig::new(vec!["localhost".into()]);
+    let offers = Arc::clone(&config.scram_offers);
+    let config = Arc::new(config);
+    let features_after_tls = || {
+        let mut h = Harness::plain((*config).clone());
+        h.send(HEADER.as_bytes());
+        h.send(STARTTLS.as_bytes());
+        let out = h.send(HEADER.as_bytes());
+        let start = out.find("<mechanisms").expect("mechanisms offered");
+        let end = out.find("</mechanisms>").expect("mechanisms end");
+        (h, out[start..end].to_owned())
+    };
+    // Some account on the host lacks SCRAM-SHA-256 keys: neither it nor its -PLUS variant
+    // is offered, and a client that asks for it anyway is refused as for any mechanism not
+    // offered.
+    offers.set(
+        "localhost",
+        starling_sasl::ScramHashes::only(starling_sasl::ScramHash::Sha1),
+    );
+    let (mut h, mechanisms) = features_after_tls();
+    assert_eq!(
+        mechanisms,
+        "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1-PLUS</mechanism>\
+         <mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
+    );
+    let out = h.send(
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>biwsbj1hbGljZSxyPWFiYw==</auth>",
+    );
+    assert_eq!(
+        out,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+    );
+    // Once every account has the keys, the next stream offers the hash again.
+    offers.set("localhost", starling_sasl::ScramHashes::ALL);
+    let (_, mechanisms) = features_after_tls();
+    assert!(
+        mechanisms.starts_with(
+            "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-256-PLUS</mechanism>"
+        ),
+        "{mechanisms}"
+    );
+}
