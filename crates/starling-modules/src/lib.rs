@@ -10,6 +10,8 @@
 //!   ([`StanzaHook`], [`Hooked`]);
 //! - **session events** ([`SessionEvent`]: bound, available, unavailable, ended) through a
 //!   [`SessionObserver`];
+//! - **copies** of the messages an account sent or received, for its other resources
+//!   ([`CopyMaker`]), which the router delivers through the `ToFull` hooks;
 //! - **stream features** per [`StreamStage`], **disco** features and identities
 //!   ([`DiscoTarget`]), and features derived from the final disco#info ([`DiscoFinisher`]).
 //!
@@ -70,11 +72,13 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod copies;
 mod disco;
 mod hooks;
 mod iq;
 mod set;
 
+pub use copies::{CopyMaker, Direction, Exchanged, MessageCopy};
 pub use disco::{DiscoInfo, DiscoTarget, Identity};
 pub use hooks::{
     BoxFuture, Hooked, Priority, Rejection, Routed, RoutingPoint, StanzaHook, Verdict,

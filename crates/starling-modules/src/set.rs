@@ -7,6 +7,7 @@ use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_stanza::{IqType, NS_DISCO_INFO, NS_DISCO_ITEMS, StanzaKind};
 
+use crate::copies::{CopyMaker, Exchanged, MessageCopy};
 use crate::disco::{Disco, DiscoInfo, DiscoTarget, Identity};
 use crate::hooks::{
     BoxFuture, Hooked, Priority, Routed, RoutingPoint, StanzaHook, Verdict, kind_index,
@@ -110,6 +111,7 @@ struct Builder {
     conflicts: Vec<ModuleError>,
     hooks: Vec<RegisteredHook>,
     observers: Vec<Arc<dyn SessionObserver>>,
+    copy_makers: Vec<Arc<dyn CopyMaker>>,
     features: [Vec<Element>; 2],
     server: DiscoInfo,
     account: DiscoInfo,
@@ -202,6 +204,12 @@ impl Registrar<'_> {
         self.builder.observers.push(observer);
     }
 
+    /// Be told of each message a local account sent or received, to make copies of it for the
+    /// account's other resources (see [`CopyMaker`]).
+    pub fn copies(&mut self, maker: Arc<dyn CopyMaker>) {
+        self.builder.copy_makers.push(maker);
+    }
+
     /// Offer `feature` in the stream features of `stage`.
     pub fn stream_feature(&mut self, stage: StreamStage, feature: Element) {
         self.builder.features[stage_index(stage)].push(feature);
@@ -251,6 +259,7 @@ pub struct ModuleSet {
     /// Hooks by point and kind, each list in run order.
     hooks: [[Vec<Arc<dyn StanzaHook>>; 3]; 4],
     observers: Vec<Arc<dyn SessionObserver>>,
+    copy_makers: Vec<Arc<dyn CopyMaker>>,
     features: [Vec<Element>; 2],
     disco: Arc<Disco>,
 }
@@ -331,6 +340,7 @@ impl ModuleSet {
             iq: builder.iq,
             hooks: table,
             observers: builder.observers,
+            copy_makers: builder.copy_makers,
             features: builder.features,
             disco,
         })
@@ -379,6 +389,20 @@ impl ModuleSet {
         for observer in &self.observers {
             observer.on_session(event, session).await;
         }
+    }
+
+    /// Whether any module makes copies of messages.
+    pub fn makes_copies(&self) -> bool {
+        !self.copy_makers.is_empty()
+    }
+
+    /// The copies every [`CopyMaker`] wants of `message`, in registration order.
+    pub fn copies(&self, message: &Exchanged<'_>) -> Vec<MessageCopy> {
+        let mut copies = Vec::new();
+        for maker in &self.copy_makers {
+            maker.copies(message, &mut copies);
+        }
+        copies
     }
 
     /// The stream features modules offer at `stage`.

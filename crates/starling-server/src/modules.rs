@@ -57,6 +57,11 @@ pub fn enabled(
             Arc::new(starling_services::unix_seconds),
         )));
     }
+    if enabled.carbons {
+        modules.push(Arc::new(starling_carbons::Carbons::new(Arc::clone(
+            registry,
+        ))));
+    }
     if enabled.caps {
         modules.push(Arc::new(starling_caps::Caps::default()));
     }
