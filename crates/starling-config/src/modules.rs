@@ -27,6 +27,8 @@ pub struct Modules {
     pub caps: bool,
     /// XEP-0280 message carbons.
     pub carbons: bool,
+    /// XEP-0352 client state indication.
+    pub csi: bool,
 }
 
 impl Default for Modules {
@@ -42,6 +44,7 @@ impl Default for Modules {
             last: true,
             caps: true,
             carbons: true,
+            csi: true,
         }
     }
 }

@@ -118,6 +118,9 @@ impl Shell {
                     self.is_bound = true;
                 }
                 Action::Route(_) => assert!(self.is_bound, "Route before the bind was accepted"),
+                Action::StreamElement(_) => {
+                    assert!(self.is_bound, "StreamElement before the bind was accepted")
+                }
                 Action::Close => {
                     assert!(self.stream.is_closed(), "Close asked, engine not closed");
                     self.is_closed = true;

@@ -12,6 +12,8 @@
 //!   [`SessionObserver`];
 //! - **copies** of the messages an account sent or received, for its other resources
 //!   ([`CopyMaker`]), which the router delivers through the `ToFull` hooks;
+//! - **stream elements**: first-level elements other than stanzas (nonzas) of a namespace,
+//!   from bound sessions ([`StreamElementHandler`]);
 //! - **stream features** per [`StreamStage`], **disco** features and identities
 //!   ([`DiscoTarget`]), and features derived from the final disco#info ([`DiscoFinisher`]).
 //!
@@ -86,7 +88,7 @@ pub use hooks::{
 pub use iq::{AddressForm, IqAnswer, IqHandler, IqRequest, IqTarget};
 pub use set::{
     DiscoFinisher, Finished, Module, ModuleError, ModuleSet, Registrar, SOFTWARE_NAME,
-    SessionEvent, SessionObserver, StreamStage,
+    SessionEvent, SessionObserver, StreamElementHandler, StreamStage,
 };
 
 #[cfg(test)]

@@ -233,6 +233,12 @@ impl<S: Store> Router<S> {
         }
     }
 
+    /// Hand a first-level element other than a stanza, which `session` sent, to the module
+    /// that accepts its namespace (XEP-0352's `<active/>`, say).
+    pub async fn stream_element(&self, session: &SessionHandle, element: &Element) {
+        self.modules.stream_element(session, element).await;
+    }
+
     /// Tell the modules that `session` went through `event`.
     pub async fn session_event(&self, event: SessionEvent, session: &SessionHandle) {
         self.modules.session_event(event, session).await;

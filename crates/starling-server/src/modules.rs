@@ -62,6 +62,12 @@ pub fn enabled(
             registry,
         ))));
     }
+    if enabled.csi {
+        modules.push(Arc::new(starling_csi::Csi::new(starling_csi::CsiLimits {
+            max_held_stanzas: config.limits.csi_max_held_stanzas,
+            max_held_bytes: config.limits.csi_max_held_bytes,
+        })));
+    }
     if enabled.caps {
         modules.push(Arc::new(starling_caps::Caps::default()));
     }

@@ -72,3 +72,7 @@ pub const NS_JINGLE_MESSAGE: [&str; 2] = ["urn:xmpp:jingle-message:0", "urn:xmpp
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// Direct MUC invitations (XEP-0249).
 pub const NS_CONFERENCE: &str = "jabber:x:conference";
+/// Client state indication (XEP-0352): the stream feature and `<active/>`/`<inactive/>`.
+pub const NS_CSI: &str = "urn:xmpp:csi:0";
+/// Unique and stable stanza ids (XEP-0359): `<stanza-id/>`, `<origin-id/>`.
+pub const NS_SID: &str = "urn:xmpp:sid:0";
