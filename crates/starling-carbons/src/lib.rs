@@ -141,6 +141,10 @@ impl IqHandler for Carbons {
 }
 
 impl CopyMaker for Carbons {
+    fn copies_for(&self, account: &str) -> bool {
+        self.enabled.contains_key(account)
+    }
+
     fn copies(&self, message: &Exchanged<'_>, copies: &mut Vec<MessageCopy>) {
         let enabled: Vec<Uuid> = match self.enabled.get(message.account.as_str()) {
             Some(ids) => ids.clone(),

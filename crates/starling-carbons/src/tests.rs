@@ -166,7 +166,11 @@ fn nothing_is_copied_for_accounts_without_carbons_or_ineligible_messages() {
             .copied_to(Direction::Received, "alice@example.org", CHAT, &alice[..1])
             .is_empty()
     );
+    // The router skips such accounts before it builds anything.
+    assert!(!fixture.module.copies_for("alice@example.org"));
     fixture.enable(&alice[1]);
+    assert!(fixture.module.copies_for("alice@example.org"));
+    assert!(!fixture.module.copies_for("bob@example.org"));
     let groupchat = "<message xmlns='jabber:client' from='room@muc.example.org/bob' \
         type='groupchat'><body>hi</body></message>";
     assert!(

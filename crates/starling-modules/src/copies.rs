@@ -51,6 +51,14 @@ pub struct MessageCopy {
 
 /// Makes copies of messages for an account's other resources.
 pub trait CopyMaker: Send + Sync {
+    /// Whether copies might be made for `account` (a bare JID, as a string). Asked for every
+    /// message before anything is built for [`CopyMaker::copies`], so keep it a lookup; the
+    /// default, `true`, always builds.
+    fn copies_for(&self, account: &str) -> bool {
+        let _ = account;
+        true
+    }
+
     /// Add the copies of `message` to `copies`. Runs inline on the routing task: decide from
     /// memory and do not block. A copy that cannot be delivered is dropped without telling
     /// the original sender (XEP-0280 §10.3).

@@ -446,6 +446,13 @@ impl ModuleSet {
         !self.copy_makers.is_empty()
     }
 
+    /// Whether any [`CopyMaker`] might copy a message of `account` (a bare JID, as a string).
+    pub fn copies_for(&self, account: &str) -> bool {
+        self.copy_makers
+            .iter()
+            .any(|maker| maker.copies_for(account))
+    }
+
     /// The copies every [`CopyMaker`] wants of `message`, in registration order.
     pub fn copies(&self, message: &Exchanged<'_>) -> Vec<MessageCopy> {
         let mut copies = Vec::new();

@@ -123,6 +123,7 @@ impl<S: Store> Router<S> {
     /// Deliver the copies the modules make of a message `account` exchanged (XEP-0280
     /// carbons), each through the `ToFull` hooks, from the account's bare JID. What becomes of
     /// a copy is nobody's business: the original sender never hears of it (XEP-0280 §10.3).
+    /// Callers ask [`starling_modules::ModuleSet::copies_for`] first, before they build anything for it.
     pub(crate) async fn copy_message(
         &self,
         direction: Direction,
@@ -130,9 +131,6 @@ impl<S: Store> Router<S> {
         stanza: &Element,
         reached: &[SessionHandle],
     ) {
-        if !self.modules.makes_copies() {
-            return;
-        }
         let copies = self.modules.copies(&Exchanged {
             direction,
             account,

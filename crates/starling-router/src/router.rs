@@ -179,7 +179,11 @@ impl<S: Store> Router<S> {
                 }
             }
         }
-        if stanza.kind() == StanzaKind::Message && self.modules.makes_copies() {
+        if stanza.kind() == StanzaKind::Message
+            && self
+                .modules
+                .copies_for(bare_part(sender.full_jid().as_str()))
+        {
             // XEP-0280 §8: copies of what a resource sends go to the account's other resources.
             let own = sender.bare_jid();
             let reached = std::slice::from_ref(sender);
@@ -270,7 +274,7 @@ impl<S: Store> Router<S> {
                     );
                     match self.deliver_keeping(&target, &fanout).await {
                         (Delivered::Queued | Delivered::Handled, changed) => {
-                            if self.modules.makes_copies() {
+                            if self.modules.copies_for(bare_part(full.as_str())) {
                                 let delivered = changed.as_ref().unwrap_or(stanza.element());
                                 let reached = std::slice::from_ref(&target);
                                 self.copy_message(
@@ -388,14 +392,14 @@ impl<S: Store> Router<S> {
             }
             MessageType::Headline => {
                 // §8.5.2.1.1: every available resource with non-negative priority.
-                let mut reached = Reached::default();
+                let mut reached = Reached::new(self.modules.copies_for(bare.as_str()));
                 for target in self.registry.available_resources(bare) {
                     if target.priority() >= 0 {
                         let delivery = self.deliver_keeping(&target, &fanout).await;
                         reached.note(target, delivery);
                     }
                 }
-                if !reached.sessions.is_empty() {
+                if reached.collecting && reached.delivered {
                     let delivered = reached.stanza.as_ref().unwrap_or(stanza.element());
                     self.copy_message(Direction::Received, bare, delivered, &reached.sessions)
                         .await;
@@ -403,7 +407,7 @@ impl<S: Store> Router<S> {
             }
             MessageType::Normal | MessageType::Chat => {
                 // §8.5.2.1.1: the highest-priority available resource(s), never a negative one.
-                let mut reached = Reached::default();
+                let mut reached = Reached::new(self.modules.copies_for(bare.as_str()));
                 for target in self.registry.highest_priority_available(bare) {
                     match self.deliver_keeping(&target, &fanout).await {
                         (Delivered::Rejected(rejection), _) => {
@@ -413,10 +417,12 @@ impl<S: Store> Router<S> {
                         delivery => reached.note(target, delivery),
                     }
                 }
-                if !reached.sessions.is_empty() {
-                    let delivered = reached.stanza.as_ref().unwrap_or(stanza.element());
-                    self.copy_message(Direction::Received, bare, delivered, &reached.sessions)
-                        .await;
+                if reached.delivered {
+                    if reached.collecting {
+                        let delivered = reached.stanza.as_ref().unwrap_or(stanza.element());
+                        self.copy_message(Direction::Received, bare, delivered, &reached.sessions)
+                            .await;
+                    }
                     return;
                 }
                 match self
@@ -444,8 +450,10 @@ impl<S: Store> Router<S> {
                 }
                 // Kept for later: XEP-0280 §7 still copies it to the account's connected
                 // resources that asked for copies (none of them received it).
-                self.copy_message(Direction::Received, bare, stanza.element(), &[])
-                    .await;
+                if reached.collecting {
+                    self.copy_message(Direction::Received, bare, stanza.element(), &[])
+                        .await;
+                }
             }
             MessageType::Error => {}
         }
@@ -646,23 +654,42 @@ impl<S: Store> Router<S> {
     }
 }
 
-/// The resources a message to a bare JID reached, and the stanza as the first of them got it
-/// when a `ToFull` hook changed it (copies are made of what was delivered).
-#[derive(Default)]
+/// Whether a message to a bare JID reached any resource; when a module may copy it
+/// (`collecting`), which ones, and the stanza as the first of them got it when a `ToFull` hook
+/// changed it (copies are made of what was delivered).
 struct Reached {
+    delivered: bool,
+    collecting: bool,
     sessions: Vec<SessionHandle>,
     stanza: Option<Element>,
 }
 
 impl Reached {
-    fn note(&mut self, target: SessionHandle, (delivered, changed): (Delivered, Option<Element>)) {
-        if matches!(delivered, Delivered::Queued | Delivered::Handled) {
-            if self.stanza.is_none() {
-                self.stanza = changed;
-            }
-            self.sessions.push(target);
+    fn new(collecting: bool) -> Self {
+        Self {
+            delivered: false,
+            collecting,
+            sessions: Vec::new(),
+            stanza: None,
         }
     }
+
+    fn note(&mut self, target: SessionHandle, (delivered, changed): (Delivered, Option<Element>)) {
+        if matches!(delivered, Delivered::Queued | Delivered::Handled) {
+            self.delivered = true;
+            if self.collecting {
+                if self.stanza.is_none() {
+                    self.stanza = changed;
+                }
+                self.sessions.push(target);
+            }
+        }
+    }
+}
+
+/// The bare part of a JID's string form, without allocating.
+fn bare_part(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
 }
 
 fn is_roster_query(stanza: &Stanza) -> bool {
