@@ -214,6 +214,16 @@ async fn slixmpp_stream_management_acks_and_resumption() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn slixmpp_message_carbons() -> anyhow::Result<()> {
+    check_chat("carbons_slixmpp.py").await
+}
+
+#[tokio::test]
+async fn slixmpp_client_state_indication() -> anyhow::Result<()> {
+    check_chat("csi_slixmpp.py").await
+}
+
+#[tokio::test]
 async fn aioxmpp_to_slixmpp_chat_via_bare_and_full_jid() -> anyhow::Result<()> {
     check_chat("chat_aioxmpp_slixmpp.py").await
 }

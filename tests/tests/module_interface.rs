@@ -219,6 +219,16 @@ fn a_module_from_outside_sees_every_routing_point() {
         assert!(message.has_child("seen", NS), "{message:?}");
         // DeliveryFailed: bob's other resource is not there and bob goes offline.
         bob.close_stream().await.unwrap();
+        // Bob's session has ended before alice's does: observers run in turn, and one before
+        // ours (last activity's first logout write) may take its time, so without waiting
+        // alice's end could be reported first.
+        for _ in 0..100 {
+            let ended = (SessionEvent::Ended, "bob@localhost/phone".to_owned());
+            if seen.lock().unwrap().sessions.contains(&ended) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         alice.sync().await.unwrap();
         alice
             .send_str("<message to='bob@localhost' type='chat' id='m2'><body>later</body></message>")

@@ -416,6 +416,12 @@ pub struct LimitsConfig {
     /// Bytes of one XEP-0054 vCard, serialized; a larger one gets `policy-violation`. Default
     /// 131072 (128 KiB), half the default stanza limit.
     pub max_vcard_bytes: usize,
+    /// Stanzas held back for one XEP-0352 inactive session (presence updates, headlines);
+    /// past it everything held is delivered at once. Default 256.
+    pub csi_max_held_stanzas: usize,
+    /// Bytes (serialized) held back for one XEP-0352 inactive session; past it everything
+    /// held is delivered at once. Default 262144 (256 KiB).
+    pub csi_max_held_bytes: usize,
 }
 
 /// `[storage]`: where accounts, rosters and offline messages live.
@@ -537,6 +543,8 @@ impl Default for LimitsConfig {
             max_blocklist_items: 1000,
             max_private_bytes: 1 << 20,
             max_vcard_bytes: 128 * 1024,
+            csi_max_held_stanzas: 256,
+            csi_max_held_bytes: 256 * 1024,
             outbound_queue_grace_secs: starling_registry::RegistryConfig::default()
                 .overflow_grace
                 .as_secs(),
@@ -834,6 +842,8 @@ impl Config {
             "limits.max_blocklist_items" => limits.max_blocklist_items;
             "limits.max_private_bytes" => limits.max_private_bytes;
             "limits.max_vcard_bytes" => limits.max_vcard_bytes;
+            "limits.csi_max_held_stanzas" => limits.csi_max_held_stanzas;
+            "limits.csi_max_held_bytes" => limits.csi_max_held_bytes;
         }
         let mut changed = Vec::new();
         macro_rules! live {

@@ -25,6 +25,10 @@ pub struct Modules {
     pub last: bool,
     /// XEP-0115 capabilities of the server, in stream features.
     pub caps: bool,
+    /// XEP-0280 message carbons.
+    pub carbons: bool,
+    /// XEP-0352 client state indication.
+    pub csi: bool,
 }
 
 impl Default for Modules {
@@ -39,6 +43,8 @@ impl Default for Modules {
             vcard: true,
             last: true,
             caps: true,
+            carbons: true,
+            csi: true,
         }
     }
 }

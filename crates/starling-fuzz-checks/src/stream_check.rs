@@ -130,6 +130,9 @@ impl Shell {
                             starling_stream::SmFailure::ItemNotFound,
                         )));
                 }
+                Action::StreamElement(_) => {
+                    assert!(self.is_bound, "StreamElement before the bind was accepted")
+                }
                 Action::Close => {
                     assert!(self.stream.is_closed(), "Close asked, engine not closed");
                     self.is_closed = true;

@@ -73,8 +73,12 @@ impl Priority {
     pub const POLICY: Self = Self(100);
     /// Keeping a copy (archive).
     pub const ARCHIVE: Self = Self(0);
-    /// Sending copies elsewhere (carbons).
+    /// Sending copies elsewhere. XEP-0280 carbons do not hook here: they are made through
+    /// [`crate::CopyMaker`] once delivery settled who has the message.
     pub const COPY: Self = Self(-50);
+    /// Shaping what reaches one resource and when (XEP-0352 client state indication holds
+    /// or drops stanzas here), after every other decision about it.
+    pub const DELIVERY: Self = Self(-100);
     /// Last resort handlers that run after everything else has had its say.
     pub const FALLBACK: Self = Self(-200);
 }

@@ -10,6 +10,10 @@
 //!   ([`StanzaHook`], [`Hooked`]);
 //! - **session events** ([`SessionEvent`]: bound, available, unavailable, ended) through a
 //!   [`SessionObserver`];
+//! - **copies** of the messages an account sent or received, for its other resources
+//!   ([`CopyMaker`]), which the router delivers through the `ToFull` hooks;
+//! - **stream elements**: first-level elements other than stanzas (nonzas) of a namespace,
+//!   from bound sessions ([`StreamElementHandler`]);
 //! - **stream features** per [`StreamStage`], **disco** features and identities
 //!   ([`DiscoTarget`]), and features derived from the final disco#info ([`DiscoFinisher`]).
 //!
@@ -70,11 +74,13 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod copies;
 mod disco;
 mod hooks;
 mod iq;
 mod set;
 
+pub use copies::{CopyMaker, Direction, Exchanged, MessageCopy};
 pub use disco::{DiscoInfo, DiscoTarget, Identity};
 pub use hooks::{
     BoxFuture, Hooked, Priority, Rejection, Routed, RoutingPoint, StanzaHook, Verdict,
@@ -82,7 +88,7 @@ pub use hooks::{
 pub use iq::{AddressForm, IqAnswer, IqHandler, IqRequest, IqTarget};
 pub use set::{
     DiscoFinisher, Finished, Module, ModuleError, ModuleSet, Registrar, SOFTWARE_NAME,
-    SessionEvent, SessionObserver, StreamStage,
+    SessionEvent, SessionObserver, StreamElementHandler, StreamStage,
 };
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use minidom::Element;
 use starling_registry::SessionHandle;
 use starling_stanza::{IqType, NS_DISCO_INFO, NS_DISCO_ITEMS, StanzaKind};
 
+use crate::copies::{CopyMaker, Exchanged, MessageCopy};
 use crate::disco::{Disco, DiscoInfo, DiscoTarget, Identity};
 use crate::hooks::{
     BoxFuture, Hooked, Priority, Routed, RoutingPoint, StanzaHook, Verdict, kind_index,
@@ -58,6 +59,19 @@ pub trait SessionObserver: Send + Sync {
     ) -> BoxFuture<'a, ()>;
 }
 
+/// Handles first-level elements other than stanzas (nonzas) of one namespace that a bound
+/// session sends, such as XEP-0352's `<active/>` and `<inactive/>`.
+pub trait StreamElementHandler: Send + Sync {
+    /// `session` sent `element`. Runs on the session's own task before it reads on, so what
+    /// the handler queues for the session goes out before the answers to later requests
+    /// (XEP-0352 §5.1).
+    fn on_element<'a>(
+        &'a self,
+        session: &'a SessionHandle,
+        element: &'a Element,
+    ) -> BoxFuture<'a, ()>;
+}
+
 /// Derives extra stream features and disco nodes from the final disco#info of the server,
 /// once every module has registered (XEP-0115 capabilities hash it).
 pub trait DiscoFinisher: Send + Sync {
@@ -96,6 +110,16 @@ pub enum ModuleError {
     /// The same module name twice.
     #[error("module {0} is registered twice")]
     Duplicate(&'static str),
+    /// Two modules accept stream elements of the same namespace.
+    #[error("modules {first} and {second} both accept stream elements in namespace {namespace}")]
+    StreamElementConflict {
+        /// The module registered first.
+        first: &'static str,
+        /// The module registered second.
+        second: &'static str,
+        /// The namespace.
+        namespace: &'static str,
+    },
 }
 
 /// Hands a module's registrations to the set being built.
@@ -110,6 +134,8 @@ struct Builder {
     conflicts: Vec<ModuleError>,
     hooks: Vec<RegisteredHook>,
     observers: Vec<Arc<dyn SessionObserver>>,
+    copy_makers: Vec<Arc<dyn CopyMaker>>,
+    stream_elements: StreamElements,
     features: [Vec<Element>; 2],
     server: DiscoInfo,
     account: DiscoInfo,
@@ -130,6 +156,9 @@ fn slot(form: AddressForm, iq_type: IqType) -> Option<usize> {
     };
     Some(form.index() * 2 + column)
 }
+
+/// Stream element handlers by namespace, with the module that registered each.
+type StreamElements = Vec<(&'static str, &'static str, Arc<dyn StreamElementHandler>)>;
 
 struct RegisteredHook {
     point: RoutingPoint,
@@ -202,6 +231,33 @@ impl Registrar<'_> {
         self.builder.observers.push(observer);
     }
 
+    /// Be told of each message a local account sent or received, to make copies of it for the
+    /// account's other resources (see [`CopyMaker`]).
+    pub fn copies(&mut self, maker: Arc<dyn CopyMaker>) {
+        self.builder.copy_makers.push(maker);
+    }
+
+    /// Accept first-level elements in `namespace` from bound sessions and hand them to
+    /// `handler` (any other non-stanza element stays a stream error).
+    pub fn stream_element(
+        &mut self,
+        namespace: &'static str,
+        handler: Arc<dyn StreamElementHandler>,
+    ) {
+        let elements = &mut self.builder.stream_elements;
+        match elements.iter().find(|(ns, _, _)| *ns == namespace) {
+            Some((_, first, _)) => {
+                let conflict = ModuleError::StreamElementConflict {
+                    first,
+                    second: self.module,
+                    namespace,
+                };
+                self.builder.conflicts.push(conflict);
+            }
+            None => elements.push((namespace, self.module, handler)),
+        }
+    }
+
     /// Offer `feature` in the stream features of `stage`.
     pub fn stream_feature(&mut self, stage: StreamStage, feature: Element) {
         self.builder.features[stage_index(stage)].push(feature);
@@ -251,6 +307,8 @@ pub struct ModuleSet {
     /// Hooks by point and kind, each list in run order.
     hooks: [[Vec<Arc<dyn StanzaHook>>; 3]; 4],
     observers: Vec<Arc<dyn SessionObserver>>,
+    copy_makers: Vec<Arc<dyn CopyMaker>>,
+    stream_elements: StreamElements,
     features: [Vec<Element>; 2],
     disco: Arc<Disco>,
 }
@@ -331,6 +389,8 @@ impl ModuleSet {
             iq: builder.iq,
             hooks: table,
             observers: builder.observers,
+            copy_makers: builder.copy_makers,
+            stream_elements: builder.stream_elements,
             features: builder.features,
             disco,
         })
@@ -378,6 +438,48 @@ impl ModuleSet {
     pub async fn session_event(&self, event: SessionEvent, session: &SessionHandle) {
         for observer in &self.observers {
             observer.on_session(event, session).await;
+        }
+    }
+
+    /// Whether any module makes copies of messages.
+    pub fn makes_copies(&self) -> bool {
+        !self.copy_makers.is_empty()
+    }
+
+    /// Whether any [`CopyMaker`] might copy a message of `account` (a bare JID, as a string).
+    pub fn copies_for(&self, account: &str) -> bool {
+        self.copy_makers
+            .iter()
+            .any(|maker| maker.copies_for(account))
+    }
+
+    /// The copies every [`CopyMaker`] wants of `message`, in registration order.
+    pub fn copies(&self, message: &Exchanged<'_>) -> Vec<MessageCopy> {
+        let mut copies = Vec::new();
+        for maker in &self.copy_makers {
+            maker.copies(message, &mut copies);
+        }
+        copies
+    }
+
+    /// The namespaces of the stream elements modules accept (for the stream engine's
+    /// `StreamConfig::stream_element_namespaces`).
+    pub fn stream_element_namespaces(&self) -> Vec<String> {
+        self.stream_elements
+            .iter()
+            .map(|(namespace, _, _)| (*namespace).to_owned())
+            .collect()
+    }
+
+    /// Hand `element`, which `session` sent, to the module that accepts its namespace; an
+    /// element nobody accepts is ignored (the engine lets through only registered ones).
+    pub async fn stream_element(&self, session: &SessionHandle, element: &Element) {
+        let handler = self
+            .stream_elements
+            .iter()
+            .find(|(namespace, _, _)| element.has_ns(*namespace));
+        if let Some((_, _, handler)) = handler {
+            handler.on_element(session, element).await;
         }
     }
 

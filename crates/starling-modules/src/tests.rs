@@ -223,3 +223,94 @@ fn disco_answers_exactly_what_was_registered_and_finishers_see_all_of_it() {
         .is_some()
     );
 }
+
+/// Accepts stream elements of one namespace and records their names.
+struct Nonzas {
+    name: &'static str,
+    namespace: &'static str,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Module for Nonzas {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn register(self: Arc<Self>, registrar: &mut Registrar<'_>) {
+        let namespace = self.namespace;
+        registrar.stream_element(namespace, self);
+    }
+}
+
+impl StreamElementHandler for Nonzas {
+    fn on_element<'a>(
+        &'a self,
+        session: &'a starling_registry::SessionHandle,
+        element: &'a Element,
+    ) -> BoxFuture<'a, ()> {
+        let seen = format!("{} from {}", element.name(), session.full_jid());
+        self.seen.lock().unwrap().push(seen);
+        Box::pin(async {})
+    }
+}
+
+fn nonzas(name: &'static str, namespace: &'static str) -> Arc<Nonzas> {
+    Arc::new(Nonzas {
+        name,
+        namespace,
+        seen: Mutex::new(Vec::new()),
+    })
+}
+
+#[test]
+fn stream_elements_go_to_the_module_of_their_namespace() {
+    let csi = nonzas("csi", "urn:xmpp:csi:0");
+    let other = nonzas("other", "urn:example:other");
+    let set = ModuleSet::build(vec![csi.clone(), other.clone()]).unwrap();
+    assert_eq!(
+        set.stream_element_namespaces(),
+        ["urn:xmpp:csi:0", "urn:example:other"]
+    );
+    let registry = starling_registry::Registry::new(
+        ["example.org".to_owned()],
+        starling_registry::RegistryConfig::default(),
+    );
+    let (session, _receiver) = registry.new_session(
+        "alice@example.org/phone".parse().unwrap(),
+        uuid::Uuid::nil(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for xml in [
+        "<inactive xmlns='urn:xmpp:csi:0'/>",
+        "<unknown xmlns='urn:example:nobody'/>",
+        "<active xmlns='urn:xmpp:csi:0'/>",
+    ] {
+        let element: Element = xml.parse().unwrap();
+        runtime.block_on(set.stream_element(&session, &element));
+    }
+    assert_eq!(
+        *csi.seen.lock().unwrap(),
+        [
+            "inactive from alice@example.org/phone",
+            "active from alice@example.org/phone"
+        ]
+    );
+    assert!(other.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn two_modules_accepting_the_same_stream_elements_is_an_error() {
+    let result = ModuleSet::build(vec![
+        nonzas("one", "urn:xmpp:csi:0"),
+        nonzas("two", "urn:xmpp:csi:0"),
+    ]);
+    assert_eq!(
+        result.err(),
+        Some(ModuleError::StreamElementConflict {
+            first: "one",
+            second: "two",
+            namespace: "urn:xmpp:csi:0",
+        })
+    );
+}

@@ -1,14 +1,15 @@
 //! Where the router consults the enabled modules (`starling-modules`): the routing points,
-//! IQ dispatch and session events. Each call is skipped at the cost of one table lookup when
+//! IQ dispatch, copies of messages and session events. Each call is skipped at the cost of one table lookup when
 //! no module registered for it.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use jid::Jid;
+use jid::{BareJid, Jid};
 use minidom::Element;
 use starling_modules::{
-    AddressForm, IqRequest, IqTarget, Rejection, Routed, RoutingPoint, SessionEvent, Verdict,
+    AddressForm, Direction, Exchanged, IqRequest, IqTarget, Rejection, Routed, RoutingPoint,
+    SessionEvent, Verdict,
 };
 use starling_registry::SessionHandle;
 use starling_stanza::{IqType, OutboundStanza, Stanza, StanzaErrorCondition, StanzaKind};
@@ -85,8 +86,18 @@ impl<S: Store> Router<S> {
         target: &SessionHandle,
         fanout: &Fanout<'_>,
     ) -> Delivered {
+        self.deliver_keeping(target, fanout).await.0
+    }
+
+    /// Like [`Router::deliver_to`], also giving back the stanza as the `ToFull` hooks changed
+    /// it for `target` when one did (copies are made of what was delivered).
+    pub(crate) async fn deliver_keeping(
+        &self,
+        target: &SessionHandle,
+        fanout: &Fanout<'_>,
+    ) -> (Delivered, Option<Element>) {
         if !self.modules.has_hooks(RoutingPoint::ToFull, fanout.kind) {
-            return queued(self.deliver_shared(target, fanout.shared()));
+            return (queued(self.deliver_shared(target, fanout.shared())), None);
         }
         let to: &Jid = target.full_jid();
         let mut routed = Routed::new(
@@ -98,13 +109,41 @@ impl<S: Store> Router<S> {
         );
         match self.modules.run_hooks(&mut routed).await {
             Verdict::Continue => match routed.into_changed() {
-                None => queued(self.deliver_shared(target, fanout.shared())),
-                Some(changed) => {
-                    queued(self.deliver_shared(target, &OutboundStanza::new(&changed)))
-                }
+                None => (queued(self.deliver_shared(target, fanout.shared())), None),
+                Some(changed) => (
+                    queued(self.deliver_shared(target, &OutboundStanza::new(&changed))),
+                    Some(changed),
+                ),
             },
-            Verdict::Handled => Delivered::Handled,
-            Verdict::Reject(rejection) => Delivered::Rejected(rejection),
+            Verdict::Handled => (Delivered::Handled, None),
+            Verdict::Reject(rejection) => (Delivered::Rejected(rejection), None),
+        }
+    }
+
+    /// Deliver the copies the modules make of a message `account` exchanged (XEP-0280
+    /// carbons), each through the `ToFull` hooks, from the account's bare JID. What becomes of
+    /// a copy is nobody's business: the original sender never hears of it (XEP-0280 §10.3).
+    /// Callers ask [`starling_modules::ModuleSet::copies_for`] first, before they build anything for it.
+    pub(crate) async fn copy_message(
+        &self,
+        direction: Direction,
+        account: &BareJid,
+        stanza: &Element,
+        reached: &[SessionHandle],
+    ) {
+        let copies = self.modules.copies(&Exchanged {
+            direction,
+            account,
+            stanza,
+            reached,
+        });
+        if copies.is_empty() {
+            return;
+        }
+        let from = Jid::from(account.clone());
+        for copy in copies {
+            let fanout = Fanout::new(StanzaKind::Message, &from, Cow::Owned(copy.stanza));
+            self.deliver_to(&copy.to, &fanout).await;
         }
     }
 
@@ -190,6 +229,12 @@ impl<S: Store> Router<S> {
             }
             Err(rejection) => self.reject(sender, stanza, &rejection),
         }
+    }
+
+    /// Hand a first-level element other than a stanza, which `session` sent, to the module
+    /// that accepts its namespace (XEP-0352's `<active/>`, say).
+    pub async fn stream_element(&self, session: &SessionHandle, element: &Element) {
+        self.modules.stream_element(session, element).await;
     }
 
     /// Tell the modules that `session` went through `event`.

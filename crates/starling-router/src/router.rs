@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use rxml::xml_ncname;
-use starling_modules::{AddressForm, IqTarget, ModuleSet, RoutingPoint, SessionEvent};
+use starling_modules::{
+    AddressForm, Direction, IqTarget, ModuleSet, RoutingPoint, SessionEvent, Verdict,
+};
 use starling_registry::{Registry, SessionHandle};
 use starling_roster::RosterLimits;
 use starling_stanza::{
@@ -177,6 +179,17 @@ impl<S: Store> Router<S> {
                 }
             }
         }
+        if stanza.kind() == StanzaKind::Message
+            && self
+                .modules
+                .copies_for(bare_part(sender.full_jid().as_str()))
+        {
+            // XEP-0280 §8: copies of what a resource sends go to the account's other resources.
+            let own = sender.bare_jid();
+            let reached = std::slice::from_ref(sender);
+            self.copy_message(Direction::Sent, &own, stanza.element(), reached)
+                .await;
+        }
         let destination = match to {
             None => Destination::None,
             Some(jid) => self.classify(jid),
@@ -259,14 +272,26 @@ impl<S: Store> Router<S> {
                         sender.full_jid(),
                         Cow::Borrowed(stanza.element()),
                     );
-                    match self.deliver_to(&target, &fanout).await {
-                        Delivered::Queued | Delivered::Handled => {}
-                        Delivered::Rejected(rejection) => {
+                    match self.deliver_keeping(&target, &fanout).await {
+                        (Delivered::Queued | Delivered::Handled, changed) => {
+                            if self.modules.copies_for(bare_part(full.as_str())) {
+                                let delivered = changed.as_ref().unwrap_or(stanza.element());
+                                let reached = std::slice::from_ref(&target);
+                                self.copy_message(
+                                    Direction::Received,
+                                    &full.to_bare(),
+                                    delivered,
+                                    reached,
+                                )
+                                .await;
+                            }
+                        }
+                        (Delivered::Rejected(rejection), _) => {
                             if message_type != MessageType::Error {
                                 self.reject(sender, &stanza, &rejection);
                             }
                         }
-                        Delivered::Failed => {
+                        (Delivered::Failed, _) => {
                             self.message_to_unreachable_resource(
                                 sender,
                                 &stanza,
@@ -367,29 +392,40 @@ impl<S: Store> Router<S> {
             }
             MessageType::Headline => {
                 // §8.5.2.1.1: every available resource with non-negative priority.
+                let mut reached = Reached::new(self.modules.copies_for(bare.as_str()));
                 for target in self.registry.available_resources(bare) {
                     if target.priority() >= 0 {
-                        self.deliver_to(&target, &fanout).await;
+                        let delivery = self.deliver_keeping(&target, &fanout).await;
+                        reached.note(target, delivery);
                     }
+                }
+                if reached.collecting && reached.delivered {
+                    let delivered = reached.stanza.as_ref().unwrap_or(stanza.element());
+                    self.copy_message(Direction::Received, bare, delivered, &reached.sessions)
+                        .await;
                 }
             }
             MessageType::Normal | MessageType::Chat => {
                 // §8.5.2.1.1: the highest-priority available resource(s), never a negative one.
-                let mut delivered = false;
+                let mut reached = Reached::new(self.modules.copies_for(bare.as_str()));
                 for target in self.registry.highest_priority_available(bare) {
-                    match self.deliver_to(&target, &fanout).await {
-                        Delivered::Queued | Delivered::Handled => delivered = true,
-                        Delivered::Rejected(rejection) => {
+                    match self.deliver_keeping(&target, &fanout).await {
+                        (Delivered::Rejected(rejection), _) => {
                             self.reject(sender, stanza, &rejection);
                             return;
                         }
-                        Delivered::Failed => {}
+                        delivery => reached.note(target, delivery),
                     }
                 }
-                if delivered {
+                if reached.delivered {
+                    if reached.collecting {
+                        let delivered = reached.stanza.as_ref().unwrap_or(stanza.element());
+                        self.copy_message(Direction::Received, bare, delivered, &reached.sessions)
+                            .await;
+                    }
                     return;
                 }
-                if let Decision::Stop(verdict) = self
+                match self
                     .at_point(
                         RoutingPoint::DeliveryFailed,
                         StanzaKind::Message,
@@ -399,12 +435,24 @@ impl<S: Store> Router<S> {
                     )
                     .await
                 {
-                    self.stopped(sender, stanza, &verdict);
-                    return;
+                    Decision::Stop(Verdict::Handled) => {}
+                    Decision::Stop(verdict) => {
+                        self.stopped(sender, stanza, &verdict);
+                        return;
+                    }
+                    Decision::Go(_) => {
+                        if !self.store_offline(bare, stanza).await {
+                            // XEP-0160 §3: storage full (or failing): tell the sender.
+                            self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable);
+                            return;
+                        }
+                    }
                 }
-                if !self.store_offline(bare, stanza).await {
-                    // XEP-0160 §3: storage full (or failing): tell the sender.
-                    self.bounce(sender, stanza, StanzaErrorCondition::ServiceUnavailable);
+                // Kept for later: XEP-0280 §7 still copies it to the account's connected
+                // resources that asked for copies (none of them received it).
+                if reached.collecting {
+                    self.copy_message(Direction::Received, bare, stanza.element(), &[])
+                        .await;
                 }
             }
             MessageType::Error => {}
@@ -604,6 +652,44 @@ impl<S: Store> Router<S> {
             }
         }
     }
+}
+
+/// Whether a message to a bare JID reached any resource; when a module may copy it
+/// (`collecting`), which ones, and the stanza as the first of them got it when a `ToFull` hook
+/// changed it (copies are made of what was delivered).
+struct Reached {
+    delivered: bool,
+    collecting: bool,
+    sessions: Vec<SessionHandle>,
+    stanza: Option<Element>,
+}
+
+impl Reached {
+    fn new(collecting: bool) -> Self {
+        Self {
+            delivered: false,
+            collecting,
+            sessions: Vec::new(),
+            stanza: None,
+        }
+    }
+
+    fn note(&mut self, target: SessionHandle, (delivered, changed): (Delivered, Option<Element>)) {
+        if matches!(delivered, Delivered::Queued | Delivered::Handled) {
+            self.delivered = true;
+            if self.collecting {
+                if self.stanza.is_none() {
+                    self.stanza = changed;
+                }
+                self.sessions.push(target);
+            }
+        }
+    }
+}
+
+/// The bare part of a JID's string form, without allocating.
+fn bare_part(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
 }
 
 fn is_roster_query(stanza: &Stanza) -> bool {

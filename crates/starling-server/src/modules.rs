@@ -57,6 +57,17 @@ pub fn enabled(
             Arc::new(starling_services::unix_seconds),
         )));
     }
+    if enabled.carbons {
+        modules.push(Arc::new(starling_carbons::Carbons::new(Arc::clone(
+            registry,
+        ))));
+    }
+    if enabled.csi {
+        modules.push(Arc::new(starling_csi::Csi::new(starling_csi::CsiLimits {
+            max_held_stanzas: config.limits.csi_max_held_stanzas,
+            max_held_bytes: config.limits.csi_max_held_bytes,
+        })));
+    }
     if enabled.caps {
         modules.push(Arc::new(starling_caps::Caps::default()));
     }

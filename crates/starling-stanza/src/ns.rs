@@ -54,9 +54,29 @@ pub const NS_DATA: &str = "jabber:x:data";
 pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// Stream management (XEP-0198 v1.6).
 pub const NS_SM: &str = "urn:xmpp:sm:3";
-/// Chat state notifications (XEP-0085).
-pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
-/// Message carbons (XEP-0280).
-pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 /// Message archive management (XEP-0313).
 pub const NS_MAM: &str = "urn:xmpp:mam:2";
+/// Stanza forwarding (XEP-0297), the wrapper of carbons and archive results.
+pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+/// Message carbons (XEP-0280): `<enable/>`, `<disable/>`, `<private/>`, and the `<sent/>` and
+/// `<received/>` wrappers.
+pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+/// Message processing hints (XEP-0334): `<no-copy/>`, `<no-store/>`, `<store/>`, ....
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+/// Chat state notifications (XEP-0085).
+pub const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// Message delivery receipts (XEP-0184).
+pub const NS_RECEIPTS: &str = "urn:xmpp:receipts";
+/// Chat markers (XEP-0333).
+pub const NS_CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
+/// Jingle message initiation (XEP-0353), both namespaces in use.
+pub const NS_JINGLE_MESSAGE: [&str; 2] = ["urn:xmpp:jingle-message:0", "urn:xmpp:jingle-message:1"];
+/// Multi-user chat, the occupant extension (XEP-0045 §17.2), found in private messages and
+/// mediated invitations.
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// Direct MUC invitations (XEP-0249).
+pub const NS_CONFERENCE: &str = "jabber:x:conference";
+/// Client state indication (XEP-0352): the stream feature and `<active/>`/`<inactive/>`.
+pub const NS_CSI: &str = "urn:xmpp:csi:0";
+/// Unique and stable stanza ids (XEP-0359): `<stanza-id/>`, `<origin-id/>`.
+pub const NS_SID: &str = "urn:xmpp:sid:0";

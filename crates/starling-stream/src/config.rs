@@ -32,6 +32,11 @@ pub struct StreamConfig {
     /// Extra stream features offered before authentication, after the SASL mechanisms (for
     /// example XEP-0115 capabilities). Never offered on a stream that must do STARTTLS first.
     pub extra_unauthenticated_features: Vec<minidom::Element>,
+    /// Namespaces of first-level elements other than stanzas (nonzas) accepted on a bound
+    /// stream, such as XEP-0352's `urn:xmpp:csi:0`. Each such element leaves the engine as
+    /// [`Action::StreamElement`](crate::Action::StreamElement); any other non-stanza is still
+    /// `<unsupported-stanza-type/>` (RFC 6120 §4.9.3.24).
+    pub stream_element_namespaces: Vec<String>,
     /// The secret that keys made-up SCRAM salts for unknown users
     /// (`starling_sasl::ServerContext::decoy_secret`). All zeros by default, which keeps the
     /// salt stable but computable by anyone; a server sets a random one it keeps.
@@ -102,6 +107,7 @@ impl StreamConfig {
             limits_authenticated: Limits::authenticated(),
             extra_bound_features: Vec::new(),
             extra_unauthenticated_features: Vec::new(),
+            stream_element_namespaces: Vec::new(),
             sasl_decoy_secret: [0; 32],
             new_account_iterations: starling_sasl::DEFAULT_ITERATIONS,
             stream_management: Some(SmConfig::default()),

@@ -117,6 +117,10 @@ pub enum Action {
     Bind(FullJid),
     /// A stanza from this connected resource, its `from` stamped, for the router.
     Route(Stanza),
+    /// A first-level element in one of [`StreamConfig::stream_element_namespaces`] from this
+    /// connected resource (a nonza such as XEP-0352's `<inactive/>`), for the module that
+    /// accepts it. Handle it before the actions after it: they may depend on it (XEP-0352 §5.1).
+    StreamElement(Element),
     /// The peer failed SASL; the condition is for logging. It comes before the `<failure/>`
     /// is written, so the shell can hold that write back to slow down password guessing.
     AuthFailed(SaslFailure),
@@ -830,6 +834,14 @@ impl C2sStream {
     }
 
     fn on_bound_element(&mut self, element: Element, full_jid: &FullJid) {
+        let namespaces = &self.config.stream_element_namespaces;
+        if !namespaces.is_empty()
+            && !element.has_ns(NS_CLIENT)
+            && namespaces.iter().any(|ns| element.has_ns(ns.as_str()))
+        {
+            self.actions.push_back(Action::StreamElement(element));
+            return;
+        }
         let mut stanza = match Stanza::try_from(element) {
             Ok(stanza) => stanza,
             Err(_) => {

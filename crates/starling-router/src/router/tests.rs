@@ -34,6 +34,15 @@ async fn world() -> World {
 }
 
 async fn world_with(config: RegistryConfig, limits: RouterLimits) -> World {
+    world_with_modules(config, limits, |_| vec![Arc::new(starling_services::Ping)]).await
+}
+
+/// A world whose modules are made with its registry.
+async fn world_with_modules(
+    config: RegistryConfig,
+    limits: RouterLimits,
+    modules: impl FnOnce(&Arc<Registry>) -> Vec<Arc<dyn starling_modules::Module>>,
+) -> World {
     let store = SqliteStore::open_in_memory().unwrap();
     let creds =
         StoredCredentials::from_password("pw", b"0123456789abcdef", b"0123456789abcdef", 4096)
@@ -45,15 +54,13 @@ async fn world_with(config: RegistryConfig, limits: RouterLimits) -> World {
             .unwrap();
     }
     let registry = Arc::new(Registry::new(["localhost".to_owned()], config));
+    let modules = modules(&registry);
     World {
         router: Router::new(
             registry,
             store,
             limits,
-            Arc::new(
-                starling_modules::ModuleSet::build(vec![Arc::new(starling_services::Ping)])
-                    .unwrap(),
-            ),
+            Arc::new(starling_modules::ModuleSet::build(modules).unwrap()),
         ),
     }
 }
@@ -548,4 +555,155 @@ async fn a_second_resource_does_not_read_offline_messages_being_handed_to_the_fi
         .filter(|s| s.starts_with("<message"))
         .collect();
     assert_eq!(got.len(), 1, "{got:?}");
+}
+
+/// Records every message it is asked to copy (direction, account, the resources reached) and
+/// copies it to the account's other connected resources; a `ToFull` hook marks each copy, to
+/// show copies pass the hooks.
+struct Copier {
+    registry: Arc<Registry>,
+    seen: Mutex<Vec<String>>,
+}
+
+impl starling_modules::Module for Copier {
+    fn name(&self) -> &'static str {
+        "copier"
+    }
+    fn register(self: Arc<Self>, registrar: &mut starling_modules::Registrar<'_>) {
+        registrar.hook(
+            RoutingPoint::ToFull,
+            &[StanzaKind::Message],
+            starling_modules::Priority::COPY,
+            self.clone(),
+        );
+        registrar.copies(self);
+    }
+}
+
+impl starling_modules::CopyMaker for Copier {
+    fn copies(
+        &self,
+        message: &starling_modules::Exchanged<'_>,
+        copies: &mut Vec<starling_modules::MessageCopy>,
+    ) {
+        let mut reached: Vec<String> = message
+            .reached
+            .iter()
+            .map(|session| session.full_jid().to_string())
+            .collect();
+        reached.sort();
+        self.seen.lock().unwrap().push(format!(
+            "{:?} {} [{}]",
+            message.direction,
+            message.account,
+            reached.join(" ")
+        ));
+        for session in self.registry.connected_resources(message.account) {
+            if !message.reached.contains(&session) {
+                let mut copy = Element::builder("message", NS_CLIENT).build();
+                set_attr(&mut copy, xml_ncname!("id"), Some("copy"));
+                copies.push(starling_modules::MessageCopy {
+                    to: session,
+                    stanza: copy,
+                });
+            }
+        }
+    }
+}
+
+impl starling_modules::StanzaHook for Copier {
+    fn on_stanza<'a>(
+        &'a self,
+        routed: &'a mut starling_modules::Routed<'_>,
+    ) -> starling_modules::Hooked<'a> {
+        if routed.stanza().attr("id") == Some("copy") {
+            let from = routed.from.to_string();
+            routed.stanza_mut().append_child(
+                Element::builder("hooked", "urn:test")
+                    .attr(xml_ncname!("from").to_owned(), from)
+                    .build(),
+            );
+        }
+        starling_modules::Hooked::Now(Verdict::Continue)
+    }
+}
+
+#[tokio::test]
+async fn copy_makers_learn_who_got_a_message_and_copies_pass_the_to_full_hooks() {
+    let mut copier = None;
+    let w = world_with_modules(
+        RegistryConfig::default(),
+        RouterLimits::default(),
+        |registry| {
+            let made = Arc::new(Copier {
+                registry: Arc::clone(registry),
+                seen: Mutex::new(Vec::new()),
+            });
+            copier = Some(Arc::clone(&made));
+            vec![made]
+        },
+    )
+    .await;
+    let copier = copier.unwrap();
+    let mut bob = w.connect("bob@localhost/a");
+    let mut high = w.connect("alice@localhost/high");
+    let mut low = w.connect("alice@localhost/low");
+    w.available(&mut high, 5).await;
+    w.available(&mut low, 1).await;
+    high.received();
+    let copy = "<message xmlns='jabber:client' id='copy'><hooked xmlns='urn:test' from='alice@localhost'/></message>";
+
+    // To the bare JID: the highest-priority resource got it, the other one gets the copy.
+    w.send(
+        &bob,
+        "<message to='alice@localhost' type='chat'><body>1</body></message>",
+    )
+    .await;
+    assert_eq!(high.received().len(), 1);
+    assert_eq!(low.received(), [copy]);
+    // To a full JID: that resource got it.
+    w.send(
+        &bob,
+        "<message to='alice@localhost/low' type='chat'><body>2</body></message>",
+    )
+    .await;
+    assert_eq!(high.received(), [copy]);
+    assert_eq!(low.received().len(), 1);
+    // Bob's own message was seen as sent, by the one session that has it.
+    assert!(bob.received().is_empty());
+    let seen = std::mem::take(&mut *copier.seen.lock().unwrap());
+    assert_eq!(
+        seen,
+        [
+            "Sent bob@localhost [bob@localhost/a]",
+            "Received alice@localhost [alice@localhost/high]",
+            "Sent bob@localhost [bob@localhost/a]",
+            "Received alice@localhost [alice@localhost/low]",
+        ]
+    );
+
+    // Stored offline: nobody reached. Refused (to an account that does not exist): not seen.
+    w.router.session_ended(&high.handle).await;
+    w.router.session_ended(&low.handle).await;
+    let mut phone = w.connect("alice@localhost/phone");
+    w.send(
+        &bob,
+        "<message to='alice@localhost' type='chat'><body>3</body></message>",
+    )
+    .await;
+    assert_eq!(phone.received(), [copy]);
+    w.send(
+        &bob,
+        "<message to='nobody@localhost' type='chat'><body>4</body></message>",
+    )
+    .await;
+    let seen = std::mem::take(&mut *copier.seen.lock().unwrap());
+    assert_eq!(
+        seen,
+        [
+            "Sent bob@localhost [bob@localhost/a]",
+            "Received alice@localhost []",
+            "Sent bob@localhost [bob@localhost/a]",
+        ]
+    );
 }

@@ -577,6 +577,12 @@ fn act<'a, S: Socket>(
                     deliver_queued(receiver, engine, 0);
                 }
             }
+            Action::StreamElement(element) => {
+                if let Some((handle, receiver)) = cx.session.as_mut() {
+                    Box::pin(cx.shared.router.stream_element(handle, &element)).await;
+                    deliver_queued(receiver, engine, 0);
+                }
+            }
             Action::AuthFailed(failure) => {
                 cx.key_upgrade = None;
                 Box::pin(auth_failed(cx, failure)).await;

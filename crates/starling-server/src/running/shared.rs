@@ -35,9 +35,9 @@ pub struct Live {
 impl Live {
     /// Derive everything from `config`, loading (or generating) the certificate.
     /// `decoy_secret` is read once at start (`ids::decoy_secret`) and carried over by reloads.
-    /// The stream features the enabled `modules` contribute are added to the engine's.
-    /// Every engine reads its host's SCRAM offer from `offers`, the one table kept current by
-    /// the [`OfferKeeper`].
+    /// The stream features the enabled `modules` contribute are added to the engine's, and
+    /// the engine lets through the stream elements they accept. Every engine reads its host's
+    /// SCRAM offer from `offers`, the one table kept current by the [`OfferKeeper`].
     fn new(
         config: Config,
         decoy_secret: [u8; 32],
@@ -56,6 +56,7 @@ impl Live {
                 stream
                     .extra_bound_features
                     .extend_from_slice(modules.stream_features(StreamStage::Authenticated));
+                stream.stream_element_namespaces = modules.stream_element_namespaces();
                 stream
             }),
             tls: Arc::new(tls),

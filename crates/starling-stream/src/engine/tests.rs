@@ -98,6 +98,11 @@ impl Harness {
                         String::from_utf8(starling_xml::write_element(stanza.element())).unwrap();
                     self.events.push(format!("route {}", xml.replace('"', "'")));
                 }
+                Action::StreamElement(element) => {
+                    let xml = String::from_utf8(starling_xml::write_element(&element)).unwrap();
+                    self.events
+                        .push(format!("element {}", xml.replace('"', "'")));
+                }
                 Action::AuthFailed(f) => self
                     .events
                     .push(format!("auth-failed {}", f.element_name())),
@@ -154,7 +159,12 @@ const BIND: &str = "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:x
 
 /// A stream after STARTTLS and the restart, ready for SASL.
 fn tls_session() -> Harness {
-    let mut h = Harness::plain(StreamConfig::new(vec!["localhost".into()]));
+    tls_session_with(StreamConfig::new(vec!["localhost".into()]))
+}
+
+/// [`tls_session`] with `config`.
+fn tls_session_with(config: StreamConfig) -> Harness {
+    let mut h = Harness::plain(config);
     h.send(HEADER.as_bytes());
     h.send(STARTTLS.as_bytes());
     h.send(HEADER.as_bytes());
@@ -163,7 +173,12 @@ fn tls_session() -> Harness {
 
 /// Log in over STARTTLS with PLAIN and bind `phone`; returns the harness, ready for stanzas.
 fn bound_session() -> Harness {
-    let mut h = tls_session();
+    bound_session_with(StreamConfig::new(vec!["localhost".into()]))
+}
+
+/// [`bound_session`] with `config`.
+fn bound_session_with(config: StreamConfig) -> Harness {
+    let mut h = tls_session_with(config);
     h.send(plain_auth("alice", "secret").as_bytes());
     h.send(HEADER.as_bytes());
     let out = h.send(BIND.as_bytes());
@@ -928,4 +943,51 @@ fn the_mechanisms_offered_follow_the_hosts_scram_offer() {
         ),
         "{mechanisms}"
     );
+}
+
+const CSI: &str = "urn:xmpp:csi:0";
+
+fn csi_config() -> StreamConfig {
+    let mut config = StreamConfig::new(vec!["localhost".into()]);
+    config.stream_element_namespaces = vec![CSI.to_owned()];
+    config
+}
+
+#[test]
+fn nonzas_of_accepted_namespaces_leave_in_order_with_the_stanzas() {
+    let mut h = bound_session_with(csi_config());
+    let before = h.events.len();
+    let out = h.send(
+        b"<inactive xmlns='urn:xmpp:csi:0'/><iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>\
+          <active xmlns='urn:xmpp:csi:0'/>",
+    );
+    assert_eq!(out, "");
+    assert_eq!(
+        h.events[before..],
+        [
+            "element <inactive xmlns='urn:xmpp:csi:0'/>",
+            "route <iq xmlns='jabber:client' from='alice@localhost/phone' id='p1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "element <active xmlns='urn:xmpp:csi:0'/>",
+        ]
+    );
+    assert!(!h.closed());
+}
+
+#[test]
+fn other_nonzas_are_still_unsupported_stanza_types() {
+    let unsupported = "<stream:error><unsupported-stanza-type xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>";
+    // Not configured: the CSI element is refused like any other.
+    let mut h = bound_session();
+    assert_eq!(h.send(b"<inactive xmlns='urn:xmpp:csi:0'/>"), unsupported);
+    assert!(h.closed());
+    // Configured, but another namespace.
+    let mut h = bound_session_with(csi_config());
+    assert_eq!(h.send(b"<other xmlns='urn:example:other'/>"), unsupported);
+    assert!(h.closed());
+    // Configured, but before binding: nonzas of modules are for connected resources.
+    let mut h = tls_session_with(csi_config());
+    h.send(plain_auth("alice", "secret").as_bytes());
+    h.send(HEADER.as_bytes());
+    assert_eq!(h.send(b"<inactive xmlns='urn:xmpp:csi:0'/>"), unsupported);
+    assert!(!h.events.iter().any(|event| event.starts_with("element")));
 }
