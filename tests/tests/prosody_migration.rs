@@ -9,6 +9,8 @@
 //!   would fail with the right password); after each account's one PLAIN login its
 //!   SCRAM-SHA-256 keys are stored, `hash-report` counts down to zero, and SCRAM-SHA-256 is
 //!   offered and works, for slixmpp's own choice too.
+//! - Policy: `c2s.scram_offer = "always"` offers SCRAM-SHA-256 despite such accounts, and
+//!   `"complete"` takes it back, each on SIGHUP.
 //! - Configuration: `import-prosody-config` on Debian's default `/etc/prosody/prosody.cfg.lua`
 //!   (from the package) and on a multi-host file (`tests/prosody-config/`) writes a
 //!   `starling.toml` that `check-config` accepts, and names what it could not translate.
@@ -22,9 +24,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use starling_testkit::TestServer;
 use starling_testkit::script::{ScriptRun, python, run_with_timeout};
 use starling_testkit::server::find_binary;
+use starling_testkit::{SaslFailure, ScramMech, TestServer, XmppClient};
 use tokio::process::{Child, Command};
 
 /// The accounts made in Prosody, with their passwords.
@@ -258,6 +260,65 @@ async fn a_multi_host_prosody_configuration_translates_to_a_valid_starling_toml(
         "{}",
         again.describe()
     );
+    Ok(())
+}
+
+/// `c2s.scram_offer = "always"` offers every hash although an account lacks one (its user
+/// then fails SCRAM-SHA-256 with the right password); back to `"complete"`, the offer shrinks
+/// again. Both on SIGHUP. Uses the Prosody data in `tests/prosody-data/`, where juliet has
+/// SCRAM-SHA-1 keys only.
+#[tokio::test]
+async fn the_operator_may_offer_every_hash_anyway() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    server.terminate(Duration::from_secs(15)).await?;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("prosody-data");
+    let imported = starling(
+        &server,
+        &["import-prosody", path_str(&data)?, "--host", "localhost"],
+    )
+    .await?;
+    ensure!(
+        imported.succeeded(),
+        "import-prosody: {}",
+        imported.describe()
+    );
+    server.restart().await?;
+    assert_eq!(server.offered_mechanisms().await?, WITHOUT_SHA_256);
+
+    let config = std::fs::read_to_string(server.config_path())?;
+    let set_offer = |offer: &str| {
+        std::fs::write(
+            server.config_path(),
+            config.replace("[c2s]\n", &format!("[c2s]\nscram_offer = \"{offer}\"\n")),
+        )
+    };
+    set_offer("always")?;
+    server.signal("HUP")?;
+    server.wait_until_offered("SCRAM-SHA-256").await?;
+    assert_eq!(
+        hash_report(&server).await?,
+        "localhost: 2 account(s); lacking SCRAM-SHA-1: 0, lacking SCRAM-SHA-256: 1; offers \
+         SCRAM-SHA-256, SCRAM-SHA-1 (scram_offer = \"always\")"
+    );
+    let mut juliet = XmppClient::connect_plain(server.starttls_addr).await?;
+    juliet.open_stream(&server.domain).await?;
+    juliet.starttls().await?;
+    let failure = juliet
+        .auth_scram(ScramMech::Sha256, "juliet", "balcony-r0se")
+        .await?
+        .err();
+    assert_eq!(failure, Some(SaslFailure::condition("not-authorized")));
+
+    set_offer("complete")?;
+    server.signal("HUP")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.offered_mechanisms().await? != WITHOUT_SHA_256 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "SCRAM-SHA-256 still offered 10 s after going back to \"complete\""
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 
