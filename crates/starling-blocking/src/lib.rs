@@ -411,7 +411,7 @@ impl<S: AccountDataStore + RosterStore> SessionObserver for Blocking<S> {
                         self.lists.remove(account.as_str());
                     }
                 }
-                SessionEvent::Available | SessionEvent::Unavailable => {}
+                SessionEvent::Available | SessionEvent::Unavailable | SessionEvent::Resumed => {}
             }
         })
     }

@@ -247,6 +247,8 @@ impl SessionObserver for Csi {
                 self.inactive
                     .remove_if(full_jid, |_, held| held.session == *session);
             }
+            // A resumed stream starts active (§5.2): what was held goes out now.
+            SessionEvent::Resumed => self.set_active(session),
             SessionEvent::Available | SessionEvent::Unavailable => {}
         }
         Box::pin(async {})

@@ -246,3 +246,25 @@ fn the_module_offers_its_feature_and_takes_its_elements() {
         assert!(!set.has_hooks(RoutingPoint::ToBare, kind));
     }
 }
+
+#[test]
+fn a_resumed_stream_starts_active_and_gets_what_was_held() {
+    let registry = registry();
+    let module = Csi::default();
+    let mut phone = phone(&registry);
+    element(&module, &phone.session, "inactive");
+    route(
+        &module,
+        &phone,
+        StanzaKind::Presence,
+        BOB,
+        &presence("held", None),
+    );
+    assert!(phone.received().is_empty());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(module.on_session(SessionEvent::Resumed, &phone.session));
+    assert!(!module.is_inactive(&phone.session));
+    assert_eq!(phone.received(), ["held"]);
+}

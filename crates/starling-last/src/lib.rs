@@ -343,7 +343,7 @@ impl<S: AccountDataStore + RosterStore> SessionObserver for LastActivity<S> {
                         self.record(&account, status).await;
                     }
                 }
-                SessionEvent::Bound | SessionEvent::Unavailable => {}
+                SessionEvent::Bound | SessionEvent::Unavailable | SessionEvent::Resumed => {}
             }
         })
     }

@@ -47,6 +47,9 @@ pub enum SessionEvent {
     Unavailable,
     /// The session is gone from the registry.
     Ended,
+    /// A new connection resumed the session (XEP-0198 §5): same session, new stream, so
+    /// per-stream state (XEP-0352's client state, say) starts afresh.
+    Resumed,
 }
 
 /// Reacts to session life-cycle events.

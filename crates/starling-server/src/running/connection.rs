@@ -843,6 +843,12 @@ async fn resume(cx: &mut Context, user: Option<jid::BareJid>, previd: &str) -> R
     info!(jid = %full_jid, "session resumed");
     cx.record.set_jid(&full_jid);
     cx.gauge.bound();
+    Box::pin(
+        cx.shared
+            .router
+            .session_event(starling_modules::SessionEvent::Resumed, &handle),
+    )
+    .await;
     cx.session = Some((handle, receiver));
     ResumeOutcome::Resumed {
         full_jid,
