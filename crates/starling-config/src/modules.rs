@@ -25,6 +25,9 @@ pub struct Modules {
     pub last: bool,
     /// XEP-0115 capabilities of the server, in stream features.
     pub caps: bool,
+    /// XEP-0313 message archive, with XEP-0441 preferences and XEP-0359 stanza ids (its
+    /// policy and limits are `[archive]`).
+    pub mam: bool,
 }
 
 impl Default for Modules {
@@ -39,6 +42,7 @@ impl Default for Modules {
             vcard: true,
             last: true,
             caps: true,
+            mam: true,
         }
     }
 }

@@ -57,6 +57,16 @@ pub fn enabled(
             Arc::new(starling_services::unix_seconds),
         )));
     }
+    if enabled.mam {
+        let mam = Arc::new(starling_mam::Mam::new(
+            store.clone(),
+            Arc::clone(registry),
+            config.archive.settings(),
+            Box::new(uuid::Uuid::now_v7),
+        ));
+        tokio::spawn(Arc::clone(&mam).run_retention(Arc::new(starling_services::unix_seconds)));
+        modules.push(mam);
+    }
     if enabled.caps {
         modules.push(Arc::new(starling_caps::Caps::default()));
     }
