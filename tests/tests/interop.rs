@@ -224,6 +224,11 @@ async fn slixmpp_client_state_indication() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn slixmpp_message_archive() -> anyhow::Result<()> {
+    check_chat("mam_slixmpp.py").await
+}
+
+#[tokio::test]
 async fn aioxmpp_to_slixmpp_chat_via_bare_and_full_jid() -> anyhow::Result<()> {
     check_chat("chat_aioxmpp_slixmpp.py").await
 }

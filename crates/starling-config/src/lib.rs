@@ -10,6 +10,7 @@
 //! feature switches, say) is one more field on [`Config`], its `Default` and, if it can change
 //! on SIGHUP, a line in [`Config::reload`].
 
+mod archive;
 mod certificates;
 mod check;
 mod document;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use archive::{Archive, DefaultPrefs};
 pub use certificates::CertificateReportError;
 pub use check::{Report, check_config};
 pub use document::{KeyLines, Problem, key_path, sort_by_line};
@@ -86,6 +88,8 @@ pub struct Config {
     pub modules: Modules,
     /// XEP-0198 stream management.
     pub stream_management: StreamManagement,
+    /// The message archive's policy and limits.
+    pub archive: Archive,
 }
 
 /// `[admin]`: the Unix socket that admin commands use to reach the running server.
@@ -480,6 +484,7 @@ impl Default for Config {
             metrics: Metrics::default(),
             modules: Modules::default(),
             stream_management: StreamManagement::default(),
+            archive: Archive::default(),
         }
     }
 }
@@ -766,6 +771,7 @@ impl Config {
         {
             problems.push(("storage.postgres_url".to_owned(), problem));
         }
+        problems.extend(self.archive.problems());
         problems
     }
 
@@ -829,6 +835,7 @@ impl Config {
             "log.format" => log.format;
             "metrics.listen" => metrics.listen;
             "modules" => modules;
+            "archive" => archive;
             "c2s.conflict_policy" => c2s.conflict_policy;
             "c2s.max_resources_per_account" => c2s.max_resources_per_account;
             "limits.outbound_queue_stanzas" => limits.outbound_queue_stanzas;

@@ -29,6 +29,9 @@ pub struct Modules {
     pub carbons: bool,
     /// XEP-0352 client state indication.
     pub csi: bool,
+    /// XEP-0313 message archive, with XEP-0441 preferences and XEP-0359 stanza ids (its
+    /// policy and limits are `[archive]`).
+    pub mam: bool,
 }
 
 impl Default for Modules {
@@ -45,6 +48,7 @@ impl Default for Modules {
             caps: true,
             carbons: true,
             csi: true,
+            mam: true,
         }
     }
 }

@@ -68,6 +68,16 @@ pub fn enabled(
             max_held_bytes: config.limits.csi_max_held_bytes,
         })));
     }
+    if enabled.mam {
+        let mam = Arc::new(starling_mam::Mam::new(
+            store.clone(),
+            Arc::clone(registry),
+            config.archive.settings(),
+            Box::new(uuid::Uuid::now_v7),
+        ));
+        tokio::spawn(Arc::clone(&mam).run_retention(Arc::new(starling_services::unix_seconds)));
+        modules.push(mam);
+    }
     if enabled.caps {
         modules.push(Arc::new(starling_caps::Caps::default()));
     }

@@ -3,6 +3,10 @@
 use jid::BareJid;
 use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 
+use crate::archive::{
+    Appended, ArchiveFilter, ArchivePage, ArchiveQuota, ArchiveStore, ArchiveUsage,
+    ArchivedMessage, PageFrom, Retention,
+};
 use crate::data::{AccountDataStore, DataChange, DataQuota};
 use crate::portable::{AccountData, ExistingAccounts, PortableStore};
 use crate::roster::{
@@ -214,6 +218,61 @@ impl AccountDataStore for AnyStore {
     }
 }
 
+impl ArchiveStore for AnyStore {
+    async fn archive_append(
+        &self,
+        messages: &[(BareJid, ArchivedMessage)],
+        quota: ArchiveQuota,
+    ) -> Result<Vec<Appended>, StorageError> {
+        forward!(self, store => store.archive_append(messages, quota))
+    }
+
+    async fn archive_page(
+        &self,
+        owner: &BareJid,
+        filter: &ArchiveFilter,
+        from: PageFrom,
+        max: usize,
+    ) -> Result<ArchivePage, StorageError> {
+        forward!(self, store => store.archive_page(owner, filter, from, max))
+    }
+
+    async fn archive_count(
+        &self,
+        owner: &BareJid,
+        filter: &ArchiveFilter,
+    ) -> Result<u64, StorageError> {
+        forward!(self, store => store.archive_count(owner, filter))
+    }
+
+    async fn archive_get(
+        &self,
+        owner: &BareJid,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<ArchivedMessage>, StorageError> {
+        forward!(self, store => store.archive_get(owner, ids))
+    }
+
+    async fn archive_bounds(
+        &self,
+        owner: &BareJid,
+    ) -> Result<Option<(uuid::Uuid, uuid::Uuid)>, StorageError> {
+        forward!(self, store => store.archive_bounds(owner))
+    }
+
+    async fn archive_usage(&self, owner: &BareJid) -> Result<ArchiveUsage, StorageError> {
+        forward!(self, store => store.archive_usage(owner))
+    }
+
+    async fn archive_trim(
+        &self,
+        retention: Retention,
+        max_rows: usize,
+    ) -> Result<usize, StorageError> {
+        forward!(self, store => store.archive_trim(retention, max_rows))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,4 +289,5 @@ mod tests {
     crate::roster_tests::roster_store_tests!(fresh());
     crate::portable_tests::portable_store_tests!(fresh());
     crate::data_tests::account_data_store_tests!(fresh());
+    crate::archive_tests::archive_store_tests!(fresh());
 }

@@ -1,9 +1,9 @@
-//! Persistent storage for Starling: accounts and their SCRAM keys, rosters, offline messages
-//! and feature modules' per-account data.
+//! Persistent storage for Starling: accounts and their SCRAM keys, rosters, offline messages,
+//! message archives and feature modules' per-account data.
 //!
 //! The server talks to storage only through traits — [`AccountStore`], [`RosterStore`],
-//! [`OfflineStore`] and [`AccountDataStore`], plus [`PortableStore`] for whole-host backups —
-//! so a backend is chosen once at start-up and nothing else knows which one it is.
+//! [`OfflineStore`], [`ArchiveStore`] (with its group-commit [`ArchiveWriter`]) and
+//! [`AccountDataStore`], plus [`PortableStore`] for whole-host backups — so a backend is chosen once at start-up and nothing else knows which one it is.
 //! [`SqliteStore`] is the embedded default and [`PostgresStore`] the networked one; both
 //! implement every trait with the same semantics, checked by one set of contract tests run
 //! against each. [`AnyStore`] holds either, for a server that picks the backend from its
@@ -68,6 +68,8 @@ use jid::BareJid;
 use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 
 mod any;
+mod archive;
+mod archive_writer;
 mod data;
 mod migrations;
 mod portable;
@@ -79,6 +81,8 @@ mod sqlite;
 #[cfg(test)]
 mod account_tests;
 #[cfg(test)]
+mod archive_tests;
+#[cfg(test)]
 mod data_tests;
 #[cfg(test)]
 mod portable_tests;
@@ -86,6 +90,12 @@ mod portable_tests;
 mod roster_tests;
 
 pub use any::AnyStore;
+pub use archive::{
+    Appended, ArchiveFilter, ArchivePage, ArchiveQuota, ArchiveStore, ArchiveUsage,
+    ArchivedMessage, Direction, PageFrom, Retention, WithFilter, highest_id_at, id_at,
+    is_archive_id, lowest_id_at, timestamp_ms,
+};
+pub use archive_writer::{ArchiveWriter, DEFAULT_MAX_BATCH, IdSource};
 pub use data::{AccountDataEntry, AccountDataStore, DataChange, DataQuota};
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::{PostgresStore, SslMode, TlsConfigError, TlsSettings};

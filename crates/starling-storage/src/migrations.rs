@@ -43,6 +43,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: crate::sqlite::migrations::SCHEMA_V3,
         postgres: crate::postgres::migrations::SCHEMA_V3,
     },
+    // Message archives (XEP-0313) and their usage counts.
+    Migration {
+        version: 4,
+        sqlite: crate::sqlite::migrations::SCHEMA_V4,
+        postgres: crate::postgres::migrations::SCHEMA_V4,
+    },
 ];
 
 /// How one backend records its schema version and applies a migration.

@@ -4,9 +4,10 @@
 //! as the connection string's `sslmode` asks (`tls`). Connecting applies the schema migrations
 //! the database lacks, tracked in a `schema_migrations` table (`migrations`); the logical
 //! schema is the SQLite backend's. Each concern is a module, as in the SQLite backend:
-//! `accounts`, `roster`, `offline`, `data`, `portable` and `migrations`.
+//! `accounts`, `roster`, `offline`, `data`, `archive`, `portable` and `migrations`.
 
 mod accounts;
+mod archive;
 mod data;
 pub(crate) mod migrations;
 mod offline;

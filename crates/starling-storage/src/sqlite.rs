@@ -8,9 +8,10 @@
 //! `PRAGMA user_version` (`migrations`).
 //!
 //! The connections live here; each concern is a module, as in the PostgreSQL backend:
-//! `accounts`, `roster`, `offline`, `data`, `portable` and `migrations`.
+//! `accounts`, `roster`, `offline`, `data`, `archive`, `portable` and `migrations`.
 
 mod accounts;
+pub(crate) mod archive;
 mod data;
 pub(crate) mod migrations;
 mod offline;
@@ -383,6 +384,6 @@ pub(crate) mod tests {
         assert_eq!(mode, "wal");
         assert_eq!(foreign_keys, 1);
         assert_eq!(busy_timeout_ms, 5000);
-        assert_eq!(user_version(&conn), 3);
+        assert_eq!(user_version(&conn), 4);
     }
 }

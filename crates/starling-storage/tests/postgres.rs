@@ -14,10 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jid::BareJid;
 use starling_sasl::{KeyCoverage, ScramHashes, ScramKeys, StoredCredentials};
 use starling_storage::{
-    AccountData, AccountDataEntry, AccountDataStore, AccountStore, AnyStore, DataChange, DataQuota,
-    ExistingAccounts, InitialPresence, OfflineMessage, OfflineQuota, OfflineStore, PortableStore,
-    PostgresStore, RosterChange, RosterItem, RosterStore, StorageError, StoredOffline,
-    Subscription,
+    AccountData, AccountDataEntry, AccountDataStore, AccountStore, AnyStore, Appended,
+    ArchiveFilter, ArchivePage, ArchiveQuota, ArchiveStore, ArchiveUsage, ArchivedMessage,
+    DataChange, DataQuota, Direction, ExistingAccounts, InitialPresence, OfflineMessage,
+    OfflineQuota, OfflineStore, PageFrom, PortableStore, PostgresStore, Retention, RosterChange,
+    RosterItem, RosterStore, StorageError, StoredOffline, Subscription, WithFilter, id_at,
 };
 use tokio_postgres::NoTls;
 
@@ -39,6 +40,10 @@ mod portable_tests;
 #[path = "../src/data_tests.rs"]
 mod data_tests;
 
+#[allow(dead_code)]
+#[path = "../src/archive_tests.rs"]
+mod archive_tests;
+
 use account_tests::{alice, credentials, dump, jid};
 
 const URL_VARIABLE: &str = "STARLING_TEST_POSTGRES_URL";
@@ -47,6 +52,7 @@ account_tests::account_store_tests!(TestDb::new().await);
 roster_tests::roster_store_tests!(TestDb::new().await);
 portable_tests::portable_store_tests!(TestDb::new().await);
 data_tests::account_data_store_tests!(TestDb::new().await);
+archive_tests::archive_store_tests!(TestDb::new().await);
 
 /// The contract through [`AnyStore`], so its forwarding is checked on this variant too.
 mod through_any_store {
@@ -56,6 +62,7 @@ mod through_any_store {
     roster_tests::roster_store_tests!(TestDb::new_with(AnyStore::from).await);
     portable_tests::portable_store_tests!(TestDb::new_with(AnyStore::from).await);
     data_tests::account_data_store_tests!(TestDb::new_with(AnyStore::from).await);
+    archive_tests::archive_store_tests!(TestDb::new_with(AnyStore::from).await);
 }
 
 /// The admin connection string from the environment.
@@ -329,6 +336,61 @@ impl<S: OfflineStore> OfflineStore for TestDb<S> {
     }
 }
 
+impl<S: ArchiveStore> ArchiveStore for TestDb<S> {
+    async fn archive_append(
+        &self,
+        messages: &[(BareJid, ArchivedMessage)],
+        quota: ArchiveQuota,
+    ) -> Result<Vec<Appended>, StorageError> {
+        self.store.archive_append(messages, quota).await
+    }
+
+    async fn archive_page(
+        &self,
+        owner: &BareJid,
+        filter: &ArchiveFilter,
+        from: PageFrom,
+        max: usize,
+    ) -> Result<ArchivePage, StorageError> {
+        self.store.archive_page(owner, filter, from, max).await
+    }
+
+    async fn archive_count(
+        &self,
+        owner: &BareJid,
+        filter: &ArchiveFilter,
+    ) -> Result<u64, StorageError> {
+        self.store.archive_count(owner, filter).await
+    }
+
+    async fn archive_get(
+        &self,
+        owner: &BareJid,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<ArchivedMessage>, StorageError> {
+        self.store.archive_get(owner, ids).await
+    }
+
+    async fn archive_bounds(
+        &self,
+        owner: &BareJid,
+    ) -> Result<Option<(uuid::Uuid, uuid::Uuid)>, StorageError> {
+        self.store.archive_bounds(owner).await
+    }
+
+    async fn archive_usage(&self, owner: &BareJid) -> Result<ArchiveUsage, StorageError> {
+        self.store.archive_usage(owner).await
+    }
+
+    async fn archive_trim(
+        &self,
+        retention: Retention,
+        max_rows: usize,
+    ) -> Result<usize, StorageError> {
+        self.store.archive_trim(retention, max_rows).await
+    }
+}
+
 async fn applied_versions(client: &tokio_postgres::Client) -> Vec<i32> {
     client
         .query(
@@ -346,14 +408,14 @@ async fn applied_versions(client: &tokio_postgres::Client) -> Vec<i32> {
 async fn connect_records_migrations_once() {
     let db = TestDb::new().await;
     let raw = db.raw().await;
-    assert_eq!(applied_versions(&raw).await, vec![1, 2, 3]);
+    assert_eq!(applied_versions(&raw).await, vec![1, 2, 3, 4]);
     // Connecting again finds everything applied and changes nothing.
     db.store
         .create_account(&alice(), &credentials(1))
         .await
         .expect("create");
     PostgresStore::connect(&db.url()).await.expect("reconnect");
-    assert_eq!(applied_versions(&raw).await, vec![1, 2, 3]);
+    assert_eq!(applied_versions(&raw).await, vec![1, 2, 3, 4]);
     assert_eq!(
         db.store
             .credentials(&alice())
@@ -386,7 +448,7 @@ async fn concurrent_connects_migrate_once() {
     }
     assert_eq!(
         applied_versions(&admin_client(&url).await).await,
-        vec![1, 2, 3]
+        vec![1, 2, 3, 4]
     );
     raw.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await
@@ -398,14 +460,14 @@ async fn newer_database_is_refused() {
     let db = TestDb::new().await;
     db.raw()
         .await
-        .batch_execute("INSERT INTO schema_migrations (version) VALUES (4)")
+        .batch_execute("INSERT INTO schema_migrations (version) VALUES (5)")
         .await
         .expect("pretend a newer build migrated");
     assert_eq!(
         PostgresStore::connect(&db.url()).await.err(),
         Some(StorageError::Migration {
-            version: 4,
-            reason: "database schema is newer than this build, which knows versions up to 3"
+            version: 5,
+            reason: "database schema is newer than this build, which knows versions up to 4"
                 .to_owned(),
         })
     );
@@ -579,13 +641,13 @@ async fn version_1_database_gains_rosters_and_keeps_accounts() {
         .await
         .batch_execute(
             "DROP TABLE roster_versions, roster_groups, roster_items, subscription_requests,
-                        offline_messages, account_data;
-             DELETE FROM schema_migrations WHERE version IN (2, 3);",
+                        offline_messages, account_data, archive, archive_usage;
+             DELETE FROM schema_migrations WHERE version IN (2, 3, 4);",
         )
         .await
-        .expect("undo versions 2 and 3");
+        .expect("undo versions 2 to 4");
     let upgraded = PostgresStore::connect(&db.url()).await.expect("upgrade");
-    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2, 3]);
+    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2, 3, 4]);
     assert_eq!(
         upgraded
             .credentials(&alice())
@@ -627,13 +689,13 @@ async fn version_2_database_gains_account_data_and_keeps_rosters() {
     db.raw()
         .await
         .batch_execute(
-            "DROP TABLE account_data;
-             DELETE FROM schema_migrations WHERE version = 3;",
+            "DROP TABLE account_data, archive, archive_usage;
+             DELETE FROM schema_migrations WHERE version IN (3, 4);",
         )
         .await
-        .expect("undo version 3");
+        .expect("undo versions 3 and 4");
     let upgraded = PostgresStore::connect(&db.url()).await.expect("upgrade");
-    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2, 3]);
+    assert_eq!(applied_versions(&db.raw().await).await, vec![1, 2, 3, 4]);
     assert_eq!(upgraded.roster(&alice()).await, Ok((1, vec![item])));
     let change = DataChange::Put {
         key: "card".to_owned(),

@@ -84,6 +84,8 @@ pub struct ServerOptions {
     /// (`[metrics]`, `[admin]`, `[tls]`, `[log]`, …). Must not repeat a section written above
     /// (`[listen]`, `[c2s]`, `[limits]`, and `[storage]` when `postgres_url` is set).
     pub extra_toml: String,
+    /// `[archive]` keys and their TOML values, set by `archive.<key>` options.
+    pub archive: Vec<(String, String)>,
     /// Keep the server's data in this subdirectory of the scratch directory, which the server
     /// creates itself (so a test sees the mode it gives its data directory); `None`: the
     /// scratch directory itself. The config and the log stay in the scratch directory, and
@@ -130,6 +132,7 @@ impl Default for ServerOptions {
             postgres_url: None,
             extra_limits: String::new(),
             extra_toml: String::new(),
+            archive: Vec::new(),
             data_subdir: None,
             direct_tls_listen: "127.0.0.1:0".to_owned(),
             sections: std::collections::BTreeMap::new(),
@@ -189,6 +192,20 @@ impl ServerOptions {
             "idle_timeout_secs" => self.idle_timeout_secs = parse(key, value)?,
             "idle_ping_timeout_secs" => self.idle_ping_timeout_secs = parse(key, value)?,
             "scram_iterations" => self.scram_iterations = parse(key, value)?,
+            _ if key.starts_with("archive.") => {
+                let name = &key["archive.".len()..];
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    bail!("option {key}: not an [archive] key");
+                }
+                // Numbers and booleans as written; anything else as a TOML string.
+                let is_bare = value.parse::<i64>().is_ok() || value == "true" || value == "false";
+                let value = if is_bare {
+                    value.to_owned()
+                } else {
+                    format!("{value:?}")
+                };
+                self.archive.push((name.to_owned(), value));
+            }
             _ => match key.split_once('.') {
                 Some((section, name))
                     if !["listen", "c2s", "limits", "storage"].contains(&section)
@@ -283,6 +300,7 @@ max_directed_presences = {}
             .to_string(),
         ) + &self.storage_toml()
             + &self.sections_toml()
+            + &self.archive_section()
             + &self.extra_toml_section()
     }
 
@@ -296,6 +314,18 @@ max_directed_presences = {}
             }
         }
         out
+    }
+
+    /// The `[archive]` section of the `archive.*` options, if any.
+    fn archive_section(&self) -> String {
+        if self.archive.is_empty() {
+            return String::new();
+        }
+        let mut section = "\n[archive]\n".to_owned();
+        for (key, value) in &self.archive {
+            section.push_str(&format!("{key} = {value}\n"));
+        }
+        section
     }
 
     /// `extra_toml`, set apart by a blank line when there is any.

@@ -91,6 +91,32 @@ CREATE TABLE account_data (
 );
 ";
 
+/// Schema version 4: SQLite's version 4 in PostgreSQL types. Message archives, one row per
+/// archived message with its UUIDv7 as 16 bytes (`bytea` compares bytewise, so ids sort by
+/// time), and each account's usage row.
+pub(crate) const SCHEMA_V4: &str = "
+CREATE TABLE archive (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id    bigint   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    archive_id    bytea    NOT NULL,
+    with_jid      text     NOT NULL,
+    with_resource text,
+    direction     smallint NOT NULL,
+    origin_id     text,
+    stanza        text     NOT NULL,
+    UNIQUE (account_id, archive_id)
+);
+
+CREATE INDEX archive_by_with ON archive (account_id, with_jid, archive_id);
+
+CREATE TABLE archive_usage (
+    account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    messages   bigint NOT NULL,
+    bytes      bigint NOT NULL,
+    oldest     bytea
+);
+";
+
 /// Where applied versions are recorded. Created outside the numbered migrations, since it is
 /// what numbers them.
 const CREATE_MIGRATIONS_TABLE: &str = "

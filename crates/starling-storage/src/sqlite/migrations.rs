@@ -93,6 +93,35 @@ CREATE TABLE account_data (
 ) STRICT;
 ";
 
+/// Schema version 4: message archives (XEP-0313). One row per archived message, deleted with
+/// the account; `archive_id` is the message's UUIDv7 as 16 bytes, which sort by time, so the
+/// (account, id) index answers every page and time range, and (account, with, id) every
+/// query filtered by a contact. `archive_usage` keeps each account's message count, bytes and
+/// oldest id, updated with every append and removal, so quotas and retention never scan an
+/// archive. `direction` is 0 for incoming, 1 for outgoing.
+pub(crate) const SCHEMA_V4: &str = "
+CREATE TABLE archive (
+    id            INTEGER PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    archive_id    BLOB    NOT NULL,
+    with_jid      TEXT    NOT NULL,
+    with_resource TEXT,
+    direction     INTEGER NOT NULL,
+    origin_id     TEXT,
+    stanza        TEXT    NOT NULL,
+    UNIQUE (account_id, archive_id)
+) STRICT;
+
+CREATE INDEX archive_by_with ON archive (account_id, with_jid, archive_id);
+
+CREATE TABLE archive_usage (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    messages   INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    oldest     BLOB
+) STRICT;
+";
+
 /// Applies the migrations of `migrations` that the database lacks (see
 /// [`crate::migrations::migrate`]).
 pub(crate) fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), StorageError> {
@@ -179,7 +208,7 @@ mod tests {
         // Re-running migration 1 would fail on CREATE TABLE accounts, so a successful reopen
         // also shows the applied version was skipped.
         let store = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(user_version(&raw_connection(&store)), 3);
+        assert_eq!(user_version(&raw_connection(&store)), 4);
         let stored = store.credentials(&alice()).await.expect("read");
         assert_eq!(stored.as_ref().map(dump), Some(dump(&creds)));
         assert_eq!(store.list_accounts("example.org").await, Ok(vec![alice()]));
@@ -201,7 +230,7 @@ mod tests {
             .expect("insert account");
         }
         let store = SqliteStore::open(&path).expect("upgrade");
-        assert_eq!(user_version(&raw_connection(&store)), 3);
+        assert_eq!(user_version(&raw_connection(&store)), 4);
         assert_eq!(store.list_accounts("example.org").await, Ok(vec![alice()]));
         let change = DataChange::Put {
             key: "card".to_owned(),
@@ -217,6 +246,45 @@ mod tests {
             store.data_get(&alice(), "vcard", "card").await,
             Ok(Some(b"<vCard/>".to_vec()))
         );
+    }
+
+    #[tokio::test]
+    async fn version_3_database_gains_archives_and_keeps_accounts() {
+        use crate::{
+            ArchiveFilter, ArchiveQuota, ArchiveStore as _, ArchivedMessage, Direction, PageFrom,
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("starling.db");
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            migrate(&mut conn, &crate::migrations::MIGRATIONS[..3]).expect("versions 1 to 3");
+            conn.execute(
+                "INSERT INTO accounts (host, username) VALUES ('example.org', 'alice')",
+                [],
+            )
+            .expect("insert account");
+        }
+        let store = SqliteStore::open(&path).expect("upgrade");
+        assert_eq!(user_version(&raw_connection(&store)), 4);
+        let message = ArchivedMessage {
+            id: crate::id_at(1000, [1; 10]),
+            with: crate::account_tests::jid("bob@example.org"),
+            with_resource: None,
+            direction: Direction::Incoming,
+            origin_id: None,
+            stanza: "<message/>".to_owned(),
+        };
+        assert_eq!(
+            store
+                .archive_append(&[(alice(), message.clone())], ArchiveQuota::UNLIMITED)
+                .await,
+            Ok(vec![crate::Appended::Stored])
+        );
+        let page = store
+            .archive_page(&alice(), &ArchiveFilter::default(), PageFrom::Newest, 5)
+            .await
+            .expect("page");
+        assert_eq!(page.messages, vec![message]);
     }
 
     /// Migrations with statements for SQLite only, for tests of the runner on a connection.
@@ -283,15 +351,15 @@ mod tests {
         let path = dir.path().join("future.db");
         {
             let conn = Connection::open(&path).expect("open");
-            conn.pragma_update(None, "user_version", 4)
+            conn.pragma_update(None, "user_version", 5)
                 .expect("set version");
         }
         let err = SqliteStore::open(&path).err();
         assert_eq!(
             err,
             Some(StorageError::Migration {
-                version: 4,
-                reason: "database schema is newer than this build, which knows versions up to 3"
+                version: 5,
+                reason: "database schema is newer than this build, which knows versions up to 4"
                     .to_owned(),
             })
         );
