@@ -633,7 +633,7 @@ async fn queries_by_ids_and_counts_and_errors() {
     assert_eq!(ids_of(&results(&mut rx)), [&ids[1], &ids[2]]);
     // The count alone.
     let fin = w
-        .iq("alice@localhost/desk", None, IqType::Set, &format!("<query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'><field var='with'><value>bob@localhost</value></field></x><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query>"))
+        .iq("alice@localhost/desk", None, IqType::Set, "<query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'><field var='with'><value>bob@localhost</value></field></x><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query>")
         .await
         .unwrap()
         .unwrap();
@@ -745,8 +745,10 @@ async fn a_page_is_capped_by_policy_and_by_the_queue() {
     assert_eq!(ids_of(&results(&mut rx)), [&ids[0], &ids[1], &ids[2]]);
     assert_eq!(fin.attr("complete"), None);
     // A queue with room for only two results plus the headroom.
-    let mut registry = RegistryConfig::default();
-    registry.queue_depth = QUERY_QUEUE_HEADROOM + 2;
+    let registry = RegistryConfig {
+        queue_depth: QUERY_QUEUE_HEADROOM + 2,
+        ..RegistryConfig::default()
+    };
     let small = Registry::new(["localhost".to_owned()], registry);
     let (handle, mut small_rx) =
         small.new_session("alice@localhost/small".parse().unwrap(), Uuid::now_v7());
