@@ -47,6 +47,12 @@ pub struct Archive {
     /// JIDs an account's always and never lists (XEP-0441) hold together, at most; a
     /// preferences set past it gets `policy-violation`. Default 1000.
     pub max_prefs_jids: usize,
+    /// Whether each message waits for its archive transaction to commit before it is
+    /// delivered and its sender's next stanza is read, so a message the server has handled
+    /// (and a XEP-0198 ack) is on disk. `false` delivers at once and commits in larger
+    /// batches, one commit later, and a full archive then no longer refuses messages (they go
+    /// on unarchived, logged). Default true.
+    pub wait_for_commit: bool,
 }
 
 impl Default for Archive {
@@ -66,6 +72,7 @@ impl Default for Archive {
             cleanup_batch: settings.sweep_batch_rows,
             write_batch: settings.write_batch,
             max_prefs_jids: settings.max_prefs_jids,
+            wait_for_commit: settings.wait_for_commit,
         }
     }
 }
@@ -92,6 +99,7 @@ impl Archive {
             sweep_batch_rows: self.cleanup_batch,
             write_batch: self.write_batch,
             max_prefs_jids: self.max_prefs_jids,
+            wait_for_commit: self.wait_for_commit,
         }
     }
 

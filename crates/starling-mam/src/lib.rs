@@ -100,6 +100,12 @@ pub struct Settings {
     pub write_batch: usize,
     /// JIDs the always and never lists hold together, at most.
     pub max_prefs_jids: usize,
+    /// Whether a hook waits for its message's transaction to commit before the router goes
+    /// on (the message durable before it is delivered, and before its sender's stream is
+    /// read further). Without it, a message is delivered as soon as it is queued for the next
+    /// commit (one commit later on disk), transactions carry many messages of each account,
+    /// and a full archive no longer refuses messages: they go on unarchived, logged.
+    pub wait_for_commit: bool,
 }
 
 impl Default for Settings {
@@ -116,6 +122,7 @@ impl Default for Settings {
             sweep_batch_rows: 1000,
             write_batch: starling_storage::DEFAULT_MAX_BATCH,
             max_prefs_jids: 1000,
+            wait_for_commit: true,
         }
     }
 }
@@ -267,22 +274,27 @@ impl<S: Store> Mam<S> {
                 origin_id: rules::origin_id(routed.stanza()),
                 stanza: serialize(routed.stanza()),
             };
-            let appended = self
+            let pending = self
                 .writer
-                .append(owner.clone(), move |id| ArchivedMessage { id, ..message })
-                .await;
+                .submit(owner.clone(), move |id| ArchivedMessage { id, ..message });
+            let id = pending.id;
+            let appended = if self.settings.wait_for_commit {
+                pending.committed().await
+            } else {
+                Ok(Appended::Stored)
+            };
             match appended {
-                Ok((id, Appended::Stored)) => {
+                Ok(Appended::Stored) => {
                     // For carbons' sent copy; `StripOutgoingId` removes it before delivery.
                     routed
                         .stanza_mut()
                         .append_child(rules::stanza_id(owner.as_str(), &id.to_string()));
                     Verdict::Continue
                 }
-                Ok((_, Appended::QuotaExceeded)) => Verdict::Reject(full_archive(
+                Ok(Appended::QuotaExceeded) => Verdict::Reject(full_archive(
                     "your message archive is full; the message was not sent",
                 )),
-                Ok((_, Appended::NoAccount | Appended::Duplicate)) => Verdict::Continue,
+                Ok(Appended::NoAccount | Appended::Duplicate) => Verdict::Continue,
                 Err(err) => {
                     // Delivering unarchived beats refusing: the recipient still gets it.
                     tracing::error!(%owner, error = %err, "archiving a sent message failed");
@@ -320,26 +332,26 @@ impl<S: Store> Mam<S> {
             let stanza = routed.stanza_mut();
             rules::strip_stanza_ids_by(stanza, is_owner);
             let origin_id = rules::origin_id(stanza);
-            let appended = self
-                .writer
-                .append(owner.clone(), |id| {
-                    stanza.append_child(rules::stanza_id(&owner_text, &id.to_string()));
-                    ArchivedMessage {
-                        id,
-                        with: sender.to_bare(),
-                        with_resource: sender.resource().map(|r| r.as_str().to_owned()),
-                        direction: Direction::Incoming,
-                        origin_id,
-                        stanza: serialize(stanza),
-                    }
-                })
-                .await;
-            match appended {
-                Ok((_, Appended::Stored)) => Verdict::Continue,
-                Ok((_, Appended::QuotaExceeded)) => Verdict::Reject(full_archive(
+            let pending = self.writer.submit(owner.clone(), |id| {
+                stanza.append_child(rules::stanza_id(&owner_text, &id.to_string()));
+                ArchivedMessage {
+                    id,
+                    with: sender.to_bare(),
+                    with_resource: sender.resource().map(|r| r.as_str().to_owned()),
+                    direction: Direction::Incoming,
+                    origin_id,
+                    stanza: serialize(stanza),
+                }
+            });
+            if !self.settings.wait_for_commit {
+                return Verdict::Continue;
+            }
+            match pending.committed().await {
+                Ok(Appended::Stored) => Verdict::Continue,
+                Ok(Appended::QuotaExceeded) => Verdict::Reject(full_archive(
                     "the recipient's message archive is full; the message was not delivered",
                 )),
-                Ok((_, Appended::NoAccount | Appended::Duplicate)) => {
+                Ok(Appended::NoAccount | Appended::Duplicate) => {
                     rules::strip_stanza_ids_by(routed.stanza_mut(), is_owner);
                     Verdict::Continue
                 }

@@ -827,3 +827,27 @@ async fn retention_sweeps_the_oldest() {
     );
     assert_eq!(by_age.archive("alice@localhost").await.len(), 3);
 }
+
+#[tokio::test]
+async fn without_waiting_the_message_goes_on_at_once_and_is_committed_next() {
+    let w = world_with(Settings {
+        wait_for_commit: false,
+        ..Settings::default()
+    })
+    .await;
+    let delivered = w.send("alice@localhost/desk", "bob@localhost", CHAT).await;
+    let (_, id) = stanza_ids(&delivered)
+        .pop()
+        .expect("the recipient's id is there at once");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let bob = w.archive("bob@localhost").await;
+        if let Some(message) = bob.first() {
+            assert_eq!(message.id.to_string(), id);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(w.archive("alice@localhost").await.len(), 1);
+}
