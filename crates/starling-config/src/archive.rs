@@ -78,8 +78,8 @@ impl Default for Archive {
 }
 
 impl Archive {
-    /// The module's settings.
-    pub fn settings(&self) -> starling_mam::Settings {
+    /// The module's settings, with the offline limits `limits` sets.
+    pub fn settings(&self, limits: &crate::LimitsConfig) -> starling_mam::Settings {
         starling_mam::Settings {
             default_rule: match self.default_prefs {
                 DefaultPrefs::Always => starling_mam::DefaultRule::Always,
@@ -100,6 +100,10 @@ impl Archive {
             write_batch: self.write_batch,
             max_prefs_jids: self.max_prefs_jids,
             wait_for_commit: self.wait_for_commit,
+            offline_quota: starling_storage::OfflineQuota {
+                max_messages: limits.max_offline_messages,
+                max_bytes: limits.max_offline_bytes,
+            },
         }
     }
 
@@ -127,15 +131,22 @@ mod tests {
 
     #[test]
     fn defaults_are_the_modules_and_zero_bytes_is_no_quota() {
+        // The offline quota is the router's limits' default, as the module's is.
         assert_eq!(
-            Archive::default().settings(),
+            Archive::default().settings(&crate::LimitsConfig::default()),
             starling_mam::Settings::default()
         );
         let unlimited = Archive {
             max_bytes: 0,
             ..Archive::default()
         };
-        assert_eq!(unlimited.settings().quota.max_bytes, u64::MAX);
+        assert_eq!(
+            unlimited
+                .settings(&crate::LimitsConfig::default())
+                .quota
+                .max_bytes,
+            u64::MAX
+        );
         assert!(Archive::default().problems().is_empty());
         let zero = Archive {
             max_page: 0,

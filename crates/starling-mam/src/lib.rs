@@ -58,7 +58,8 @@ use starling_registry::{Registry, SessionHandle};
 use starling_stanza::{IqType, NS_STANZA_ERRORS, OutboundStanza, StanzaErrorCondition, StanzaKind};
 use starling_storage::{
     AccountDataStore, Appended, ArchiveQuota, ArchiveStore, ArchiveWriter, ArchivedMessage,
-    DataChange, DataQuota, Direction, IdSource, PageFrom, Retention, RosterStore, StorageError,
+    DataChange, DataQuota, Direction, IdSource, OfflineQuota, PageFrom, Retention, RosterStore,
+    StorageError,
 };
 use uuid::Uuid;
 
@@ -106,6 +107,9 @@ pub struct Settings {
     /// commit (one commit later on disk), transactions carry many messages of each account,
     /// and a full archive no longer refuses messages: they go on unarchived, logged.
     pub wait_for_commit: bool,
+    /// What an account may keep for offline delivery (XEP-0160), counted over marked archive
+    /// rows and the router's offline copies together: the router's own limits.
+    pub offline_quota: OfflineQuota,
 }
 
 impl Default for Settings {
@@ -123,6 +127,10 @@ impl Default for Settings {
             write_batch: starling_storage::DEFAULT_MAX_BATCH,
             max_prefs_jids: 1000,
             wait_for_commit: true,
+            offline_quota: OfflineQuota {
+                max_messages: 100,
+                max_bytes: 1024 * 1024,
+            },
         }
     }
 }
@@ -358,6 +366,42 @@ impl<S: Store> Mam<S> {
                 Err(err) => {
                     tracing::error!(%owner, error = %err, "archiving a received message failed");
                     rules::strip_stanza_ids_by(routed.stanza_mut(), is_owner);
+                    Verdict::Continue
+                }
+            }
+        }))
+    }
+
+    /// A message for a local account reached none of its resources. If it was archived on its
+    /// way (it carries the account's archive id), its archive row becomes its offline copy:
+    /// marked pending and handled here, so the router stores no second copy. Otherwise (not
+    /// archived, or the offline quota full) the router's own rule follows: a copy in offline
+    /// storage, or `service-unavailable` to the sender.
+    fn keep_for_offline<'a>(&'a self, routed: &'a mut Routed<'_>) -> Hooked<'a> {
+        if !self.settings.wait_for_commit {
+            // The row may not be committed yet; the router keeps its own copy.
+            return Hooked::Now(Verdict::Continue);
+        }
+        let owner = routed.to.to_bare();
+        let id = routed
+            .stanza()
+            .children()
+            .find(|child| child.is("stanza-id", NS_SID) && child.attr("by") == Some(owner.as_str()))
+            .and_then(|child| child.attr("id"))
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let Some(id) = id else {
+            return Hooked::Now(Verdict::Continue);
+        };
+        Hooked::Later(Box::pin(async move {
+            match self
+                .store
+                .archive_mark_pending(&owner, &id, self.settings.offline_quota)
+                .await
+            {
+                Ok(true) => Verdict::Handled,
+                Ok(false) => Verdict::Continue,
+                Err(err) => {
+                    tracing::error!(%owner, error = %err, "keeping an archived message for offline delivery failed");
                     Verdict::Continue
                 }
             }
@@ -609,6 +653,7 @@ impl<S: Store> Module for Mam<S> {
             RoutingPoint::Outbound,
             RoutingPoint::ToBare,
             RoutingPoint::ToFull,
+            RoutingPoint::DeliveryFailed,
         ] {
             registrar.hook(
                 point,
@@ -638,7 +683,7 @@ impl<S: Store> StanzaHook for Mam<S> {
         match routed.point {
             RoutingPoint::Outbound => self.outbound(routed),
             RoutingPoint::ToBare | RoutingPoint::ToFull => self.incoming(routed),
-            RoutingPoint::DeliveryFailed => Hooked::Now(Verdict::Continue),
+            RoutingPoint::DeliveryFailed => self.keep_for_offline(routed),
         }
     }
 }

@@ -276,6 +276,14 @@ mod tests {
         ) -> Result<usize, StorageError> {
             self.store.archive_trim(retention, max_rows).await
         }
+        async fn archive_mark_pending(
+            &self,
+            owner: &BareJid,
+            id: &Uuid,
+            quota: crate::OfflineQuota,
+        ) -> Result<bool, StorageError> {
+            self.store.archive_mark_pending(owner, id, quota).await
+        }
     }
 
     /// Ids of millisecond 1000 counting up from 1.
