@@ -47,6 +47,12 @@ pub struct Archive {
     /// JIDs an account's always and never lists (XEP-0441) hold together, at most; a
     /// preferences set past it gets `policy-violation`. Default 1000.
     pub max_prefs_jids: usize,
+    /// Whether each message waits for its archive transaction to commit before it is
+    /// delivered and its sender's next stanza is read, so a message the server has handled
+    /// (and a XEP-0198 ack) is on disk. `false` delivers at once and commits in larger
+    /// batches, one commit later, and a full archive then no longer refuses messages (they go
+    /// on unarchived, logged). Default true.
+    pub wait_for_commit: bool,
 }
 
 impl Default for Archive {
@@ -66,13 +72,14 @@ impl Default for Archive {
             cleanup_batch: settings.sweep_batch_rows,
             write_batch: settings.write_batch,
             max_prefs_jids: settings.max_prefs_jids,
+            wait_for_commit: settings.wait_for_commit,
         }
     }
 }
 
 impl Archive {
-    /// The module's settings.
-    pub fn settings(&self) -> starling_mam::Settings {
+    /// The module's settings, with the offline limits `limits` sets.
+    pub fn settings(&self, limits: &crate::LimitsConfig) -> starling_mam::Settings {
         starling_mam::Settings {
             default_rule: match self.default_prefs {
                 DefaultPrefs::Always => starling_mam::DefaultRule::Always,
@@ -92,6 +99,11 @@ impl Archive {
             sweep_batch_rows: self.cleanup_batch,
             write_batch: self.write_batch,
             max_prefs_jids: self.max_prefs_jids,
+            wait_for_commit: self.wait_for_commit,
+            offline_quota: starling_storage::OfflineQuota {
+                max_messages: limits.max_offline_messages,
+                max_bytes: limits.max_offline_bytes,
+            },
         }
     }
 
@@ -119,15 +131,22 @@ mod tests {
 
     #[test]
     fn defaults_are_the_modules_and_zero_bytes_is_no_quota() {
+        // The offline quota is the router's limits' default, as the module's is.
         assert_eq!(
-            Archive::default().settings(),
+            Archive::default().settings(&crate::LimitsConfig::default()),
             starling_mam::Settings::default()
         );
         let unlimited = Archive {
             max_bytes: 0,
             ..Archive::default()
         };
-        assert_eq!(unlimited.settings().quota.max_bytes, u64::MAX);
+        assert_eq!(
+            unlimited
+                .settings(&crate::LimitsConfig::default())
+                .quota
+                .max_bytes,
+            u64::MAX
+        );
         assert!(Archive::default().problems().is_empty());
         let zero = Archive {
             max_page: 0,

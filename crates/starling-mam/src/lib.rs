@@ -58,7 +58,8 @@ use starling_registry::{Registry, SessionHandle};
 use starling_stanza::{IqType, NS_STANZA_ERRORS, OutboundStanza, StanzaErrorCondition, StanzaKind};
 use starling_storage::{
     AccountDataStore, Appended, ArchiveQuota, ArchiveStore, ArchiveWriter, ArchivedMessage,
-    DataChange, DataQuota, Direction, IdSource, PageFrom, Retention, RosterStore, StorageError,
+    DataChange, DataQuota, Direction, IdSource, OfflineQuota, PageFrom, Retention, RosterStore,
+    StorageError,
 };
 use uuid::Uuid;
 
@@ -100,6 +101,15 @@ pub struct Settings {
     pub write_batch: usize,
     /// JIDs the always and never lists hold together, at most.
     pub max_prefs_jids: usize,
+    /// Whether a hook waits for its message's transaction to commit before the router goes
+    /// on (the message durable before it is delivered, and before its sender's stream is
+    /// read further). Without it, a message is delivered as soon as it is queued for the next
+    /// commit (one commit later on disk), transactions carry many messages of each account,
+    /// and a full archive no longer refuses messages: they go on unarchived, logged.
+    pub wait_for_commit: bool,
+    /// What an account may keep for offline delivery (XEP-0160), counted over marked archive
+    /// rows and the router's offline copies together: the router's own limits.
+    pub offline_quota: OfflineQuota,
 }
 
 impl Default for Settings {
@@ -116,6 +126,11 @@ impl Default for Settings {
             sweep_batch_rows: 1000,
             write_batch: starling_storage::DEFAULT_MAX_BATCH,
             max_prefs_jids: 1000,
+            wait_for_commit: true,
+            offline_quota: OfflineQuota {
+                max_messages: 100,
+                max_bytes: 1024 * 1024,
+            },
         }
     }
 }
@@ -267,22 +282,27 @@ impl<S: Store> Mam<S> {
                 origin_id: rules::origin_id(routed.stanza()),
                 stanza: serialize(routed.stanza()),
             };
-            let appended = self
+            let pending = self
                 .writer
-                .append(owner.clone(), move |id| ArchivedMessage { id, ..message })
-                .await;
+                .submit(owner.clone(), move |id| ArchivedMessage { id, ..message });
+            let id = pending.id;
+            let appended = if self.settings.wait_for_commit {
+                pending.committed().await
+            } else {
+                Ok(Appended::Stored)
+            };
             match appended {
-                Ok((id, Appended::Stored)) => {
+                Ok(Appended::Stored) => {
                     // For carbons' sent copy; `StripOutgoingId` removes it before delivery.
                     routed
                         .stanza_mut()
                         .append_child(rules::stanza_id(owner.as_str(), &id.to_string()));
                     Verdict::Continue
                 }
-                Ok((_, Appended::QuotaExceeded)) => Verdict::Reject(full_archive(
+                Ok(Appended::QuotaExceeded) => Verdict::Reject(full_archive(
                     "your message archive is full; the message was not sent",
                 )),
-                Ok((_, Appended::NoAccount | Appended::Duplicate)) => Verdict::Continue,
+                Ok(Appended::NoAccount | Appended::Duplicate) => Verdict::Continue,
                 Err(err) => {
                     // Delivering unarchived beats refusing: the recipient still gets it.
                     tracing::error!(%owner, error = %err, "archiving a sent message failed");
@@ -320,32 +340,68 @@ impl<S: Store> Mam<S> {
             let stanza = routed.stanza_mut();
             rules::strip_stanza_ids_by(stanza, is_owner);
             let origin_id = rules::origin_id(stanza);
-            let appended = self
-                .writer
-                .append(owner.clone(), |id| {
-                    stanza.append_child(rules::stanza_id(&owner_text, &id.to_string()));
-                    ArchivedMessage {
-                        id,
-                        with: sender.to_bare(),
-                        with_resource: sender.resource().map(|r| r.as_str().to_owned()),
-                        direction: Direction::Incoming,
-                        origin_id,
-                        stanza: serialize(stanza),
-                    }
-                })
-                .await;
-            match appended {
-                Ok((_, Appended::Stored)) => Verdict::Continue,
-                Ok((_, Appended::QuotaExceeded)) => Verdict::Reject(full_archive(
+            let pending = self.writer.submit(owner.clone(), |id| {
+                stanza.append_child(rules::stanza_id(&owner_text, &id.to_string()));
+                ArchivedMessage {
+                    id,
+                    with: sender.to_bare(),
+                    with_resource: sender.resource().map(|r| r.as_str().to_owned()),
+                    direction: Direction::Incoming,
+                    origin_id,
+                    stanza: serialize(stanza),
+                }
+            });
+            if !self.settings.wait_for_commit {
+                return Verdict::Continue;
+            }
+            match pending.committed().await {
+                Ok(Appended::Stored) => Verdict::Continue,
+                Ok(Appended::QuotaExceeded) => Verdict::Reject(full_archive(
                     "the recipient's message archive is full; the message was not delivered",
                 )),
-                Ok((_, Appended::NoAccount | Appended::Duplicate)) => {
+                Ok(Appended::NoAccount | Appended::Duplicate) => {
                     rules::strip_stanza_ids_by(routed.stanza_mut(), is_owner);
                     Verdict::Continue
                 }
                 Err(err) => {
                     tracing::error!(%owner, error = %err, "archiving a received message failed");
                     rules::strip_stanza_ids_by(routed.stanza_mut(), is_owner);
+                    Verdict::Continue
+                }
+            }
+        }))
+    }
+
+    /// A message for a local account reached none of its resources. If it was archived on its
+    /// way (it carries the account's archive id), its archive row becomes its offline copy:
+    /// marked pending and handled here, so the router stores no second copy. Otherwise (not
+    /// archived, or the offline quota full) the router's own rule follows: a copy in offline
+    /// storage, or `service-unavailable` to the sender.
+    fn keep_for_offline<'a>(&'a self, routed: &'a mut Routed<'_>) -> Hooked<'a> {
+        if !self.settings.wait_for_commit {
+            // The row may not be committed yet; the router keeps its own copy.
+            return Hooked::Now(Verdict::Continue);
+        }
+        let owner = routed.to.to_bare();
+        let id = routed
+            .stanza()
+            .children()
+            .find(|child| child.is("stanza-id", NS_SID) && child.attr("by") == Some(owner.as_str()))
+            .and_then(|child| child.attr("id"))
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let Some(id) = id else {
+            return Hooked::Now(Verdict::Continue);
+        };
+        Hooked::Later(Box::pin(async move {
+            match self
+                .store
+                .archive_mark_pending(&owner, &id, self.settings.offline_quota)
+                .await
+            {
+                Ok(true) => Verdict::Handled,
+                Ok(false) => Verdict::Continue,
+                Err(err) => {
+                    tracing::error!(%owner, error = %err, "keeping an archived message for offline delivery failed");
                     Verdict::Continue
                 }
             }
@@ -597,6 +653,7 @@ impl<S: Store> Module for Mam<S> {
             RoutingPoint::Outbound,
             RoutingPoint::ToBare,
             RoutingPoint::ToFull,
+            RoutingPoint::DeliveryFailed,
         ] {
             registrar.hook(
                 point,
@@ -626,7 +683,7 @@ impl<S: Store> StanzaHook for Mam<S> {
         match routed.point {
             RoutingPoint::Outbound => self.outbound(routed),
             RoutingPoint::ToBare | RoutingPoint::ToFull => self.incoming(routed),
-            RoutingPoint::DeliveryFailed => Hooked::Now(Verdict::Continue),
+            RoutingPoint::DeliveryFailed => self.keep_for_offline(routed),
         }
     }
 }

@@ -7,8 +7,8 @@ use starling_registry::{RegistryConfig, SessionReceiver};
 use starling_sasl::StoredCredentials;
 use starling_stanza::{NS_CLIENT, Stanza};
 use starling_storage::{
-    AccountStore as _, ArchiveFilter, RosterChange, RosterItem, RosterStore as _, SqliteStore,
-    id_at,
+    AccountStore as _, ArchiveFilter, OfflineStore as _, RosterChange, RosterItem,
+    RosterStore as _, SqliteStore, id_at,
 };
 
 use super::*;
@@ -828,4 +828,84 @@ async fn retention_sweeps_the_oldest() {
         "two each side"
     );
     assert_eq!(by_age.archive("alice@localhost").await.len(), 3);
+}
+
+#[tokio::test]
+async fn without_waiting_the_message_goes_on_at_once_and_is_committed_next() {
+    let w = world_with(Settings {
+        wait_for_commit: false,
+        ..Settings::default()
+    })
+    .await;
+    let delivered = w.send("alice@localhost/desk", "bob@localhost", CHAT).await;
+    let (_, id) = stanza_ids(&delivered)
+        .pop()
+        .expect("the recipient's id is there at once");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let bob = w.archive("bob@localhost").await;
+        if let Some(message) = bob.first() {
+            assert_eq!(message.id.to_string(), id);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(w.archive("alice@localhost").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_archived_message_for_nobody_online_is_kept_once_as_its_archive_row() {
+    let w = world().await;
+    let delivered = w.send("alice@localhost/desk", "bob@localhost", CHAT).await;
+    let (verdict, _) = w
+        .at(
+            RoutingPoint::DeliveryFailed,
+            "alice@localhost/desk",
+            "bob@localhost",
+            &serialize(&delivered),
+        )
+        .await;
+    assert_eq!(verdict, Verdict::Handled, "the router stores no copy");
+    let page = w
+        .store
+        .offline_page(&bare("bob@localhost"), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        page[0].message.stanza.parse::<Element>().unwrap(),
+        delivered
+    );
+    // A message that was not archived is left to the router's offline copy.
+    let hinted = "<message xmlns='jabber:client' type='chat' to='bob@localhost'><body>x</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>";
+    let (verdict, _) = w
+        .at(
+            RoutingPoint::DeliveryFailed,
+            "alice@localhost/desk",
+            "bob@localhost",
+            hinted,
+        )
+        .await;
+    assert_eq!(verdict, Verdict::Continue);
+    // And so is one past the offline quota.
+    let full = world_with(Settings {
+        offline_quota: OfflineQuota::messages(1),
+        ..Settings::default()
+    })
+    .await;
+    for expected in [Verdict::Handled, Verdict::Continue] {
+        let delivered = full
+            .send("alice@localhost/desk", "bob@localhost", CHAT)
+            .await;
+        let (verdict, _) = full
+            .at(
+                RoutingPoint::DeliveryFailed,
+                "alice@localhost/desk",
+                "bob@localhost",
+                &serialize(&delivered),
+            )
+            .await;
+        assert_eq!(verdict, expected);
+    }
 }

@@ -72,7 +72,7 @@ pub fn enabled(
         let mam = Arc::new(starling_mam::Mam::new(
             store.clone(),
             Arc::clone(registry),
-            config.archive.settings(),
+            config.archive.settings(&config.limits),
             Box::new(uuid::Uuid::now_v7),
         ));
         tokio::spawn(Arc::clone(&mam).run_retention(Arc::new(starling_services::unix_seconds)));

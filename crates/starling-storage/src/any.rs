@@ -271,6 +271,15 @@ impl ArchiveStore for AnyStore {
     ) -> Result<usize, StorageError> {
         forward!(self, store => store.archive_trim(retention, max_rows))
     }
+
+    async fn archive_mark_pending(
+        &self,
+        owner: &BareJid,
+        id: &uuid::Uuid,
+        quota: crate::OfflineQuota,
+    ) -> Result<bool, StorageError> {
+        forward!(self, store => store.archive_mark_pending(owner, id, quota))
+    }
 }
 
 #[cfg(test)]

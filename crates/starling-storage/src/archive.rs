@@ -10,6 +10,12 @@
 //! ([`lowest_id_at`], [`highest_id_at`]). A message's timestamp is its id's
 //! ([`ArchivedMessage::timestamp_ms`]); there is no second clock to disagree with it.
 //!
+//! **One stored copy.** A message archived for its recipient and then kept for offline
+//! delivery is not copied into the offline store: its archive row is marked pending
+//! ([`ArchiveStore::archive_mark_pending`]) and the backends' `OfflineStore` serves marked rows
+//! next to the offline copies of messages that were not archived (hinted `no-store`, or an
+//! archive preference of `never`), so the two can never disagree.
+//!
 //! **Usage is counted, not summed.** Each account's message count, bytes and oldest id are kept
 //! in a row updated in the same transaction as every append and removal, so the byte quota
 //! checked on every append and the retention sweep never scan an archive.
@@ -315,7 +321,24 @@ pub trait ArchiveStore: Send + Sync + 'static {
         retention: Retention,
         max_rows: usize,
     ) -> impl Future<Output = Result<usize, StorageError>> + Send;
+
+    /// Mark `owner`'s message `id` as waiting for offline delivery (XEP-0160), so the archive
+    /// row is the message's one stored copy: [`crate::OfflineStore::offline_page`] returns it
+    /// (oldest first, among the account's offline copies) until
+    /// [`crate::OfflineStore::remove_offline`] clears the mark. `quota` counts marked rows and
+    /// offline copies together, as `push_offline` does. `Ok(false)` when the archive does not
+    /// hold the message or the quota would be passed; nothing is marked then.
+    fn archive_mark_pending(
+        &self,
+        owner: &BareJid,
+        id: &Uuid,
+        quota: crate::OfflineQuota,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 }
+
+/// Offline message ids ([`crate::StoredOffline::id`]) at or above this name a pending archive
+/// row (its row id plus this), below it an offline copy.
+pub(crate) const PENDING_ID: u64 = 1 << 62;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::account_tests::{credentials, jid};
 use crate::{
     AccountStore, Appended, ArchiveFilter, ArchiveQuota, ArchiveStore, ArchiveUsage,
-    ArchivedMessage, Direction, PageFrom, Retention, WithFilter, id_at,
+    ArchivedMessage, Direction, OfflineMessage, OfflineQuota, OfflineStore, PageFrom, Retention,
+    WithFilter, id_at,
 };
 
 /// Generates one `#[tokio::test]` per body in this module, each on a fresh store.
@@ -27,6 +28,9 @@ macro_rules! archive_store_tests {
             retention_removes_the_oldest_past_the_count,
             retention_removes_at_most_the_rows_asked,
             concurrent_appends_never_exceed_the_quota,
+            pending_rows_are_offline_messages_in_time_order,
+            the_offline_quota_counts_pending_rows_and_copies,
+            only_an_archived_message_can_be_marked,
         );
     };
     (@each $fresh_store:expr; $($name:ident),* $(,)?) => {
@@ -41,8 +45,8 @@ macro_rules! archive_store_tests {
 pub(crate) use archive_store_tests;
 
 /// What every body needs of a store.
-pub(crate) trait Store: AccountStore + ArchiveStore {}
-impl<T: AccountStore + ArchiveStore> Store for T {}
+pub(crate) trait Store: AccountStore + ArchiveStore + OfflineStore {}
+impl<T: AccountStore + ArchiveStore + OfflineStore> Store for T {}
 
 fn alice() -> BareJid {
     jid("alice@localhost")
@@ -514,4 +518,167 @@ pub(crate) async fn concurrent_appends_never_exceed_the_quota(store: &impl Store
 /// Polls the futures side by side until all are done (the roster tests' `join_all`).
 async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     crate::roster_tests::join_all(futures.collect()).await
+}
+
+fn copy(stored_at_unix_ms: u64, body: &str) -> OfflineMessage {
+    OfflineMessage {
+        stored_at_unix_ms,
+        stanza: format!("<message xmlns='jabber:client'><body>{body}</body></message>"),
+    }
+}
+
+pub(crate) async fn pending_rows_are_offline_messages_in_time_order(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    let early = message(1000, 1, &bob(), None);
+    let late = message(2000, 1, &bob(), None);
+    append(store, &alice(), &[early.clone(), late.clone()]).await;
+    let quota = OfflineQuota::messages(10);
+    assert_eq!(
+        store.archive_mark_pending(&alice(), &late.id, quota).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store
+            .push_offline(&alice(), &copy(1500, "not archived"), quota)
+            .await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.archive_mark_pending(&alice(), &early.id, quota).await,
+        Ok(true)
+    );
+    let page = store.offline_page(&alice(), 10).await.expect("page");
+    let seen: Vec<(u64, &str)> = page
+        .iter()
+        .map(|stored| {
+            (
+                stored.message.stored_at_unix_ms,
+                stored.message.stanza.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1000, early.stanza.as_str()),
+            (1500, copy(1500, "not archived").stanza.as_str()),
+            (2000, late.stanza.as_str()),
+        ],
+        "oldest first, archive rows with the archive's time and stanza"
+    );
+    let first_two = store.offline_page(&alice(), 2).await.expect("page");
+    assert_eq!(first_two, page[..2].to_vec());
+    let ids: Vec<u64> = page[..2].iter().map(|stored| stored.id).collect();
+    assert_eq!(store.remove_offline(&alice(), &ids).await, Ok(2));
+    assert_eq!(
+        store.offline_page(&alice(), 10).await,
+        Ok(page[2..].to_vec())
+    );
+    assert_eq!(
+        store.remove_offline(&alice(), &ids).await,
+        Ok(0),
+        "removed once"
+    );
+    // Delivered means no longer pending, not gone from the archive.
+    assert_eq!(
+        store.archive_get(&alice(), &[early.id, late.id]).await,
+        Ok(vec![early, late])
+    );
+    assert_eq!(
+        store.remove_offline(&bob(), &[page[2].id]).await,
+        Ok(0),
+        "not bob's"
+    );
+}
+
+pub(crate) async fn the_offline_quota_counts_pending_rows_and_copies(store: &impl Store) {
+    with_accounts(store, &[&alice()]).await;
+    let messages = [
+        message(1000, 1, &bob(), None),
+        message(1001, 1, &bob(), None),
+    ];
+    append(store, &alice(), &messages).await;
+    let quota = OfflineQuota::messages(2);
+    assert_eq!(
+        store
+            .archive_mark_pending(&alice(), &messages[0].id, quota)
+            .await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.push_offline(&alice(), &copy(1, "copy"), quota).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store
+            .archive_mark_pending(&alice(), &messages[1].id, quota)
+            .await,
+        Ok(false),
+        "two are waiting already"
+    );
+    assert_eq!(
+        store.push_offline(&alice(), &copy(2, "copy"), quota).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.offline_page(&alice(), 10).await.expect("page").len(),
+        2
+    );
+    let size = messages[0].stanza.len();
+    let bytes = OfflineQuota {
+        max_messages: 10,
+        max_bytes: size + copy(1, "copy").stanza.len(),
+    };
+    assert_eq!(
+        store
+            .archive_mark_pending(&alice(), &messages[1].id, bytes)
+            .await,
+        Ok(false),
+        "bytes of pending rows count too"
+    );
+}
+
+pub(crate) async fn only_an_archived_message_can_be_marked(store: &impl Store) {
+    with_accounts(store, &[&alice(), &bob()]).await;
+    let kept = message(1000, 1, &bob(), None);
+    append(store, &alice(), std::slice::from_ref(&kept)).await;
+    let quota = OfflineQuota::messages(10);
+    assert_eq!(
+        store
+            .archive_mark_pending(&alice(), &id_at(1000, [9; 10]), quota)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.archive_mark_pending(&bob(), &kept.id, quota).await,
+        Ok(false)
+    );
+    assert_eq!(
+        store
+            .archive_mark_pending(&jid("nobody@localhost"), &kept.id, quota)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        store.archive_mark_pending(&alice(), &kept.id, quota).await,
+        Ok(true)
+    );
+    assert_eq!(
+        store
+            .archive_mark_pending(&alice(), &kept.id, OfflineQuota::messages(1))
+            .await,
+        Ok(true),
+        "marked once, counted once"
+    );
+    assert_eq!(
+        store.offline_page(&alice(), 10).await.expect("page").len(),
+        1
+    );
+    assert!(
+        store
+            .offline_page(&bob(), 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
 }

@@ -44,6 +44,25 @@ impl<S> Clone for ArchiveWriter<S> {
     }
 }
 
+/// A message queued by [`ArchiveWriter::submit`].
+pub struct Pending {
+    /// Its archive id.
+    pub id: Uuid,
+    outcome: oneshot::Receiver<Result<Appended, StorageError>>,
+}
+
+impl Pending {
+    /// Wait until the message is committed, or refused.
+    pub async fn committed(self) -> Result<Appended, StorageError> {
+        match self.outcome.await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Backend(
+                "the archive writer stopped before committing".to_owned(),
+            )),
+        }
+    }
+}
+
 struct Shared<S> {
     store: S,
     quota: ArchiveQuota,
@@ -93,6 +112,15 @@ impl<S: ArchiveStore + Clone> ArchiveWriter<S> {
         owner: BareJid,
         make: impl FnOnce(Uuid) -> ArchivedMessage,
     ) -> Result<(Uuid, Appended), StorageError> {
+        let pending = self.submit(owner, make);
+        let id = pending.id;
+        pending.committed().await.map(|appended| (id, appended))
+    }
+
+    /// Queue the message `make` builds from its id for `owner` without waiting: the returned
+    /// [`Pending`] says its id at once and, awaited, when it is committed. Dropping it is
+    /// fine; a message refused then (its archive full) is logged.
+    pub fn submit(&self, owner: BareJid, make: impl FnOnce(Uuid) -> ArchivedMessage) -> Pending {
         self.start();
         let (done, outcome) = oneshot::channel();
         let id = {
@@ -107,12 +135,7 @@ impl<S: ArchiveStore + Clone> ArchiveWriter<S> {
             id
         };
         self.shared.wake.notify_one();
-        match outcome.await {
-            Ok(result) => result.map(|appended| (id, appended)),
-            Err(_) => Err(StorageError::Backend(
-                "the archive writer stopped before committing".to_owned(),
-            )),
-        }
+        Pending { id, outcome }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -152,19 +175,28 @@ impl<S: ArchiveStore> Shared<S> {
 
     async fn commit(&self, batch: Vec<Job>) {
         metrics::histogram!("starling_archive_batch_messages").record(batch.len() as f64);
-        let (rows, waiters): (Vec<(BareJid, ArchivedMessage)>, Vec<_>) = batch
+        let started = std::time::Instant::now();
+        let (rows, waiters): (Vec<(BareJid, ArchivedMessage)>, Vec<oneshot::Sender<_>>) = batch
             .into_iter()
             .map(|job| ((job.owner, job.message), job.done))
             .unzip();
-        match self.store.archive_append(&rows, self.quota).await {
+        let result = self.store.archive_append(&rows, self.quota).await;
+        tracing::trace!(
+            messages = rows.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "archive transaction"
+        );
+        match result {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
-                for waiter in waiters {
+                for (waiter, (owner, _)) in waiters.into_iter().zip(&rows) {
                     let outcome = outcomes.next().ok_or_else(|| {
                         StorageError::Backend("the archive answered fewer outcomes".to_owned())
                     });
-                    // A caller that stopped waiting has nothing to be told.
-                    let _ = waiter.send(outcome);
+                    if let Err(Ok(Appended::QuotaExceeded)) = waiter.send(outcome) {
+                        // Nobody waited to refuse the message, so it went on unarchived.
+                        tracing::warn!(%owner, "a message was not archived: the archive is full");
+                    }
                 }
             }
             Err(err) => {
@@ -243,6 +275,14 @@ mod tests {
             max_rows: usize,
         ) -> Result<usize, StorageError> {
             self.store.archive_trim(retention, max_rows).await
+        }
+        async fn archive_mark_pending(
+            &self,
+            owner: &BareJid,
+            id: &Uuid,
+            quota: crate::OfflineQuota,
+        ) -> Result<bool, StorageError> {
+            self.store.archive_mark_pending(owner, id, quota).await
         }
     }
 

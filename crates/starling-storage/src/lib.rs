@@ -95,7 +95,7 @@ pub use archive::{
     ArchivedMessage, Direction, PageFrom, Retention, WithFilter, highest_id_at, id_at,
     is_archive_id, lowest_id_at, timestamp_ms,
 };
-pub use archive_writer::{ArchiveWriter, DEFAULT_MAX_BATCH, IdSource};
+pub use archive_writer::{ArchiveWriter, DEFAULT_MAX_BATCH, IdSource, Pending};
 pub use data::{AccountDataEntry, AccountDataStore, DataChange, DataQuota};
 pub use portable::{AccountData, ExistingAccounts, PortableStore};
 pub use postgres::{PostgresStore, SslMode, TlsConfigError, TlsSettings};

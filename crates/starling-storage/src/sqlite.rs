@@ -14,7 +14,7 @@ mod accounts;
 pub(crate) mod archive;
 mod data;
 pub(crate) mod migrations;
-mod offline;
+pub(crate) mod offline;
 mod portable;
 mod roster;
 

@@ -389,6 +389,15 @@ impl<S: ArchiveStore> ArchiveStore for TestDb<S> {
     ) -> Result<usize, StorageError> {
         self.store.archive_trim(retention, max_rows).await
     }
+
+    async fn archive_mark_pending(
+        &self,
+        owner: &BareJid,
+        id: &uuid::Uuid,
+        quota: OfflineQuota,
+    ) -> Result<bool, StorageError> {
+        self.store.archive_mark_pending(owner, id, quota).await
+    }
 }
 
 async fn applied_versions(client: &tokio_postgres::Client) -> Vec<i32> {

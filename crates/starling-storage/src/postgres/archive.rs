@@ -400,6 +400,62 @@ impl ArchiveStore for PostgresStore {
         }
         Ok(max_rows - remaining)
     }
+
+    async fn archive_mark_pending(
+        &self,
+        owner: &BareJid,
+        id: &Uuid,
+        quota: crate::OfflineQuota,
+    ) -> Result<bool, StorageError> {
+        let mut conn = self.pool.get().await?;
+        let (client, statements) = conn.parts();
+        let tx = client
+            .transaction()
+            .await
+            .map_err(backend("begin transaction"))?;
+        // The account's lock, as push_offline takes it: the count below stays true.
+        let Some(account) = lock_account(statements, &tx, owner).await? else {
+            return Ok(false);
+        };
+        let select = Connection::prepare(
+            statements,
+            &tx,
+            "SELECT octet_length(stanza)::bigint, pending FROM archive
+             WHERE account_id = $1 AND archive_id = $2",
+        )
+        .await?;
+        let row = tx
+            .query_opt(&select, &[&account, &id.as_bytes().as_slice()])
+            .await
+            .map_err(backend("look up archived message"))?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let size: i64 = row
+            .try_get(0)
+            .map_err(backend("look up archived message"))?;
+        let pending: bool = row
+            .try_get(1)
+            .map_err(backend("look up archived message"))?;
+        if pending {
+            return Ok(true);
+        }
+        let (count, bytes) = super::offline::offline_usage(statements, &tx, account).await?;
+        if !quota.admits(count, bytes, usize::try_from(size).unwrap_or(usize::MAX)) {
+            return Ok(false);
+        }
+        let mark = Connection::prepare(
+            statements,
+            &tx,
+            "UPDATE archive SET pending = true WHERE account_id = $1 AND archive_id = $2",
+        )
+        .await?;
+        tx.execute(&mark, &[&account, &id.as_bytes().as_slice()])
+            .await
+            .map_err(backend("mark archived message pending"))?;
+        tx.commit().await.map_err(backend("commit pending mark"))?;
+        Ok(true)
+    }
 }
 
 /// Remove up to `take` of `account`'s oldest messages below `below`, in one transaction holding

@@ -104,10 +104,13 @@ CREATE TABLE archive (
     direction     smallint NOT NULL,
     origin_id     text,
     stanza        text     NOT NULL,
+    pending       boolean  NOT NULL DEFAULT false,
     UNIQUE (account_id, archive_id)
 );
 
 CREATE INDEX archive_by_with ON archive (account_id, with_jid, archive_id);
+
+CREATE INDEX archive_pending ON archive (account_id, archive_id) WHERE pending;
 
 CREATE TABLE archive_usage (
     account_id bigint PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,

@@ -38,6 +38,10 @@ const SELECT_OFFLINE: &str = "
 SELECT o.account_id, o.stored_at_ms, o.stanza
 FROM offline_messages o JOIN accounts a ON a.id = o.account_id
 WHERE a.host = $1 ORDER BY o.id";
+const SELECT_PENDING: &str = "
+SELECT r.account_id, r.id, r.archive_id, r.stanza
+FROM archive r JOIN accounts a ON a.id = r.account_id
+WHERE a.host = $1 AND r.pending ORDER BY r.archive_id";
 const SELECT_DATA: &str = "
 SELECT d.account_id, d.store, d.key, d.value
 FROM account_data d JOIN accounts a ON a.id = d.account_id WHERE a.host = $1";
@@ -139,6 +143,19 @@ impl PortableStore for PostgresStore {
                     stanza: row.try_get(2).map_err(read())?,
                 },
             )?;
+        }
+        // Archived messages waiting for offline delivery travel as offline messages.
+        for row in rows(statements, &tx, SELECT_PENDING, host).await? {
+            let read = || backend("read pending archived message");
+            let id: i64 = row.try_get(0).map_err(read())?;
+            let row_id: i64 = row.try_get(1).map_err(read())?;
+            let archive_id: Vec<u8> = row.try_get(2).map_err(read())?;
+            let pending = crate::sqlite::offline::pending_message(
+                row_id,
+                &archive_id,
+                row.try_get(3).map_err(read())?,
+            )?;
+            export.offline(id, pending.message)?;
         }
         for row in rows(statements, &tx, SELECT_DATA, host).await? {
             let read = || backend("read account data");

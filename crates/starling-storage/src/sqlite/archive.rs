@@ -13,12 +13,13 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use uuid::Uuid;
 
+use super::offline::offline_usage;
 use super::{SqliteStore, account_id, backend, write_transaction};
-use crate::StorageError;
 use crate::archive::{
     Appended, ArchiveFilter, ArchivePage, ArchiveQuota, ArchiveStore, ArchiveUsage,
     ArchivedMessage, Direction, PageFrom, Retention, WithFilter, lowest_id_at,
 };
+use crate::{OfflineQuota, StorageError};
 
 /// The columns [`read_message`] reads, in its order.
 macro_rules! columns {
@@ -292,6 +293,51 @@ impl ArchiveStore for SqliteStore {
             let removed = trim(&tx, retention, max_rows)?;
             tx.commit().map_err(backend("commit archive retention"))?;
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn archive_mark_pending(
+        &self,
+        owner: &BareJid,
+        id: &Uuid,
+        quota: OfflineQuota,
+    ) -> Result<bool, StorageError> {
+        let (owner, id) = (owner.clone(), *id);
+        self.with_conn(move |conn| {
+            let tx = write_transaction(conn)?;
+            let Some(account) = account_id(&tx, &owner)? else {
+                return Ok(false);
+            };
+            let row: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT length(CAST(stanza AS BLOB)), pending FROM archive
+                     WHERE account_id = ?1 AND archive_id = ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![account, id.as_bytes().as_slice()], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(backend("look up archived message"))?;
+            let Some((size, pending)) = row else {
+                return Ok(false);
+            };
+            if pending == 1 {
+                return Ok(true);
+            }
+            let (count, bytes) = offline_usage(&tx, account)?;
+            if !quota.admits(count, bytes, usize::try_from(size).unwrap_or(usize::MAX)) {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "UPDATE archive SET pending = 1 WHERE account_id = ?1 AND archive_id = ?2",
+            )
+            .and_then(|mut stmt| stmt.execute(params![account, id.as_bytes().as_slice()]))
+            .map_err(backend("mark archived message pending"))?;
+            tx.commit().map_err(backend("commit pending mark"))?;
+            Ok(true)
         })
         .await
     }

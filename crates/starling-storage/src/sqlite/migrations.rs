@@ -98,7 +98,9 @@ CREATE TABLE account_data (
 /// (account, id) index answers every page and time range, and (account, with, id) every
 /// query filtered by a contact. `archive_usage` keeps each account's message count, bytes and
 /// oldest id, updated with every append and removal, so quotas and retention never scan an
-/// archive. `direction` is 0 for incoming, 1 for outgoing.
+/// archive. `direction` is 0 for incoming, 1 for outgoing. `pending` is 1 while an incoming
+/// message waits for offline delivery (XEP-0160): the archive row is then the message's only
+/// stored copy, and the partial index finds an account's few pending rows.
 pub(crate) const SCHEMA_V4: &str = "
 CREATE TABLE archive (
     id            INTEGER PRIMARY KEY,
@@ -109,10 +111,13 @@ CREATE TABLE archive (
     direction     INTEGER NOT NULL,
     origin_id     TEXT,
     stanza        TEXT    NOT NULL,
+    pending       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account_id, archive_id)
 ) STRICT;
 
 CREATE INDEX archive_by_with ON archive (account_id, with_jid, archive_id);
+
+CREATE INDEX archive_pending ON archive (account_id, archive_id) WHERE pending = 1;
 
 CREATE TABLE archive_usage (
     account_id INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,

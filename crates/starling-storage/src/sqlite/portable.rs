@@ -147,6 +147,27 @@ impl PortableStore for SqliteStore {
                     )
                 },
             )?;
+            // Archived messages waiting for offline delivery travel as offline messages: a
+            // backup keeps what is owed to the account, whatever it holds of the archive.
+            for_each_row(
+                &tx,
+                "SELECT r.account_id, r.id, r.archive_id, r.stanza
+                 FROM archive r JOIN accounts a ON a.id = r.account_id
+                 WHERE a.host = ?1 AND r.pending = 1 ORDER BY r.archive_id",
+                host,
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                },
+                |(id, row_id, archive_id, stanza)| {
+                    let pending = super::offline::pending_message(row_id, &archive_id, stanza)?;
+                    export.offline(id, pending.message)
+                },
+            )?;
             for_each_row(
                 &tx,
                 "SELECT d.account_id, d.store, d.key, d.value
