@@ -44,7 +44,9 @@ impl Module for Observer {
             registrar.hook(
                 point,
                 &[StanzaKind::Message],
-                Priority::ARCHIVE,
+                // Before the archive, whose DeliveryFailed hook takes an archived message over
+                // (it is kept once, marked pending on its archive row).
+                Priority::POLICY,
                 self.clone(),
             );
         }
